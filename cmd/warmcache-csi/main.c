@@ -1,0 +1,119 @@
+/*
+ * warmcache-csi: the plugin binary. One binary, three modes: `controller`
+ * (CreateVolume lists sources), `node` (fills copies and mounts them), or
+ * `all` for a single-process set-up (the demo, csi-sanity).
+ */
+#include "base/log.h"
+#include "base/macros.h"
+#include "csi/csi.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: warmcache-csi [options]\n"
+            "  --endpoint=unix:///csi/csi.sock   CSI socket (env CSI_ENDPOINT)\n"
+            "  --mode=all|controller|node        services to run (default all)\n"
+            "  --node-id=NAME                    node name (default: env NODE_NAME, else hostname)\n"
+            "  --store-root=DIR                  node store (default /var/lib/warmcache)\n"
+            "  --state-dir=DIR                   controller volume registry (default: memory only)\n"
+            "  --max-calls=N                     concurrent calls (default 64)\n"
+            "  --shutdown-grace=SECONDS          time given to in-flight calls on SIGTERM (default 30)\n"
+            "  --log-level=debug|info|warn|error (default info)\n"
+            "  --version\n");
+}
+
+static int on_ready(void *ctx)
+{
+    struct csi_ctx *c = ctx;
+    atomic_store(&c->ready, 1);
+    return 0;
+}
+
+static int parse_int(const char *s, int lo, int hi, int *ret)
+{
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*s == '\0' || *end || v < lo || v > hi)
+        return -EINVAL;
+    *ret = (int)v;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"endpoint", required_argument, NULL, 'e'}, {"mode", required_argument, NULL, 'm'},
+        {"node-id", required_argument, NULL, 'n'},  {"store-root", required_argument, NULL, 's'},
+        {"state-dir", required_argument, NULL, 'd'}, {"max-calls", required_argument, NULL, 'c'},
+        {"shutdown-grace", required_argument, NULL, 'g'}, {"log-level", required_argument, NULL, 'l'},
+        {"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    const char *endpoint = getenv("CSI_ENDPOINT"), *mode = "all";
+    struct csi_config cfg = {.node_id = getenv("NODE_NAME"), .store_root = "/var/lib/warmcache"};
+    struct rpc_server_config rc = {.max_calls = 64, .max_message_bytes = 4 << 20, .shutdown_grace_s = 30,
+                                   .ready = on_ready};
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        enum log_level lvl;
+        switch (o) {
+        case 'e': endpoint = optarg; break;
+        case 'm': mode = optarg; break;
+        case 'n': cfg.node_id = optarg; break;
+        case 's': cfg.store_root = optarg; break;
+        case 'd': cfg.state_dir = optarg; break;
+        case 'c':
+            if (parse_int(optarg, 1, 4096, &rc.max_calls) < 0) {
+                fprintf(stderr, "warmcache-csi: --max-calls wants a number from 1 to 4096\n");
+                return 2;
+            }
+            break;
+        case 'g':
+            if (parse_int(optarg, 0, 3600, &rc.shutdown_grace_s) < 0) {
+                fprintf(stderr, "warmcache-csi: --shutdown-grace wants seconds from 0 to 3600\n");
+                return 2;
+            }
+            break;
+        case 'l':
+            if (log_parse_level(optarg, &lvl) < 0) {
+                fprintf(stderr, "warmcache-csi: --log-level wants debug, info, warn or error\n");
+                return 2;
+            }
+            log_set_level(lvl);
+            break;
+        case 'V': printf("warmcache-csi %s (%s)\n", WC_VERSION, DRIVER_NAME); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc || !endpoint) {
+        usage(stderr);
+        return 2;
+    }
+    cfg.controller = streq(mode, "all") || streq(mode, "controller");
+    cfg.node = streq(mode, "all") || streq(mode, "node");
+    if (!cfg.controller && !cfg.node) {
+        fprintf(stderr, "warmcache-csi: --mode wants all, controller or node\n");
+        return 2;
+    }
+    rc.endpoint = endpoint;
+
+    struct csi_ctx ctx;
+    struct wc_error e;
+    wc_error_clear(&e);
+    int r = csi_ctx_init(&ctx, &cfg, &e);
+    if (r == 0) {
+        log_json(LOG_INFO, "starting", json_pack("{s:s, s:s, s:s, s:s}", "version", WC_VERSION, "mode", mode,
+                                                 "node_id", ctx.node_id, "store_root",
+                                                 cfg.node ? cfg.store_root : ""));
+        r = rpc_server_run(&rc, csi_services, csi_n_services, csi_handlers, csi_n_handlers, &ctx, &e);
+    }
+    if (r < 0)
+        log_error("%s", e.msg[0] ? e.msg : strerror(-r));
+    csi_ctx_fini(&ctx);
+    return r < 0 ? 1 : 0;
+}

@@ -1,0 +1,360 @@
+/*
+ * warmcachectl: speaks CSI to a warmcache socket for a person (and for the
+ * demo and the integration tests). Each subcommand is one or two RPCs; the
+ * reply is printed as JSON, except `status`, which is a table for a person.
+ * Exit status: 0 on OK, 1 when the plugin answered an error (printed as
+ * "CODE: message", the same text kubectl describe would show), 2 on usage.
+ */
+#include "base/macros.h"
+#include "csi/csi.h"
+#include "rpc/client.h"
+#include "rpc/pbjson.h"
+#include "rpc/pbutil.h"
+#include "rpc/status.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+struct opts {
+    const char *socket;
+    const char *file;        /* -f: create output with volume_id and context */
+    json_t *kv;              /* -p / -c key=value pairs */
+    long long capacity;
+    const char *access;      /* ReadOnlyMany | ReadWriteOnce | ReadWriteOncePod */
+    int readonly;
+    int json;
+    int timeout;
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+        "usage: warmcachectl [-s SOCKET] COMMAND ...\n"
+        "  create NAME -p source=URL [-p key=value]... [--capacity BYTES] [--access MODE]\n"
+        "  stage (VOLUME_ID -c key=value... | -f CREATE_OUTPUT.json) STAGING_PATH\n"
+        "  publish (VOLUME_ID | -f FILE) STAGING_PATH TARGET_PATH [--readonly] [--access MODE]\n"
+        "  unpublish (VOLUME_ID | -f FILE) TARGET_PATH\n"
+        "  unstage (VOLUME_ID | -f FILE) STAGING_PATH\n"
+        "  delete (VOLUME_ID | -f FILE)\n"
+        "  stats (VOLUME_ID | -f FILE) PATH\n"
+        "  status [--json]\n"
+        "options: -s/--socket PATH (default /var/lib/kubelet/plugins/warmcache.csi.dev/csi.sock, env WARMCACHE_SOCKET)\n"
+        "         --access ReadOnlyMany (default) | ReadWriteOnce | ReadWriteOncePod\n"
+        "         --timeout SECONDS (default 600)\n");
+}
+
+static struct rpc_client *client;
+static struct opts O;
+
+static int call(const char *method, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *out,
+                ProtobufCMessage **ret)
+{
+    struct wc_error e;
+    grpc_status_code st = GRPC_STATUS_OK;
+    wc_error_clear(&e);
+    if (rpc_client_call(client, method, req, out, O.timeout, ret, &st, &e) < 0) {
+        const char *m = strrchr(method, '/');
+        fprintf(stderr, "warmcachectl: %s: %s: %s\n", m ? m + 1 : method, rpc_status_name(st), e.msg);
+        return -1;
+    }
+    return 0;
+}
+
+static void print_json(const ProtobufCMessage *m)
+{
+    json_t *j _cleanup_json_ = pbjson_from_message(m, 1);
+    _cleanup_free_ char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    printf("%s\n", s ? s : "{}");
+}
+
+static Csi__V1__VolumeCapability *capability(void)
+{
+    Csi__V1__VolumeCapability *cap = pb_new(&csi__v1__volume_capability__descriptor);
+    Csi__V1__VolumeCapability__MountVolume *mv = pb_new(&csi__v1__volume_capability__mount_volume__descriptor);
+    Csi__V1__VolumeCapability__AccessMode *am = pb_new(&csi__v1__volume_capability__access_mode__descriptor);
+    if (!cap || !mv || !am)
+        exit(1);
+    cap->access_type_case = CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_MOUNT;
+    cap->mount = mv;
+    cap->access_mode = am;
+    am->mode = CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__MULTI_NODE_READER_ONLY;
+    if (O.access && streq(O.access, "ReadWriteOnce"))
+        am->mode = CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_WRITER;
+    else if (O.access && streq(O.access, "ReadWriteOncePod"))
+        am->mode = CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_SINGLE_WRITER;
+    else if (O.access && !streq(O.access, "ReadOnlyMany")) {
+        fprintf(stderr, "warmcachectl: --access wants ReadOnlyMany, ReadWriteOnce or ReadWriteOncePod\n");
+        exit(2);
+    }
+    return cap;
+}
+
+/* The volume id and context: from -f (create output) or argv + -c pairs. */
+static const char *volume_arg(int *argi, int argc, char **argv, json_t **ret_ctx)
+{
+    static char id[512];
+    json_t *ctx = json_object();
+    if (O.file) {
+        json_error_t err;
+        json_t *j _cleanup_json_ = streq(O.file, "-") ? json_loadf(stdin, 0, &err) : json_load_file(O.file, 0, &err);
+        json_t *vol = json_object_get(j, "volume");
+        const char *v = json_string_value(json_object_get(vol, "volume_id"));
+        if (!v) {
+            fprintf(stderr, "warmcachectl: %s: not the output of `warmcachectl create` (%s)\n", O.file, err.text);
+            exit(2);
+        }
+        snprintf(id, sizeof(id), "%s", v);
+        json_object_update(ctx, json_object_get(vol, "volume_context"));
+    } else {
+        if (*argi >= argc) {
+            usage(stderr);
+            exit(2);
+        }
+        snprintf(id, sizeof(id), "%s", argv[(*argi)++]);
+    }
+    json_object_update(ctx, O.kv);
+    *ret_ctx = ctx;
+    return id;
+}
+
+static const char *arg(int *argi, int argc, char **argv)
+{
+    if (*argi >= argc) {
+        usage(stderr);
+        exit(2);
+    }
+    return argv[(*argi)++];
+}
+
+static void fill_map(json_t *kv, void *field, size_t *n, const ProtobufCMessageDescriptor *d)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(kv, k, v)
+        if (pbmap_add(field, n, d, k, json_string_value(v)) < 0)
+            exit(1);
+}
+
+static int cmd_create(int i, int argc, char **argv)
+{
+    Csi__V1__CreateVolumeRequest *q = pb_new(&csi__v1__create_volume_request__descriptor);
+    q->name = xstrdup(arg(&i, argc, argv));
+    q->volume_capabilities = calloc(1, sizeof(void *));
+    q->volume_capabilities[q->n_volume_capabilities++] = capability();
+    fill_map(O.kv, &q->parameters, &q->n_parameters, &csi__v1__create_volume_request__parameters_entry__descriptor);
+    if (O.capacity > 0) {
+        q->capacity_range = pb_new(&csi__v1__capacity_range__descriptor);
+        q->capacity_range->required_bytes = O.capacity;
+    }
+    ProtobufCMessage *resp = NULL;
+    int r = call("/csi.v1.Controller/CreateVolume", &q->base, &csi__v1__create_volume_response__descriptor, &resp);
+    if (r == 0)
+        print_json(resp);
+    return r;
+}
+
+static int cmd_stage(int i, int argc, char **argv)
+{
+    json_t *ctx _cleanup_json_ = NULL;
+    Csi__V1__NodeStageVolumeRequest *q = pb_new(&csi__v1__node_stage_volume_request__descriptor);
+    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
+    q->staging_target_path = xstrdup(arg(&i, argc, argv));
+    q->volume_capability = capability();
+    fill_map(ctx, &q->volume_context, &q->n_volume_context,
+             &csi__v1__node_stage_volume_request__volume_context_entry__descriptor);
+    ProtobufCMessage *resp = NULL;
+    return call("/csi.v1.Node/NodeStageVolume", &q->base, &csi__v1__node_stage_volume_response__descriptor, &resp);
+}
+
+static int cmd_publish(int i, int argc, char **argv)
+{
+    json_t *ctx _cleanup_json_ = NULL;
+    Csi__V1__NodePublishVolumeRequest *q = pb_new(&csi__v1__node_publish_volume_request__descriptor);
+    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
+    q->staging_target_path = xstrdup(arg(&i, argc, argv));
+    q->target_path = xstrdup(arg(&i, argc, argv));
+    q->volume_capability = capability();
+    q->readonly = O.readonly;
+    fill_map(ctx, &q->volume_context, &q->n_volume_context,
+             &csi__v1__node_publish_volume_request__volume_context_entry__descriptor);
+    ProtobufCMessage *resp = NULL;
+    return call("/csi.v1.Node/NodePublishVolume", &q->base, &csi__v1__node_publish_volume_response__descriptor, &resp);
+}
+
+static int cmd_unpublish(int i, int argc, char **argv)
+{
+    json_t *ctx _cleanup_json_ = NULL;
+    Csi__V1__NodeUnpublishVolumeRequest *q = pb_new(&csi__v1__node_unpublish_volume_request__descriptor);
+    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
+    q->target_path = xstrdup(arg(&i, argc, argv));
+    ProtobufCMessage *resp = NULL;
+    return call("/csi.v1.Node/NodeUnpublishVolume", &q->base, &csi__v1__node_unpublish_volume_response__descriptor, &resp);
+}
+
+static int cmd_unstage(int i, int argc, char **argv)
+{
+    json_t *ctx _cleanup_json_ = NULL;
+    Csi__V1__NodeUnstageVolumeRequest *q = pb_new(&csi__v1__node_unstage_volume_request__descriptor);
+    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
+    q->staging_target_path = xstrdup(arg(&i, argc, argv));
+    ProtobufCMessage *resp = NULL;
+    return call("/csi.v1.Node/NodeUnstageVolume", &q->base, &csi__v1__node_unstage_volume_response__descriptor, &resp);
+}
+
+static int cmd_delete(int i, int argc, char **argv)
+{
+    json_t *ctx _cleanup_json_ = NULL;
+    Csi__V1__DeleteVolumeRequest *q = pb_new(&csi__v1__delete_volume_request__descriptor);
+    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
+    ProtobufCMessage *resp = NULL;
+    return call("/csi.v1.Controller/DeleteVolume", &q->base, &csi__v1__delete_volume_response__descriptor, &resp);
+}
+
+static int cmd_stats(int i, int argc, char **argv)
+{
+    json_t *ctx _cleanup_json_ = NULL;
+    Csi__V1__NodeGetVolumeStatsRequest *q = pb_new(&csi__v1__node_get_volume_stats_request__descriptor);
+    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
+    q->volume_path = xstrdup(arg(&i, argc, argv));
+    ProtobufCMessage *resp = NULL;
+    int r = call("/csi.v1.Node/NodeGetVolumeStats", &q->base, &csi__v1__node_get_volume_stats_response__descriptor, &resp);
+    if (r == 0)
+        print_json(resp);
+    return r;
+}
+
+static void human(uint64_t b, char *out, size_t n)
+{
+    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    double v = (double)b;
+    size_t k = 0;
+    while (v >= 1024 && k < 4) {
+        v /= 1024;
+        k++;
+    }
+    snprintf(out, n, k ? "%.1f %s" : "%.0f %s", v, u[k]);
+}
+
+static void ago(int64_t t, char *out, size_t n)
+{
+    int64_t d = (int64_t)time(NULL) - t;
+    if (t <= 0)
+        snprintf(out, n, "-");
+    else if (d < 120)
+        snprintf(out, n, "%llds ago", (long long)d);
+    else if (d < 7200)
+        snprintf(out, n, "%lldm ago", (long long)d / 60);
+    else
+        snprintf(out, n, "%lldh ago", (long long)d / 3600);
+}
+
+static int cmd_status(int i, int argc, char **argv)
+{
+    Csi__V1__ProbeRequest probe = CSI__V1__PROBE_REQUEST__INIT;
+    Csi__V1__ProbeResponse *pr = NULL;
+    Warmcache__Admin__V1__StatusRequest sq = WARMCACHE__ADMIN__V1__STATUS_REQUEST__INIT;
+    Warmcache__Admin__V1__StatusResponse *s = NULL;
+    if (call("/csi.v1.Identity/Probe", &probe.base, &csi__v1__probe_response__descriptor, (ProtobufCMessage **)&pr) < 0 ||
+        call("/warmcache.admin.v1.Admin/Status", &sq.base, &warmcache__admin__v1__status_response__descriptor,
+             (ProtobufCMessage **)&s) < 0)
+        return -1;
+    if (O.json) {
+        print_json(&s->base);
+        return 0;
+    }
+    char tot[32], fr[32], sz[32], when[32];
+    human(s->store_total_bytes, tot, sizeof(tot));
+    human(s->store_free_bytes, fr, sizeof(fr));
+    printf("node %s   store %s   %s free of %s   %s\n\n", s->node_id, s->store_root, fr, tot,
+           pr->ready && pr->ready->value ? "ready" : "NOT READY");
+    printf("%-34s %-8s %7s %10s %4s %9s  %s\n", "COPY", "STATE", "FILES", "SIZE", "REFS", "LAST USE", "SOURCE");
+    for (size_t k = 0; k < s->n_copies; k++) {
+        const Warmcache__Admin__V1__Copy *cp = s->copies[k];
+        human(cp->bytes_total, sz, sizeof(sz));
+        ago(cp->last_used_unix, when, sizeof(when));
+        printf("%-34s %-8s %7" PRIu64 " %10s %4u %9s  %s\n", cp->content_id, cp->state, cp->files_total, sz,
+               cp->refs, when, cp->source[0] ? cp->source : "-");
+    }
+    if (s->n_copies == 0)
+        printf("(no copies on this node yet)\n");
+    printf("\n%-40s %-34s %s\n", "VOLUME", "COPY", "STAGED AT -> PUBLISHED AT");
+    for (size_t k = 0; k < s->n_volumes; k++) {
+        const Warmcache__Admin__V1__StagedVolume *v = s->volumes[k];
+        printf("%-40s %-34s %s\n", v->volume_id, v->content_id, v->staging_path);
+        for (size_t t = 0; t < v->n_targets; t++)
+            printf("%-40s %-34s   -> %s\n", "", "", v->targets[t]);
+    }
+    if (s->n_volumes == 0)
+        printf("(no volumes staged)\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 's'}, {"param", required_argument, NULL, 'p'},
+        {"context", required_argument, NULL, 'c'}, {"file", required_argument, NULL, 'f'},
+        {"capacity", required_argument, NULL, 'C'}, {"access", required_argument, NULL, 'a'},
+        {"readonly", no_argument, NULL, 'r'},      {"json", no_argument, NULL, 'j'},
+        {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {0},
+    };
+    O.socket = getenv("WARMCACHE_SOCKET") ?: "/var/lib/kubelet/plugins/warmcache.csi.dev/csi.sock";
+    O.kv = json_object();
+    O.timeout = 600;
+    int o;
+    /* "+" would stop at the first non-option; we allow options anywhere */
+    while ((o = getopt_long(argc, argv, "s:p:c:f:h", opts, NULL)) != -1) {
+        switch (o) {
+        case 's': O.socket = optarg; break;
+        case 'p': case 'c': {
+            char *eq = strchr(optarg, '=');
+            if (!eq) {
+                fprintf(stderr, "warmcachectl: -%c wants key=value, got \"%s\"\n", o, optarg);
+                return 2;
+            }
+            *eq = '\0';
+            json_object_set_new(O.kv, optarg, json_string(eq + 1));
+            break;
+        }
+        case 'f': O.file = optarg; break;
+        case 'C': O.capacity = strtoll(optarg, NULL, 10); break;
+        case 'a': O.access = optarg; break;
+        case 'r': O.readonly = 1; break;
+        case 'j': O.json = 1; break;
+        case 't': O.timeout = atoi(optarg) > 0 ? atoi(optarg) : 600; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind >= argc) {
+        usage(stderr);
+        return 2;
+    }
+    static const struct {
+        const char *name;
+        int (*fn)(int, int, char **);
+    } cmds[] = {
+        {"create", cmd_create}, {"stage", cmd_stage}, {"publish", cmd_publish}, {"unpublish", cmd_unpublish},
+        {"unstage", cmd_unstage}, {"delete", cmd_delete}, {"stats", cmd_stats}, {"status", cmd_status},
+    };
+    const char *name = argv[optind];
+    for (size_t k = 0; k < ARRAY_SIZE(cmds); k++)
+        if (streq(cmds[k].name, name)) {
+            struct wc_error e;
+            wc_error_clear(&e);
+            if (rpc_client_open(O.socket, &client, &e) < 0) {
+                fprintf(stderr, "warmcachectl: %s\n", e.msg);
+                return 2;
+            }
+            int r = cmds[k].fn(optind + 1, argc, argv);
+            rpc_client_close(client);
+            return r < 0 ? 1 : 0;
+        }
+    fprintf(stderr, "warmcachectl: unknown command \"%s\"\n", name);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,155 @@
+/* See fsutil.h. */
+#include "base/fsutil.h"
+#include "base/macros.h"
+
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+int fs_mkdir_p(const char *path, mode_t mode)
+{
+    char buf[PATH_MAX];
+    if (strlen(path) >= sizeof(buf))
+        return -ENAMETOOLONG;
+    strcpy(buf, path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, mode) < 0 && errno != EEXIST)
+            return -errno;
+        *p = '/';
+    }
+    if (mkdir(buf, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return fs_is_dir(buf) ? 0 : -ENOTDIR;
+}
+
+int fs_is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int fs_fsync_path(const char *path)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fsync(fd) < 0)
+        return -errno;
+    return 0;
+}
+
+static int parent_of(const char *path, char *out, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    if (!slash)
+        return snprintf(out, n, ".") < (int)n ? 0 : -ENAMETOOLONG;
+    size_t len = slash == path ? 1 : (size_t)(slash - path);
+    if (len >= n)
+        return -ENAMETOOLONG;
+    memcpy(out, path, len);
+    out[len] = '\0';
+    return 0;
+}
+
+int fs_write_atomic(const char *path, const void *buf, size_t len, mode_t mode)
+{
+    char tmp[PATH_MAX], dir[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp-%d", path, (int)gettid()) >= (int)sizeof(tmp))
+        return -ENAMETOOLONG;
+    int r = parent_of(path, dir, sizeof(dir));
+    if (r < 0)
+        return r;
+    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+    if (fd < 0)
+        return -errno;
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = RETRY_EINTR(write(fd, p, len));
+        if (n < 0) {
+            r = -errno;
+            unlink(tmp);
+            return r;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    if (fsync(fd) < 0 || rename(tmp, path) < 0) {
+        r = -errno;
+        unlink(tmp);
+        return r;
+    }
+    return fs_fsync_path(dir);
+}
+
+int fs_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if (!S_ISREG(st.st_mode))
+        return -EINVAL;
+    if ((size_t)st.st_size > max)
+        return -EFBIG;
+    _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
+    if (!buf)
+        return -ENOMEM;
+    size_t got = 0;
+    while (got < (size_t)st.st_size) {
+        ssize_t n = RETRY_EINTR(read(fd, buf + got, (size_t)st.st_size - got));
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    if (ret_len)
+        *ret_len = got;
+    *ret_buf = TAKE_PTR(buf);
+    return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    int r = flag == FTW_DP ? rmdir(path) : unlink(path);
+    return r < 0 && errno != ENOENT ? -errno : 0;
+}
+
+int fs_rm_rf(const char *path)
+{
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (!S_ISDIR(st.st_mode))
+        return unlink(path) < 0 ? -errno : 0;
+    /* FTW_PHYS: never follow a symlink; FTW_MOUNT: never descend into another
+     * file system, so a bind mount left inside is refused (rmdir -> EBUSY). */
+    int r = nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
+    if (r > 0 || r < -4096)
+        return -EIO;
+    if (r < 0)
+        return r == -1 ? -errno : r;
+    return 0;
+}
+
+void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    for (unsigned i = 0; i < 32; i++)
+        sprintf(out + 2 * i, "%02x", md[i]);
+    out[SHA256_HEX_LEN] = '\0';
+}

@@ -1,0 +1,24 @@
+/*
+ * File-system helpers that every layer needs and that are easy to get subtly
+ * wrong: atomic replace (temp + fsync + rename + fsync dir), recursive removal
+ * that never follows a symlink or crosses a mount, and a SHA-256 helper.
+ * All return 0 or a negative errno.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+int fs_mkdir_p(const char *path, mode_t mode);
+int fs_fsync_path(const char *path);
+/* Parent directory of path is fsynced too, so the rename itself is durable. */
+int fs_write_atomic(const char *path, const void *buf, size_t len, mode_t mode);
+/* Reads a whole (small) file; *ret_buf is NUL-terminated. */
+int fs_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
+/* Removes path and everything under it; refuses to cross a mount point (-EBUSY). */
+int fs_rm_rf(const char *path);
+int fs_is_dir(const char *path);
+
+#define SHA256_HEX_LEN 64
+void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1]);

@@ -1,0 +1,292 @@
+/*
+ * file:// source: a directory on a file system the node already has mounted
+ * (FSx for Lustre, EFS, an NFS export). It is a real use, not a test aid: a
+ * shared file system is slow to read from many pods at once, and a local copy
+ * on NVMe is not.
+ *
+ * Listing walks the tree with openat() and never follows a symlink blindly: a
+ * link whose target resolves inside the source root is copied as the file it
+ * points to; one that leaves the root, points at a directory or dangles is
+ * refused with its key named. The version tag of a file is its mtime in ns,
+ * checked again before and after each copy so a file rewritten during a fill
+ * is reported instead of copied half-old, half-new.
+ */
+#include "cache/source.h"
+#include "base/macros.h"
+#include "base/pathkey.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define WALK_MAX_DEPTH 64
+#define COPY_CHUNK (64u << 20)
+
+struct file_source {
+    struct source base;
+    char *root;      /* as given, no trailing slash */
+    char *root_real; /* realpath(root), for containment checks */
+};
+
+int source_file_url_check(const char *url, struct wc_error *e)
+{
+    const char *path = url + 7;
+    if (path[0] != '/')
+        return wc_err(e, -EINVAL, "source \"%.200s\": a file:// URL needs an absolute path (file:///mnt/models/)", url);
+    if (strlen(path) >= PATH_MAX / 2)
+        return wc_err(e, -EINVAL, "source \"%.200s\": path is too long", url);
+    for (const char *p = path; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return wc_err(e, -EINVAL, "source \"%.200s\": the path contains a control character", url);
+    for (const char *p = strstr(path, "/.."); p; p = strstr(p + 1, "/.."))
+        if (p[3] == '/' || p[3] == '\0')
+            return wc_err(e, -EINVAL, "source \"%.200s\": the path must not contain \"..\"", url);
+    return 0;
+}
+
+static const char *etag_of(const struct stat *st, char *buf, size_t n)
+{
+    snprintf(buf, n, "%" PRId64 ".%09ld", (int64_t)st->st_mtim.tv_sec, st->st_mtim.tv_nsec);
+    return buf;
+}
+
+struct walk {
+    struct file_source *fs;
+    struct listing *out;
+    struct wc_error *e;
+    char key[PATHKEY_MAX + 2];
+};
+
+/* A symlink is followed only if its target stays under the source root. */
+static int resolve_link(struct walk *w, size_t keylen, struct stat *ret_st)
+{
+    char path[PATH_MAX], real[PATH_MAX], q[512];
+    pathkey_quote(w->key, keylen, q, sizeof(q));
+    if (snprintf(path, sizeof(path), "%s/%s", w->fs->root, w->key) >= (int)sizeof(path))
+        return wc_err(w->e, -ENAMETOOLONG, "source key \"%s\": path too long", q);
+    if (!realpath(path, real))
+        return wc_err_errno(w->e, -ENOENT, "source key \"%s\" is a symlink that cannot be resolved", q);
+    size_t rl = strlen(w->fs->root_real);
+    if (strncmp(real, w->fs->root_real, rl) != 0 || real[rl] != '/')
+        return wc_err(w->e, -EINVAL, "source key \"%s\" is a symlink that points outside the source directory; "
+                      "warmcache copies only what lies under the source", q);
+    if (stat(real, ret_st) < 0)
+        return wc_err_errno(w->e, -errno, "source key \"%s\"", q);
+    if (!S_ISREG(ret_st->st_mode))
+        return wc_err(w->e, -EINVAL, "source key \"%s\" is a symlink to something other than a regular file", q);
+    return 0;
+}
+
+static int walk_dir(struct walk *w, int fd, size_t keylen, int depth)
+{
+    if (depth > WALK_MAX_DEPTH)
+    {
+        close(fd);
+        return wc_err(w->e, -ELOOP, "source is nested more than %d directories deep", WALK_MAX_DEPTH);
+    }
+    DIR *d = fdopendir(fd);
+    if (!d) {
+        close(fd);
+        return wc_err_errno(w->e, -errno, "source: cannot read a directory");
+    }
+    int r = 0;
+    struct dirent *de;
+    while ((errno = 0, de = readdir(d))) {
+        if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+            continue;
+        size_t nl = strlen(de->d_name);
+        size_t klen = keylen + (keylen ? 1 : 0) + nl;
+        if (klen > PATHKEY_MAX) {
+            r = wc_err(w->e, -EINVAL, "a source key under \"%.200s\" is longer than 1024 bytes", w->key);
+            break;
+        }
+        if (keylen)
+            w->key[keylen] = '/';
+        memcpy(w->key + keylen + (keylen ? 1 : 0), de->d_name, nl + 1);
+        if ((r = pathkey_check(w->key, klen, w->e)) < 0)
+            break;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            r = wc_err_errno(w->e, -errno, "source key \"%s\"", w->key);
+            break;
+        }
+        if (S_ISLNK(st.st_mode) && (r = resolve_link(w, klen, &st)) < 0)
+            break;
+        char tag[48];
+        if (S_ISREG(st.st_mode)) {
+            r = listing_add(w->out, w->key, klen, (uint64_t)st.st_size, etag_of(&st, tag, sizeof(tag)));
+        } else if (S_ISDIR(st.st_mode)) {
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            if (sub < 0) {
+                r = wc_err_errno(w->e, -errno, "source directory \"%s\"", w->key);
+                break;
+            }
+            r = walk_dir(w, sub, klen, depth + 1);
+        } else {
+            char q[512];
+            pathkey_quote(w->key, klen, q, sizeof(q));
+            r = wc_err(w->e, -EINVAL, "source key \"%s\" is not a regular file (a device, FIFO or socket)", q);
+        }
+        if (r < 0)
+            break;
+        w->key[keylen] = '\0';
+    }
+    if (r == 0 && errno != 0)
+        r = wc_err_errno(w->e, -errno, "source: reading a directory failed");
+    closedir(d);
+    return r;
+}
+
+static int file_list(struct source *s, struct listing *ret, struct wc_error *e)
+{
+    struct file_source *fs = (struct file_source *)s;
+    int fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return wc_err_errno(e, errno == ENOENT || errno == ENOTDIR ? -EINVAL : -errno,
+                            "source %s: cannot open the directory (is the shared file system mounted on this node?)",
+                            s->url);
+    struct walk w = {.fs = fs, .out = ret, .e = e};
+    int r = walk_dir(&w, fd, 0, 0);
+    if (r == 0)
+        r = listing_finalize(ret, e);
+    if (r < 0)
+        listing_free(ret);
+    return r;
+}
+
+static int same_version(const struct listing_entry *ent, const struct stat *st)
+{
+    char tag[48];
+    return (uint64_t)st->st_size == ent->size && streq(etag_of(st, tag, sizeof(tag)), ent->etag);
+}
+
+static int copy_plain(int in, int out, uint64_t size, const atomic_int *cancel, struct fill_progress *p)
+{
+    _cleanup_free_ char *buf = malloc(1 << 20);
+    if (!buf)
+        return -ENOMEM;
+    uint64_t done = 0;
+    while (done < size) {
+        if (cancel && atomic_load(cancel))
+            return -ECANCELED;
+        ssize_t n = RETRY_EINTR(read(in, buf, 1 << 20));
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -ESTALE;
+        for (ssize_t off = 0; off < n;) {
+            ssize_t w = RETRY_EINTR(write(out, buf + off, (size_t)(n - off)));
+            if (w < 0)
+                return -errno;
+            off += w;
+        }
+        done += (uint64_t)n;
+        if (p)
+            atomic_fetch_add(&p->bytes_done, (uint64_t)n);
+    }
+    return 0;
+}
+
+static int copy_fd(int in, int out, uint64_t size, const atomic_int *cancel, struct fill_progress *p)
+{
+    uint64_t done = 0;
+    while (done < size) {
+        if (cancel && atomic_load(cancel))
+            return -ECANCELED;
+        size_t want = size - done > COPY_CHUNK ? COPY_CHUNK : (size_t)(size - done);
+        ssize_t n = RETRY_EINTR(copy_file_range(in, NULL, out, NULL, want, 0));
+        if (n < 0 && done == 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
+            return copy_plain(in, out, size, cancel, p);
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return -ESTALE; /* the file shrank under us */
+        done += (uint64_t)n;
+        if (p)
+            atomic_fetch_add(&p->bytes_done, (uint64_t)n);
+    }
+    return 0;
+}
+
+static int file_fetch(struct source *s, const struct listing_entry *ent, int fd,
+                      const atomic_int *cancel, struct fill_progress *p, struct wc_error *e)
+{
+    struct file_source *fs = (struct file_source *)s;
+    char path[PATH_MAX], q[512];
+    pathkey_quote(ent->key, strlen(ent->key), q, sizeof(q));
+    if (snprintf(path, sizeof(path), "%s/%s", fs->root, ent->key) >= (int)sizeof(path))
+        return wc_err(e, -ENAMETOOLONG, "%s%s: path too long", s->url, q);
+    _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in < 0)
+        return wc_err_errno(e, errno == ENOENT ? -ESTALE : -errno, "reading %s%s", s->url, q);
+    struct stat before, after;
+    if (fstat(in, &before) < 0)
+        return wc_err_errno(e, -errno, "reading %s%s", s->url, q);
+    if (!S_ISREG(before.st_mode) || !same_version(ent, &before))
+        return wc_err(e, -ESTALE, "%s%s changed since the source was listed", s->url, q);
+    int r = copy_fd(in, fd, ent->size, cancel, p);
+    if (r == -ECANCELED)
+        return wc_err(e, r, "fill cancelled");
+    if (r == -ESTALE)
+        return wc_err(e, r, "%s%s changed while it was being copied", s->url, q);
+    if (r < 0)
+        return wc_err_errno(e, r, "copying %s%s", s->url, q);
+    if (fstat(in, &after) < 0 || !same_version(ent, &after))
+        return wc_err(e, -ESTALE, "%s%s changed while it was being copied", s->url, q);
+    return 0;
+}
+
+static void file_free(struct source *s)
+{
+    struct file_source *fs = (struct file_source *)s;
+    free(fs->root);
+    free(fs->root_real);
+    free(s->url);
+    free(fs);
+}
+
+static const struct source_ops file_ops = {
+    .scheme = "file",
+    .list = file_list,
+    .fetch = file_fetch,
+    .free = file_free,
+};
+
+int source_file_open(const char *url, struct source **ret, struct wc_error *e)
+{
+    int r = source_file_url_check(url, e);
+    if (r < 0)
+        return r;
+    struct file_source *fs = calloc(1, sizeof(*fs));
+    if (!fs)
+        return -ENOMEM;
+    fs->base.ops = &file_ops;
+    fs->root = strdup(url + 7);
+    if (!fs->root) {
+        free(fs);
+        return -ENOMEM;
+    }
+    size_t n = strlen(fs->root);
+    while (n > 1 && fs->root[n - 1] == '/')
+        fs->root[--n] = '\0';
+    char real[PATH_MAX];
+    if (!realpath(fs->root, real)) {
+        r = wc_err_errno(e, errno == ENOENT || errno == ENOTDIR ? -EINVAL : -errno,
+                         "source %s: the directory is not there (is the shared file system mounted on this node?)", url);
+        file_free(&fs->base);
+        return r;
+    }
+    fs->root_real = strdup(real);
+    if (asprintf(&fs->base.url, "file://%s/", streq(fs->root, "/") ? "" : fs->root) < 0)
+        fs->base.url = NULL;
+    if (!fs->root_real || !fs->base.url) {
+        file_free(&fs->base);
+        return -ENOMEM;
+    }
+    *ret = &fs->base;
+    return 0;
+}

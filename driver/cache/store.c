@@ -1,0 +1,346 @@
+/* See store.h for the layout and the crash-safety argument. */
+#include "cache/store.h"
+#include "base/fsutil.h"
+#include "base/log.h"
+#include "base/macros.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static const char *const subdirs[] = {"content", "tmp", "meta", "volumes", "overlays"};
+
+int store_path(const struct store *s, char *buf, size_t n, const char *fmt, ...)
+{
+    int off = snprintf(buf, n, "%s/", s->root);
+    if (off < 0 || (size_t)off >= n)
+        return -ENAMETOOLONG;
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(buf + off, n - (size_t)off, fmt, ap);
+    va_end(ap);
+    return m < 0 || (size_t)(off + m) >= n ? -ENAMETOOLONG : 0;
+}
+
+int store_open(const char *root, struct store **ret, struct wc_error *e)
+{
+    if (root[0] != '/')
+        return wc_err(e, -EINVAL, "store root \"%s\" must be an absolute path", root);
+    /* overlayfs options are comma/colon separated: keep the root plain */
+    if (strpbrk(root, ",:\\ \t\n"))
+        return wc_err(e, -EINVAL, "store root \"%s\" must not contain ',', ':', '\\' or white space", root);
+    _cleanup_free_ struct store *s = calloc(1, sizeof(*s));
+    if (!s || !(s->root = strdup(root)))
+        return -ENOMEM;
+    size_t n = strlen(s->root);
+    while (n > 1 && s->root[n - 1] == '/')
+        s->root[--n] = '\0';
+    char p[PATH_MAX];
+    for (size_t i = 0; i < ARRAY_SIZE(subdirs); i++) {
+        store_path(s, p, sizeof(p), "%s", subdirs[i]);
+        int r = fs_mkdir_p(p, 0755);
+        if (r < 0) {
+            free(s->root);
+            return wc_err_errno(e, r, "store: cannot create %s", p);
+        }
+    }
+    /* Leftovers of a killed fill's in-flight file: never part of a copy. */
+    store_path(s, p, sizeof(p), "tmp");
+    DIR *d = opendir(p);
+    if (d) {
+        struct dirent *de;
+        while ((de = readdir(d))) {
+            if (de->d_name[0] == '.')
+                continue;
+            char sub[PATH_MAX];
+            store_path(s, sub, sizeof(sub), "tmp/%s", de->d_name);
+            fs_rm_rf(sub);
+        }
+        closedir(d);
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    *ret = TAKE_PTR(s);
+    return 0;
+}
+
+void store_free(struct store *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n_busy; i++)
+        free(s->busy[i]);
+    free(s->busy);
+    pthread_mutex_destroy(&s->lock);
+    pthread_cond_destroy(&s->cond);
+    free(s->root);
+    free(s);
+}
+
+int store_content_ready(const struct store *s, const char *cid)
+{
+    char p[PATH_MAX];
+    return store_path(s, p, sizeof(p), "content/%s", cid) == 0 && fs_is_dir(p);
+}
+
+static ssize_t busy_index(struct store *s, const char *cid)
+{
+    for (size_t i = 0; i < s->n_busy; i++)
+        if (streq(s->busy[i], cid))
+            return (ssize_t)i;
+    return -1;
+}
+
+/* One filler per content id; others wait for it and then find the copy ready. */
+static int busy_enter(struct store *s, const char *cid)
+{
+    pthread_mutex_lock(&s->lock);
+    while (busy_index(s, cid) >= 0)
+        pthread_cond_wait(&s->cond, &s->lock);
+    int r = 0;
+    if (s->n_busy == s->cap_busy) {
+        size_t ncap = s->cap_busy ? s->cap_busy * 2 : 8;
+        char **nb = realloc(s->busy, ncap * sizeof(*nb));
+        if (!nb)
+            r = -ENOMEM;
+        else {
+            s->busy = nb;
+            s->cap_busy = ncap;
+        }
+    }
+    if (r == 0 && !(s->busy[s->n_busy] = strdup(cid)))
+        r = -ENOMEM;
+    if (r == 0)
+        s->n_busy++;
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static void busy_leave(struct store *s, const char *cid)
+{
+    pthread_mutex_lock(&s->lock);
+    ssize_t i = busy_index(s, cid);
+    if (i >= 0) {
+        free(s->busy[i]);
+        s->busy[i] = s->busy[--s->n_busy];
+    }
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* mkdir -p for the parents of key under base; keys are validated, so no
+ * component is "." or "..", and the tree under base is only ever ours. */
+static int make_parents(const char *base, const char *key)
+{
+    char p[PATH_MAX];
+    if (snprintf(p, sizeof(p), "%s/%s", base, key) >= (int)sizeof(p))
+        return -ENAMETOOLONG;
+    char *slash = strrchr(p, '/');
+    *slash = '\0';
+    return fs_mkdir_p(p, 0755);
+}
+
+static int fsync_dir_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)ftw;
+    return flag == FTW_D ? fs_fsync_path(path) : 0;
+}
+
+static int fill_one(struct store *s, struct source *src, const struct listing_entry *ent, size_t idx,
+                    const char *partial, const char *tmpdir, const atomic_int *cancel,
+                    struct fill_progress *p, struct wc_error *e)
+{
+    char dst[PATH_MAX], tmp[PATH_MAX];
+    if (snprintf(dst, sizeof(dst), "%s/%s", partial, ent->key) >= (int)sizeof(dst) ||
+        snprintf(tmp, sizeof(tmp), "%s/%zu", tmpdir, idx) >= (int)sizeof(tmp))
+        return wc_err(e, -ENAMETOOLONG, "path of %s is too long for the store", ent->key);
+    struct stat st;
+    if (lstat(dst, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == ent->size) {
+        /* renamed in only after fsync: a file here is whole (resume) */
+        atomic_fetch_add(&p->bytes_done, ent->size);
+        atomic_fetch_add(&p->files_done, 1);
+        return 0;
+    }
+    int r = make_parents(partial, ent->key);
+    if (r < 0)
+        return wc_err_errno(e, r, "store: creating the directory of %s", ent->key);
+    unlink(tmp);
+    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return wc_err_errno(e, -errno, "store: creating %s", tmp);
+    if (ent->size > 0 && fallocate(fd, 0, 0, (off_t)ent->size) < 0 && errno != EOPNOTSUPP) {
+        r = -errno;
+        unlink(tmp);
+        if (r == -ENOSPC)
+            return wc_err(e, r, "the node store %s is full: %s needs %llu bytes", s->root, ent->key,
+                          (unsigned long long)ent->size);
+        return wc_err_errno(e, r, "store: reserving space for %s", ent->key);
+    }
+    uint64_t before = atomic_load(&p->bytes_done);
+    r = src->ops->fetch(src, ent, fd, cancel, p, e);
+    if (r == 0 && fchmod(fd, 0644) < 0)
+        r = wc_err_errno(e, -errno, "store: chmod %s", tmp);
+    if (r == 0 && (fstat(fd, &st) < 0 || (uint64_t)st.st_size != ent->size))
+        r = wc_err(e, -EIO, "%s: wrote %lld bytes, the listing says %llu", ent->key,
+                   (long long)st.st_size, (unsigned long long)ent->size);
+    if (r == 0 && fsync(fd) < 0)
+        r = wc_err_errno(e, -errno, "store: fsync %s", ent->key);
+    if (r == 0 && rename(tmp, dst) < 0)
+        r = wc_err_errno(e, -errno, "store: placing %s", ent->key);
+    if (r < 0) {
+        unlink(tmp);
+        /* the bytes of a failed file will be fetched again: do not count them */
+        atomic_store(&p->bytes_done, before);
+        return r;
+    }
+    atomic_fetch_add(&p->files_done, 1);
+    return 0;
+}
+
+static int write_meta(struct store *s, struct source *src, const struct listing *l, const char *cid,
+                      double seconds, struct wc_error *e)
+{
+    char digest[LISTING_DIGEST_LEN + 1], p[PATH_MAX];
+    listing_digest(l, digest);
+    time_t now = time(NULL);
+    json_t *m _cleanup_json_ = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:s}",
+        "content_id", cid, "source", src->url, "listing_digest", digest,
+        "files", (json_int_t)l->n, "bytes", (json_int_t)l->bytes,
+        "filled_at", (json_int_t)now, "last_used", (json_int_t)now,
+        "fill_seconds", seconds, "verified", "size and source version of every file");
+    _cleanup_free_ char *txt = m ? json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
+    if (!txt)
+        return -ENOMEM;
+    store_path(s, p, sizeof(p), "meta/%s.json", cid);
+    int r = fs_write_atomic(p, txt, strlen(txt), 0644);
+    return r < 0 ? wc_err_errno(e, r, "store: writing %s", p) : 0;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int fill_locked(struct store *s, struct source *src, const struct listing *l, const char *cid,
+                       const atomic_int *cancel, struct fill_progress *p, struct wc_error *e)
+{
+    char partial[PATH_MAX], tmpdir[PATH_MAX], final[PATH_MAX], content[PATH_MAX];
+    store_path(s, partial, sizeof(partial), "content/%s.partial", cid);
+    store_path(s, tmpdir, sizeof(tmpdir), "tmp/%s", cid);
+    store_path(s, final, sizeof(final), "content/%s", cid);
+    store_path(s, content, sizeof(content), "content");
+    int r;
+    if ((r = fs_mkdir_p(partial, 0755)) < 0 || (r = fs_mkdir_p(tmpdir, 0700)) < 0)
+        return wc_err_errno(e, r, "store: creating the fill directories under %s", s->root);
+    p->bytes_total = l->bytes;
+    p->files_total = l->n;
+    double t0 = now_s();
+    for (size_t i = 0; i < l->n; i++) {
+        if (cancel && atomic_load(cancel))
+            return wc_err(e, -ECANCELED, "fill cancelled by the caller; it resumes on the next call");
+        r = fill_one(s, src, &l->v[i], i, partial, tmpdir, cancel, p, e);
+        if (r < 0)
+            return r;
+    }
+    /* Every directory entry made durable before the copy is published. */
+    if ((r = nftw(partial, fsync_dir_cb, 32, FTW_PHYS | FTW_MOUNT)) != 0)
+        return wc_err(e, -EIO, "store: fsync of the copy's directories failed");
+    if ((r = write_meta(s, src, l, cid, now_s() - t0, e)) < 0)
+        return r;
+    if (rename(partial, final) < 0)
+        return wc_err_errno(e, -errno, "store: publishing the copy %s", final);
+    fs_fsync_path(content);
+    fs_rm_rf(tmpdir);
+    return 0;
+}
+
+int store_fill(struct store *s, struct source *src, const struct listing *l, const char *cid,
+               const atomic_int *cancel, struct fill_progress *p, struct wc_error *e)
+{
+    if (store_content_ready(s, cid)) {
+        p->bytes_total = l->bytes;
+        p->files_total = l->n;
+        atomic_store(&p->bytes_done, l->bytes);
+        atomic_store(&p->files_done, l->n);
+        return 0;
+    }
+    int r = busy_enter(s, cid);
+    if (r < 0)
+        return wc_err(e, r, "out of memory");
+    if (store_content_ready(s, cid)) {
+        atomic_store(&p->bytes_done, l->bytes);
+        atomic_store(&p->files_done, l->n);
+        p->bytes_total = l->bytes;
+        p->files_total = l->n;
+    } else {
+        r = fill_locked(s, src, l, cid, cancel, p, e);
+    }
+    busy_leave(s, cid);
+    return r;
+}
+
+json_t *store_meta(const struct store *s, const char *cid)
+{
+    char p[PATH_MAX];
+    if (store_path(s, p, sizeof(p), "meta/%s.json", cid) < 0)
+        return NULL;
+    return json_load_file(p, 0, NULL);
+}
+
+void store_touch(const struct store *s, const char *cid)
+{
+    json_t *m _cleanup_json_ = store_meta(s, cid);
+    if (!m)
+        return;
+    json_object_set_new(m, "last_used", json_integer((json_int_t)time(NULL)));
+    _cleanup_free_ char *txt = json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char p[PATH_MAX];
+    if (txt && store_path(s, p, sizeof(p), "meta/%s.json", cid) == 0)
+        fs_write_atomic(p, txt, strlen(txt), 0644);
+}
+
+static int is_content_id(const char *name, size_t len)
+{
+    if (len != CONTENT_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!strchr("0123456789abcdef", name[i]))
+            return 0;
+    return 1;
+}
+
+json_t *store_list(const struct store *s)
+{
+    json_t *arr = json_array();
+    char p[PATH_MAX];
+    store_path(s, p, sizeof(p), "content");
+    DIR *d = opendir(p);
+    if (!d)
+        return arr;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        int partial = len == CONTENT_ID_LEN + 8 && streq(de->d_name + CONTENT_ID_LEN, ".partial");
+        if (!is_content_id(de->d_name, partial ? CONTENT_ID_LEN : len))
+            continue;
+        char cid[CONTENT_ID_LEN + 1];
+        memcpy(cid, de->d_name, CONTENT_ID_LEN);
+        cid[CONTENT_ID_LEN] = '\0';
+        json_t *m = partial ? NULL : store_meta(s, cid);
+        json_t *o = m ? m : json_object();
+        json_object_set_new(o, "content_id", json_string(cid));
+        json_object_set_new(o, "state", json_string(partial ? "partial" : "ready"));
+        json_array_append_new(arr, o);
+    }
+    closedir(d);
+    return arr;
+}

@@ -1,0 +1,113 @@
+/*
+ * warmcache's own Admin service (proto/admin.proto), served beside CSI on the
+ * node socket: what copies the node holds and which volumes use them. It is
+ * what `warmcachectl status` shows to a person on the node.
+ */
+#include "csi/csi.h"
+#include "base/macros.h"
+#include "rpc/pbutil.h"
+
+#include <dirent.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/statvfs.h>
+
+static int add_copy(Warmcache__Admin__V1__StatusResponse *resp, json_t *o)
+{
+    Warmcache__Admin__V1__Copy *cp = pb_new(&warmcache__admin__v1__copy__descriptor);
+    if (!cp)
+        return -ENOMEM;
+    resp->copies[resp->n_copies++] = cp;
+    const char *state = json_string_value(json_object_get(o, "state")) ?: "";
+    cp->content_id = xstrdup(json_string_value(json_object_get(o, "content_id")));
+    cp->source = xstrdup(json_string_value(json_object_get(o, "source")));
+    cp->state = xstrdup(state);
+    cp->bytes_total = (uint64_t)json_integer_value(json_object_get(o, "bytes"));
+    cp->files_total = (uint64_t)json_integer_value(json_object_get(o, "files"));
+    if (streq(state, "ready")) {
+        cp->bytes_done = cp->bytes_total;
+        cp->files_done = cp->files_total;
+    }
+    cp->last_used_unix = json_integer_value(json_object_get(o, "last_used"));
+    cp->message = xstrdup("");
+    return cp->content_id && cp->source && cp->state && cp->message ? 0 : -ENOMEM;
+}
+
+static int add_volume(Warmcache__Admin__V1__StatusResponse *resp, json_t *rec)
+{
+    Warmcache__Admin__V1__StagedVolume *v = pb_new(&warmcache__admin__v1__staged_volume__descriptor);
+    if (!v)
+        return -ENOMEM;
+    resp->volumes[resp->n_volumes++] = v;
+    v->volume_id = xstrdup(json_string_value(json_object_get(rec, "volume_id")));
+    v->content_id = xstrdup(json_string_value(json_object_get(rec, "content_id")));
+    v->staging_path = xstrdup(json_string_value(json_object_get(rec, "staging_path")));
+    json_t *targets = json_object_get(rec, "targets");
+    size_t n = json_array_size(targets), i;
+    json_t *t;
+    if (n && !(v->targets = calloc(n, sizeof(char *))))
+        return -ENOMEM;
+    json_array_foreach(targets, i, t)
+        v->targets[v->n_targets++] = xstrdup(json_string_value(json_object_get(t, "path")));
+    return 0;
+}
+
+/* Copies still referenced by a record get a ref count. */
+static void count_refs(Warmcache__Admin__V1__StatusResponse *resp)
+{
+    for (size_t i = 0; i < resp->n_copies; i++)
+        for (size_t k = 0; k < resp->n_volumes; k++)
+            if (streq(resp->copies[i]->content_id, resp->volumes[k]->content_id))
+                resp->copies[i]->refs++;
+}
+
+DECLARE_HANDLER(admin_status)
+{
+    struct csi_ctx *c = ctx;
+    if (!c->node)
+        return wc_err(e, -EOPNOTSUPP, "status is served by the node plugin");
+    Warmcache__Admin__V1__StatusResponse *resp = pb_new(&warmcache__admin__v1__status_response__descriptor);
+    if (!resp)
+        return -ENOMEM;
+    *ret_resp = &resp->base;
+    resp->node_id = xstrdup(c->node_id);
+    resp->store_root = xstrdup(c->store->root);
+    struct statvfs vfs;
+    if (statvfs(c->store->root, &vfs) == 0) {
+        resp->store_total_bytes = (uint64_t)vfs.f_blocks * vfs.f_frsize;
+        resp->store_free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+    }
+    json_t *copies _cleanup_json_ = store_list(c->store);
+    size_t i;
+    json_t *o;
+    if (json_array_size(copies) && !(resp->copies = calloc(json_array_size(copies), sizeof(void *))))
+        return -ENOMEM;
+    json_array_foreach(copies, i, o)
+        if (add_copy(resp, o) < 0)
+            return -ENOMEM;
+
+    char dir[PATH_MAX];
+    store_path(c->store, dir, sizeof(dir), "volumes");
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    json_t *recs _cleanup_json_ = json_array();
+    while (d && (de = readdir(d))) {
+        if (!strstr(de->d_name, ".json") || de->d_name[0] == '.')
+            continue;
+        char p[PATH_MAX];
+        snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+        json_t *rec = json_load_file(p, 0, NULL);
+        if (rec)
+            json_array_append_new(recs, rec);
+    }
+    if (d)
+        closedir(d);
+    if (json_array_size(recs) && !(resp->volumes = calloc(json_array_size(recs), sizeof(void *))))
+        return -ENOMEM;
+    json_array_foreach(recs, i, o)
+        if (add_volume(resp, o) < 0)
+            return -ENOMEM;
+    count_refs(resp);
+    return 0;
+}

@@ -1,0 +1,298 @@
+/*
+ * Controller service. CreateVolume is where a user's StorageClass meets
+ * reality: the parameters are checked, the source is listed, the capacity is
+ * compared with what the source holds, and the listing is pinned in the
+ * volume context so every node fills the same data or says why it cannot.
+ *
+ * No ControllerPublish (nothing to attach), no snapshots, no expansion: the
+ * volume is a copy of its source, and its size is the source's.
+ */
+#include "csi/csi.h"
+#include "base/fsutil.h"
+#include "base/macros.h"
+#include "cache/listing.h"
+#include "cache/source.h"
+#include "csi/params.h"
+#include "csi/volid.h"
+#include "rpc/pbutil.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+static int need_controller(struct csi_ctx *c, struct wc_error *e)
+{
+    return c->controller ? 0 : wc_err(e, -EOPNOTSUPP, "this plugin instance does not run the controller service");
+}
+
+/* Parameters as kv pairs, sorted key order not needed: hashing sorts. */
+static struct kv *params_kv(Csi__V1__CreateVolumeRequest__ParametersEntry *const *p, size_t n)
+{
+    struct kv *kv = calloc(n ? n : 1, sizeof(*kv));
+    for (size_t i = 0; kv && i < n; i++)
+        kv[i] = (struct kv){p[i]->key, p[i]->value};
+    return kv;
+}
+
+/* A stable fingerprint of the user's parameters, for the re-create check.
+ * Keys that Kubernetes adds per PVC (pvc name, namespace) are left out. */
+static void params_fingerprint(const struct kv *kv, size_t n, char out[SHA256_HEX_LEN + 1])
+{
+    json_t *o _cleanup_json_ = json_object();
+    for (size_t i = 0; i < n; i++)
+        if (!param_key_is_kubernetes(kv[i].key))
+            json_object_set_new(o, kv[i].key, json_string(kv[i].value ? kv[i].value : ""));
+    _cleanup_free_ char *txt = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    sha256_hex(txt ? txt : "", txt ? strlen(txt) : 0, out);
+}
+
+static Csi__V1__CreateVolumeResponse *response_from_record(json_t *rec)
+{
+    Csi__V1__CreateVolumeResponse *r = pb_new(&csi__v1__create_volume_response__descriptor);
+    Csi__V1__Volume *v = pb_new(&csi__v1__volume__descriptor);
+    if (!r || !v) {
+        free(r);
+        free(v);
+        return NULL;
+    }
+    r->volume = v;
+    v->volume_id = xstrdup(json_string_value(json_object_get(rec, "volume_id")));
+    v->capacity_bytes = json_integer_value(json_object_get(rec, "capacity_bytes"));
+    const char *k;
+    json_t *val;
+    json_object_foreach(json_object_get(rec, "context"), k, val)
+        if (pbmap_add(&v->volume_context, &v->n_volume_context, &csi__v1__volume__volume_context_entry__descriptor,
+                      k, json_string_value(val)) < 0) {
+            protobuf_c_message_free_unpacked(&r->base, NULL);
+            return NULL;
+        }
+    return r;
+}
+
+static int capacity_fits(int64_t cap, const Csi__V1__CapacityRange *range)
+{
+    if (!range)
+        return 1;
+    return cap >= range->required_bytes && (range->limit_bytes == 0 || cap <= range->limit_bytes);
+}
+
+static void human_bytes(uint64_t b, char *out, size_t n)
+{
+    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+    double v = (double)b;
+    size_t u = 0;
+    while (v >= 1024 && u + 1 < ARRAY_SIZE(units)) {
+        v /= 1024;
+        u++;
+    }
+    snprintf(out, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
+}
+
+static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req, const struct volume_params *p,
+                      const char *volid, const char *fingerprint, json_t **ret_rec, struct wc_error *e)
+{
+    struct source *src _cleanup_source_ = NULL;
+    int r = source_open(p->source, &src, e);
+    if (r < 0)
+        return r;
+    struct listing l = {0};
+    if ((r = src->ops->list(src, &l, e)) < 0)
+        return r;
+    char digest[LISTING_DIGEST_LEN + 1], have[32], want[32];
+    listing_digest(&l, digest);
+    uint64_t bytes = l.bytes, objects = l.n;
+    listing_free(&l);
+    if (objects == 0)
+        return wc_err(e, -EINVAL, "source %s holds no files: check the path or prefix", src->url);
+
+    const Csi__V1__CapacityRange *range = req->capacity_range;
+    human_bytes(bytes, have, sizeof(have));
+    if (range && range->required_bytes > 0 && (uint64_t)range->required_bytes < bytes) {
+        human_bytes((uint64_t)range->required_bytes, want, sizeof(want));
+        return wc_err(e, -ERANGE, "requested capacity %s is smaller than the source %s (%s in %" PRIu64
+                      " files); request at least %" PRIu64 " bytes", want, src->url, have, objects, bytes);
+    }
+    if (range && range->limit_bytes > 0 && (uint64_t)range->limit_bytes < bytes) {
+        human_bytes((uint64_t)range->limit_bytes, want, sizeof(want));
+        return wc_err(e, -ERANGE, "capacity limit %s is smaller than the source %s (%s in %" PRIu64 " files)",
+                      want, src->url, have, objects);
+    }
+    int64_t capacity = range && (uint64_t)range->required_bytes > bytes ? range->required_bytes : (int64_t)bytes;
+
+    char nobj[24], nbytes[24];
+    snprintf(nobj, sizeof(nobj), "%" PRIu64, objects);
+    snprintf(nbytes, sizeof(nbytes), "%" PRIu64, bytes);
+    json_t *rec = json_pack("{s:s, s:s, s:I, s:s, s:{s:s, s:s, s:s, s:s, s:s}}",
+        "volume_id", volid, "name", req->name, "capacity_bytes", (json_int_t)capacity,
+        "params_fingerprint", fingerprint, "context",
+        CTX_SOURCE, src->url, CTX_POLICY, change_policy_name(p->policy), CTX_DIGEST, digest,
+        CTX_OBJECTS, nobj, CTX_BYTES, nbytes);
+    if (!rec)
+        return -ENOMEM;
+    if ((r = registry_put(c->registry, volid, rec, e)) < 0) {
+        json_decref(rec);
+        return r;
+    }
+    *ret_rec = rec;
+    return 0;
+}
+
+DECLARE_HANDLER(controller_create_volume)
+{
+    struct csi_ctx *c = ctx;
+    const Csi__V1__CreateVolumeRequest *q = (const void *)req;
+    int r = need_controller(c, e);
+    if (r < 0)
+        return r;
+    if (!q->name || !*q->name)
+        return wc_err(e, -EINVAL, "volume name is required");
+    if (strlen(q->name) > VOLID_MAX)
+        return wc_err(e, -EINVAL, "volume name is longer than %d bytes", VOLID_MAX);
+    if ((r = caps_check(q->volume_capabilities, q->n_volume_capabilities, e)) < 0)
+        return r;
+    if (q->volume_content_source)
+        return wc_err(e, -EINVAL, "creating a volume from a snapshot or another volume is not supported: "
+                                  "a warmcache volume is always filled from its source");
+    if (q->capacity_range && (q->capacity_range->required_bytes < 0 || q->capacity_range->limit_bytes < 0))
+        return wc_err(e, -EINVAL, "capacity range must not be negative");
+    if (q->capacity_range && q->capacity_range->limit_bytes > 0 &&
+        q->capacity_range->required_bytes > q->capacity_range->limit_bytes)
+        return wc_err(e, -EINVAL, "capacity range: required bytes exceed the limit");
+
+    _cleanup_free_ struct kv *kv = params_kv(q->parameters, q->n_parameters);
+    if (!kv)
+        return -ENOMEM;
+    struct volume_params p;
+    if ((r = params_parse(kv, q->n_parameters, &p, e)) < 0)
+        return r;
+    char volid[VOLID_LEN + 1], fp[SHA256_HEX_LEN + 1];
+    volid_from_name(q->name, volid);
+    params_fingerprint(kv, q->n_parameters, fp);
+
+    if ((r = vlocks_try(&c->locks, volid, e)) < 0)
+        return r;
+    json_t *rec = registry_get(c->registry, volid);
+    if (rec) {
+        const char *old_fp = json_string_value(json_object_get(rec, "params_fingerprint"));
+        int64_t cap = json_integer_value(json_object_get(rec, "capacity_bytes"));
+        if (!old_fp || !streq(old_fp, fp))
+            r = wc_err(e, -EEXIST, "volume %s already exists with other parameters", q->name);
+        else if (!capacity_fits(cap, q->capacity_range))
+            r = wc_err(e, -EEXIST, "volume %s already exists with capacity %" PRId64 " bytes, outside the "
+                       "requested range", q->name, cap);
+    } else {
+        r = create_new(c, q, &p, volid, fp, &rec, e);
+    }
+    vlocks_release(&c->locks, volid);
+    if (r == 0) {
+        Csi__V1__CreateVolumeResponse *resp = response_from_record(rec);
+        r = resp ? 0 : -ENOMEM;
+        if (resp)
+            *ret_resp = &resp->base;
+    }
+    json_decref(rec);
+    return r;
+}
+
+DECLARE_HANDLER(controller_delete_volume)
+{
+    struct csi_ctx *c = ctx;
+    const Csi__V1__DeleteVolumeRequest *q = (const void *)req;
+    int r = need_controller(c, e);
+    if (r < 0 || (r = volid_check(q->volume_id, "volume id", e)) < 0)
+        return r;
+    if ((r = vlocks_try(&c->locks, q->volume_id, e)) < 0)
+        return r;
+    /* Copies on nodes are a cache: they are evicted when unused, not here. */
+    r = registry_delete(c->registry, q->volume_id, e);
+    vlocks_release(&c->locks, q->volume_id);
+    if (r < 0)
+        return r;
+    Csi__V1__DeleteVolumeResponse *resp = pb_new(&csi__v1__delete_volume_response__descriptor);
+    if (!resp)
+        return -ENOMEM;
+    *ret_resp = &resp->base;
+    return 0;
+}
+
+/* A volume exists if we created it, or (after a controller restart with no
+ * state directory) if its id has our form and its context pins a listing. */
+static int volume_known(struct csi_ctx *c, const Csi__V1__ValidateVolumeCapabilitiesRequest *q)
+{
+    json_t *rec _cleanup_json_ = registry_get(c->registry, q->volume_id);
+    if (rec)
+        return 1;
+    return volid_is_ours(q->volume_id) &&
+           pbmap_get((void *const *)q->volume_context, q->n_volume_context, CTX_DIGEST) != NULL;
+}
+
+DECLARE_HANDLER(controller_validate_volume_capabilities)
+{
+    struct csi_ctx *c = ctx;
+    const Csi__V1__ValidateVolumeCapabilitiesRequest *q = (const void *)req;
+    int r = need_controller(c, e);
+    if (r < 0 || (r = volid_check(q->volume_id, "volume id", e)) < 0)
+        return r;
+    if (q->n_volume_capabilities == 0)
+        return wc_err(e, -EINVAL, "volume capabilities are required");
+    if (!volume_known(c, q))
+        return wc_err(e, -ENOENT, "volume %.200s does not exist", q->volume_id);
+
+    Csi__V1__ValidateVolumeCapabilitiesResponse *resp =
+        pb_new(&csi__v1__validate_volume_capabilities_response__descriptor);
+    if (!resp)
+        return -ENOMEM;
+    *ret_resp = &resp->base;
+    struct wc_error why;
+    wc_error_clear(&why);
+    if (caps_check(q->volume_capabilities, q->n_volume_capabilities, &why) < 0) {
+        resp->message = xstrdup(why.msg);
+        return resp->message ? 0 : -ENOMEM;
+    }
+    /* Confirm exactly what was asked: a deep copy of the request's fields. */
+    Csi__V1__ValidateVolumeCapabilitiesRequest *copy = (void *)pb_dup(req);
+    Csi__V1__ValidateVolumeCapabilitiesResponse__Confirmed *conf =
+        pb_new(&csi__v1__validate_volume_capabilities_response__confirmed__descriptor);
+    if (!copy || !conf) {
+        if (copy)
+            protobuf_c_message_free_unpacked(&copy->base, NULL);
+        free(conf);
+        return -ENOMEM;
+    }
+    conf->volume_capabilities = TAKE_PTR(copy->volume_capabilities);
+    conf->n_volume_capabilities = copy->n_volume_capabilities;
+    copy->n_volume_capabilities = 0;
+    int rc = pbmap_copy(&conf->volume_context, &conf->n_volume_context,
+                        &csi__v1__validate_volume_capabilities_response__confirmed__volume_context_entry__descriptor,
+                        (void *const *)q->volume_context, q->n_volume_context);
+    if (rc == 0)
+        rc = pbmap_copy(&conf->parameters, &conf->n_parameters,
+                        &csi__v1__validate_volume_capabilities_response__confirmed__parameters_entry__descriptor,
+                        (void *const *)q->parameters, q->n_parameters);
+    resp->confirmed = conf;
+    protobuf_c_message_free_unpacked(&copy->base, NULL);
+    return rc;
+}
+
+DECLARE_HANDLER(controller_get_capabilities)
+{
+    struct csi_ctx *c = ctx;
+    int r = need_controller(c, e);
+    if (r < 0)
+        return r;
+    Csi__V1__ControllerGetCapabilitiesResponse *resp = pb_new(&csi__v1__controller_get_capabilities_response__descriptor);
+    Csi__V1__ControllerServiceCapability *cap = pb_new(&csi__v1__controller_service_capability__descriptor);
+    Csi__V1__ControllerServiceCapability__RPC *rpc = pb_new(&csi__v1__controller_service_capability__rpc__descriptor);
+    if (!resp || !cap || !rpc || !(resp->capabilities = calloc(1, sizeof(void *)))) {
+        free(resp);
+        free(cap);
+        free(rpc);
+        return -ENOMEM;
+    }
+    rpc->type = CSI__V1__CONTROLLER_SERVICE_CAPABILITY__RPC__TYPE__CREATE_DELETE_VOLUME;
+    cap->type_case = CSI__V1__CONTROLLER_SERVICE_CAPABILITY__TYPE_RPC;
+    cap->rpc = rpc;
+    resp->capabilities[resp->n_capabilities++] = cap;
+    *ret_resp = &resp->base;
+    return 0;
+}

@@ -1,0 +1,74 @@
+/*
+ * The CSI layer: thin by design. Each handler validates its request exactly
+ * as the spec asks, takes the volume lock, calls into cache/ and storage/,
+ * and builds the reply. Errors are returned as values; rpc/ maps them to
+ * gRPC codes and logs each call once.
+ */
+#pragma once
+
+#include <errno.h>
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdatomic.h>
+
+#include "admin.pb-c.h"
+#include "cache/store.h"
+#include "csi.pb-c.h"
+#include "csi/locks.h"
+#include "csi/registry.h"
+#include "rpc/server.h"
+#include "storage/mount.h"
+
+#define DRIVER_NAME "warmcache.csi.dev"
+
+struct csi_config {
+    int controller;          /* serve the Controller service */
+    int node;                /* serve the Node service */
+    const char *node_id;
+    const char *store_root;  /* node: directory mode store */
+    const char *state_dir;   /* controller: volume registry (optional) */
+};
+
+struct csi_ctx {
+    int controller, node;
+    char *node_id;
+    struct store *store;
+    struct mounter *mounter;
+    struct registry *registry;
+    struct volume_locks locks;
+    atomic_int ready;
+};
+
+int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_error *e);
+void csi_ctx_fini(struct csi_ctx *c);
+
+/* The routes: handlers by method path, and the services they belong to. */
+extern const struct rpc_handler csi_handlers[];
+extern const size_t csi_n_handlers;
+extern const ProtobufCServiceDescriptor *const csi_services[];
+extern const size_t csi_n_services;
+
+/* Volume capability checks shared by controller and node. */
+int caps_check_one(const Csi__V1__VolumeCapability *cap, struct wc_error *e);
+int caps_check(Csi__V1__VolumeCapability *const *caps, size_t n, struct wc_error *e);
+int caps_mode_writable(const Csi__V1__VolumeCapability *cap);
+
+#define DECLARE_HANDLER(name) \
+    int name(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp, struct rpc_call *call, \
+             struct wc_error *e)
+
+DECLARE_HANDLER(identity_get_plugin_info);
+DECLARE_HANDLER(identity_get_plugin_capabilities);
+DECLARE_HANDLER(identity_probe);
+DECLARE_HANDLER(controller_create_volume);
+DECLARE_HANDLER(controller_delete_volume);
+DECLARE_HANDLER(controller_validate_volume_capabilities);
+DECLARE_HANDLER(controller_get_capabilities);
+DECLARE_HANDLER(node_stage_volume);
+DECLARE_HANDLER(node_unstage_volume);
+DECLARE_HANDLER(node_publish_volume);
+DECLARE_HANDLER(node_unpublish_volume);
+DECLARE_HANDLER(node_get_volume_stats);
+DECLARE_HANDLER(node_get_capabilities);
+DECLARE_HANDLER(node_get_info);
+DECLARE_HANDLER(admin_status);

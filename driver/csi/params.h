@@ -1,0 +1,52 @@
+/*
+ * StorageClass parameters and volume context: both are untrusted text maps.
+ *
+ * Parameters (what a user writes in a StorageClass) are parsed strictly: an
+ * unknown key or a bad value is an INVALID_ARGUMENT that names the key, so a
+ * typo shows up on the PVC instead of being ignored. Keys that Kubernetes
+ * itself adds (csi.storage.k8s.io/..., storage.kubernetes.io/...) pass.
+ *
+ * The volume context is what CreateVolume pins for the nodes: the source, the
+ * listing digest, object count and bytes. A node re-lists and compares.
+ */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+struct kv {
+    const char *key;
+    const char *value;
+};
+
+enum change_policy { CHANGE_FAIL, CHANGE_FOLLOW };
+
+struct volume_params {
+    const char *source;          /* borrowed from the input */
+    enum change_policy policy;
+};
+
+int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struct wc_error *e);
+
+/* Volume context keys written by CreateVolume and read by the node. */
+#define CTX_SOURCE "source"
+#define CTX_POLICY "sourceChangePolicy"
+#define CTX_DIGEST "listingDigest"
+#define CTX_OBJECTS "objectCount"
+#define CTX_BYTES "totalBytes"
+
+struct volume_context {
+    const char *source;          /* borrowed */
+    enum change_policy policy;
+    const char *digest;          /* NULL: not pinned (a hand-written static PV) */
+    uint64_t objects, bytes;
+};
+
+int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, struct wc_error *e);
+
+const char *change_policy_name(enum change_policy p);
+
+/* 1 if the key is added by Kubernetes or its sidecars, not by a user. */
+int param_key_is_kubernetes(const char *key);

@@ -1,0 +1,122 @@
+/*
+ * Method table and process context. Every method of the three CSI services
+ * (and our Admin service) is routed; the ones warmcache does not offer have
+ * no handler here and so answer UNIMPLEMENTED, as the spec asks of optional
+ * RPCs. A handler for a service this process does not serve (controller-only
+ * or node-only mode) answers UNIMPLEMENTED too (see the mode checks).
+ */
+#include "csi/csi.h"
+#include "base/macros.h"
+
+#include <string.h>
+#include <unistd.h>
+
+const struct rpc_handler csi_handlers[] = {
+    {"/csi.v1.Identity/GetPluginInfo", identity_get_plugin_info},
+    {"/csi.v1.Identity/GetPluginCapabilities", identity_get_plugin_capabilities},
+    {"/csi.v1.Identity/Probe", identity_probe},
+    {"/csi.v1.Controller/CreateVolume", controller_create_volume},
+    {"/csi.v1.Controller/DeleteVolume", controller_delete_volume},
+    {"/csi.v1.Controller/ValidateVolumeCapabilities", controller_validate_volume_capabilities},
+    {"/csi.v1.Controller/ControllerGetCapabilities", controller_get_capabilities},
+    {"/csi.v1.Node/NodeStageVolume", node_stage_volume},
+    {"/csi.v1.Node/NodeUnstageVolume", node_unstage_volume},
+    {"/csi.v1.Node/NodePublishVolume", node_publish_volume},
+    {"/csi.v1.Node/NodeUnpublishVolume", node_unpublish_volume},
+    {"/csi.v1.Node/NodeGetVolumeStats", node_get_volume_stats},
+    {"/csi.v1.Node/NodeGetCapabilities", node_get_capabilities},
+    {"/csi.v1.Node/NodeGetInfo", node_get_info},
+    {"/warmcache.admin.v1.Admin/Status", admin_status},
+};
+const size_t csi_n_handlers = ARRAY_SIZE(csi_handlers);
+
+const ProtobufCServiceDescriptor *const csi_services[] = {
+    &csi__v1__identity__descriptor,
+    &csi__v1__controller__descriptor,
+    &csi__v1__node__descriptor,
+    &warmcache__admin__v1__admin__descriptor,
+};
+const size_t csi_n_services = ARRAY_SIZE(csi_services);
+
+int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_error *e)
+{
+    *c = (struct csi_ctx){.controller = cfg->controller, .node = cfg->node, .mounter = &mounter_libmount};
+    vlocks_init(&c->locks);
+    char host[256] = "";
+    if (cfg->node_id && *cfg->node_id)
+        snprintf(host, sizeof(host), "%s", cfg->node_id);
+    else if (gethostname(host, sizeof(host) - 1) < 0)
+        snprintf(host, sizeof(host), "unknown-node");
+    if (!(c->node_id = strdup(host)))
+        return -ENOMEM;
+    int r = 0;
+    if (c->node && (r = store_open(cfg->store_root, &c->store, e)) < 0)
+        return r;
+    if (c->controller && (r = registry_open(cfg->state_dir, &c->registry, e)) < 0)
+        return r;
+    return 0;
+}
+
+void csi_ctx_fini(struct csi_ctx *c)
+{
+    store_free(c->store);
+    registry_free(c->registry);
+    vlocks_fini(&c->locks);
+    free(c->node_id);
+}
+
+/* ---- volume capabilities ------------------------------------------------ */
+
+/*
+ * warmcache serves a directory, so only the mount access type makes sense.
+ * Readers on one node or many are the point; single-node writers get a
+ * private writable overlay per publish. Multi-writer modes are refused:
+ * writes are not shared between pods, and saying yes would be a lie.
+ */
+int caps_mode_writable(const Csi__V1__VolumeCapability *cap)
+{
+    switch (cap->access_mode->mode) {
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_WRITER:
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_SINGLE_WRITER:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+int caps_check_one(const Csi__V1__VolumeCapability *cap, struct wc_error *e)
+{
+    if (!cap)
+        return wc_err(e, -EINVAL, "volume capability is required");
+    if (!cap->access_mode)
+        return wc_err(e, -EINVAL, "volume capability has no access mode");
+    if (cap->access_type_case == CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_BLOCK)
+        return wc_err(e, -EINVAL, "block volumes are not supported: warmcache serves a directory (volumeMode: Filesystem)");
+    if (cap->access_type_case != CSI__V1__VOLUME_CAPABILITY__ACCESS_TYPE_MOUNT)
+        return wc_err(e, -EINVAL, "volume capability has no access type (mount)");
+    switch (cap->access_mode->mode) {
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_WRITER:
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_READER_ONLY:
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__MULTI_NODE_READER_ONLY:
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_SINGLE_WRITER:
+        return 0;
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__UNKNOWN:
+        return wc_err(e, -EINVAL, "volume capability access mode is UNKNOWN");
+    default:
+        return wc_err(e, -EINVAL, "access mode %d is not supported: writes to a warmcache volume stay in a "
+                      "per-pod scratch layer and are not shared, so use ReadOnlyMany or ReadWriteOnce",
+                      cap->access_mode->mode);
+    }
+}
+
+int caps_check(Csi__V1__VolumeCapability *const *caps, size_t n, struct wc_error *e)
+{
+    if (n == 0)
+        return wc_err(e, -EINVAL, "volume capabilities are required");
+    for (size_t i = 0; i < n; i++) {
+        int r = caps_check_one(caps[i], e);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}

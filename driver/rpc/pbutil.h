@@ -1,0 +1,31 @@
+/*
+ * Generic protobuf-c helpers, driven by descriptors: CSI has a dozen
+ * map<string,string> fields of distinct generated types, and these let one
+ * piece of code read and build all of them.
+ *
+ * Everything built here is heap memory, so a reply made with these helpers is
+ * freed by protobuf_c_message_free_unpacked(msg, NULL).
+ */
+#pragma once
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+
+/* Value for key in a map field (array of entries + count), or NULL. */
+const char *pbmap_get(void *const *entries, size_t n, const char *key);
+
+/* Appends key=value to a map field; entries is e.g. &resp->volume->volume_context. */
+int pbmap_add(void *entries_field, size_t *n, const ProtobufCMessageDescriptor *entry_desc,
+              const char *key, const char *value);
+
+/* Appends every entry of one map field (any entry type) to another. */
+int pbmap_copy(void *entries_field, size_t *n, const ProtobufCMessageDescriptor *entry_desc,
+               void *const *src, size_t n_src);
+
+/* Deep copy through pack + unpack: the copy is heap-only. */
+ProtobufCMessage *pb_dup(const ProtobufCMessage *m);
+
+/* A zeroed, initialised heap message of the given type. */
+void *pb_new(const ProtobufCMessageDescriptor *d);
+
+char *xstrdup(const char *s);

@@ -1,0 +1,108 @@
+/* libmount-backed mounter; see mount.h. */
+#include "storage/mount.h"
+#include "base/macros.h"
+
+#include <libmount/libmount.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int context_error(struct libmnt_context *cxt, int rc, const char *what, const char *target,
+                         struct wc_error *e)
+{
+    char buf[512] = "";
+    mnt_context_get_excode(cxt, rc, buf, sizeof(buf));
+    int err = mnt_context_get_syscall_errno(cxt);
+    if (err == 0)
+        err = rc < 0 ? -rc : EIO;
+    return wc_err(e, -err, "%s %s failed: %s", what, target, buf[0] ? buf : strerror(err));
+}
+
+static struct libmnt_context *new_context(void)
+{
+    struct libmnt_context *cxt = mnt_new_context();
+    if (!cxt)
+        return NULL;
+    /* No mount.<type> helpers and no utab: we own these mounts end to end. */
+    mnt_context_disable_helpers(cxt, 1);
+    mnt_context_disable_mtab(cxt, 1);
+    return cxt;
+}
+
+static int do_mount(const char *source, const char *fstype, const char *target, const char *opts,
+                    const char *what, struct wc_error *e)
+{
+    struct libmnt_context *cxt = new_context();
+    if (!cxt)
+        return wc_err(e, -ENOMEM, "out of memory");
+    int rc = mnt_context_set_source(cxt, source);
+    if (!rc)
+        rc = mnt_context_set_target(cxt, target);
+    if (!rc && fstype)
+        rc = mnt_context_set_fstype(cxt, fstype);
+    if (!rc)
+        rc = mnt_context_set_options(cxt, opts);
+    if (!rc)
+        rc = mnt_context_mount(cxt);
+    int r = rc ? context_error(cxt, rc, what, target, e) : 0;
+    mnt_free_context(cxt);
+    return r;
+}
+
+static int lm_bind(struct mounter *m, const char *src, const char *dst, int readonly, const char *flags,
+                   struct wc_error *e)
+{
+    char opts[512];
+    snprintf(opts, sizeof(opts), "bind,%s%s%s", readonly ? "ro" : "rw", flags && *flags ? "," : "",
+             flags ? flags : "");
+    return do_mount(src, NULL, dst, opts, "bind mount at", e);
+}
+
+static int lm_overlay(struct mounter *m, const char *lower, const char *upper, const char *work,
+                      const char *dst, const char *flags, struct wc_error *e)
+{
+    char opts[PATH_MAX * 3 + 64];
+    int n = snprintf(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s%s%s", lower, upper, work,
+                     flags && *flags ? "," : "", flags ? flags : "");
+    if (n < 0 || (size_t)n >= sizeof(opts))
+        return wc_err(e, -ENAMETOOLONG, "overlay options too long");
+    return do_mount("overlay", "overlay", dst, opts, "overlay mount at", e);
+}
+
+static int lm_umount(struct mounter *m, const char *target, struct wc_error *e)
+{
+    struct libmnt_context *cxt = new_context();
+    if (!cxt)
+        return wc_err(e, -ENOMEM, "out of memory");
+    int rc = mnt_context_set_target(cxt, target);
+    if (!rc)
+        rc = mnt_context_umount(cxt);
+    int r = rc ? context_error(cxt, rc, "unmount of", target, e) : 0;
+    mnt_free_context(cxt);
+    return r;
+}
+
+static int lm_is_mountpoint(struct mounter *m, const char *path)
+{
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return errno == ENOENT ? 0 : -errno;
+    struct libmnt_table *tb = mnt_new_table();
+    if (!tb)
+        return -ENOMEM;
+    int r = mnt_table_parse_file(tb, "/proc/self/mountinfo");
+    if (r == 0)
+        r = mnt_table_find_target(tb, real, MNT_ITER_BACKWARD) != NULL;
+    mnt_unref_table(tb);
+    return r;
+}
+
+static const struct mounter_ops libmount_ops = {
+    .bind = lm_bind,
+    .overlay = lm_overlay,
+    .umount = lm_umount,
+    .is_mountpoint = lm_is_mountpoint,
+};
+
+struct mounter mounter_libmount = {.ops = &libmount_ops};

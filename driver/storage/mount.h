@@ -1,0 +1,28 @@
+/*
+ * Mounting, behind a vtable so the CSI logic can run against a fake and
+ * against the real kernel. The real one uses libmount, which knows how to do
+ * a read-only bind mount (bind, then remount ro) and reads mountinfo for us.
+ */
+#pragma once
+
+#include "base/error.h"
+
+struct mounter;
+
+struct mounter_ops {
+    /* Bind src at dst; readonly and the extra flags (nosuid, noexec, ...) applied. */
+    int (*bind)(struct mounter *m, const char *src, const char *dst, int readonly, const char *flags,
+                struct wc_error *e);
+    int (*overlay)(struct mounter *m, const char *lower, const char *upper, const char *work,
+                   const char *dst, const char *flags, struct wc_error *e);
+    int (*umount)(struct mounter *m, const char *target, struct wc_error *e);
+    /* 1 if path is a mount point, 0 if not, negative errno on error. */
+    int (*is_mountpoint)(struct mounter *m, const char *path);
+};
+
+struct mounter {
+    const struct mounter_ops *ops;
+};
+
+/* The real thing: libmount and the kernel. */
+extern struct mounter mounter_libmount;
