@@ -8,6 +8,7 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <stdarg.h>
 
 #define WC_ERROR_MSG_MAX 1024

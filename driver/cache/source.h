@@ -3,7 +3,8 @@
  * style) so that file://, s3:// and test fakes share one fill path.
  *
  * list() returns a finalized listing; fetch() writes one object's bytes into
- * an already-opened, already-sized file and must fail with -ESTALE when the
+ * an already-opened, already-sized file, adds them to p->bytes_done as they
+ * land (so a 10 GiB file shows progress), and must fail with -ESTALE when the
  * object no longer matches the listing (the copy would mix versions).
  */
 #pragma once

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs what building and testing warmcache needs on a fresh Debian
+# (bookworm) machine. Idempotent: each step checks before it installs, so a
+# second run takes a second. Test tools (csi-sanity) go into .tools/bin.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+tools="$here/.tools"
+mkdir -p "$tools/bin"
+
+apt_pkgs=(cmake ninja-build pkg-config gcc make libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
+          libjansson-dev libcurl4-openssl-dev libmount-dev libcmocka-dev libssl-dev libxml2-dev
+          xfsprogs util-linux mount python3 python3-pytest)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# pytest: the Debian package above, unless the machine's python3 is another
+# build (pyenv) that does not see it; then from PyPI.
+if ! python3 -c 'import pytest' 2>/dev/null; then
+  python3 -m pip install -q pytest
+fi
+
+# csi-sanity, pinned, from the Go module proxy.
+CSI_TEST_VERSION=v5.6.0
+if [ ! -x "$tools/bin/csi-sanity" ] || [ "$(cat "$tools/csi-sanity.version" 2>/dev/null)" != "$CSI_TEST_VERSION" ]; then
+  GO=$(command -v go || echo /usr/local/go/bin/go)
+  if [ ! -x "$GO" ]; then
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go >/dev/null
+    GO=$(command -v go)
+  fi
+  echo "setup: installing csi-sanity $CSI_TEST_VERSION"
+  GOBIN="$tools/bin" GOFLAGS=-mod=mod "$GO" install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION"
+  echo "$CSI_TEST_VERSION" > "$tools/csi-sanity.version"
+fi

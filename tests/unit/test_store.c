@@ -1,0 +1,202 @@
+/*
+ * The store's fill, against a fake source (the vtable seam): a copy appears
+ * only when complete, a fill that dies part-way leaves only whole files in
+ * the partial directory and resumes without fetching them again, and a short
+ * object never becomes part of a copy.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fsutil.h"
+#include "cache/store.h"
+
+struct fake {
+    struct source base;
+    int fail_at;     /* fetch of this index fails (-1: never) */
+    int short_at;    /* fetch of this index writes one byte too few */
+    int fetched;     /* fetch calls that succeeded */
+};
+
+static int fake_list(struct source *s, struct listing *ret, struct wc_error *e) { return -ENOSYS; }
+
+static int fake_fetch(struct source *s, const struct listing_entry *ent, int fd, const atomic_int *cancel,
+                      struct fill_progress *p, struct wc_error *e)
+{
+    struct fake *f = (struct fake *)s;
+    int idx = atoi(strrchr(ent->key, '/') ? strrchr(ent->key, '/') + 1 : ent->key);
+    if (idx == f->fail_at)
+        return wc_err(e, -ECONNRESET, "injected failure at %d", idx);
+    char buf[4096];
+    memset(buf, 'a' + idx % 26, sizeof(buf));
+    uint64_t n = ent->size - (idx == f->short_at ? 1 : 0);
+    for (uint64_t off = 0; off < n;) {
+        size_t w = n - off > sizeof(buf) ? sizeof(buf) : (size_t)(n - off);
+        assert_int_equal(pwrite(fd, buf, w, (off_t)off), (ssize_t)w);
+        off += w;
+        atomic_fetch_add(&p->bytes_done, w);
+    }
+    if (n < ent->size)
+        assert_int_equal(ftruncate(fd, (off_t)n), 0);
+    f->fetched++;
+    return 0;
+}
+
+static void fake_free(struct source *s) { (void)s; }
+
+static const struct source_ops fake_ops = {.scheme = "fake", .list = fake_list, .fetch = fake_fetch, .free = fake_free};
+
+static char root[PATH_MAX];
+
+static int setup(void **state)
+{
+    snprintf(root, sizeof(root), "/tmp/wc-store-test.XXXXXX");
+    assert_non_null(mkdtemp(root));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fs_rm_rf(root);
+    return 0;
+}
+
+static void make_listing(struct listing *l, int n)
+{
+    struct wc_error e;
+    for (int i = 0; i < n; i++) {
+        char k[64];
+        snprintf(k, sizeof(k), "shard/%d", i);
+        assert_int_equal(listing_add(l, k, strlen(k), 10000 + (uint64_t)i, "etag"), 0);
+    }
+    assert_int_equal(listing_finalize(l, &e), 0);
+}
+
+static int count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+static void fill_then_hit(void **state)
+{
+    struct store *s;
+    struct wc_error e;
+    struct listing l = {0};
+    struct fake f = {.base = {.ops = &fake_ops, .url = "fake://x/"}, .fail_at = -1, .short_at = -1};
+    struct fill_progress p = {0};
+    assert_int_equal(store_open(root, &s, &e), 0);
+    make_listing(&l, 5);
+    assert_int_equal(store_fill(s, &f.base, &l, "00000000000000000000000000000001", NULL, &p, &e), 0);
+    assert_int_equal(f.fetched, 5);
+    assert_int_equal(p.files_done, 5);
+    assert_int_equal(p.bytes_done, l.bytes);
+    assert_true(store_content_ready(s, "00000000000000000000000000000001"));
+    char path[PATH_MAX];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/content/00000000000000000000000000000001/shard/3", root);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_size, 10003);
+    assert_int_equal(st.st_mode & 0777, 0644);
+    /* the second fill of the same content is a cache hit: no fetch at all */
+    assert_int_equal(store_fill(s, &f.base, &l, "00000000000000000000000000000001", NULL, &p, &e), 0);
+    assert_int_equal(f.fetched, 5);
+    json_t *m = store_meta(s, "00000000000000000000000000000001");
+    assert_int_equal(json_integer_value(json_object_get(m, "files")), 5);
+    json_decref(m);
+    listing_free(&l);
+    store_free(s);
+}
+
+static void failed_fill_is_invisible_and_resumes(void **state)
+{
+    struct store *s;
+    struct wc_error e;
+    struct listing l = {0};
+    struct fake f = {.base = {.ops = &fake_ops, .url = "fake://x/"}, .fail_at = 3, .short_at = -1};
+    struct fill_progress p = {0};
+    const char *cid = "00000000000000000000000000000002";
+    assert_int_equal(store_open(root, &s, &e), 0);
+    make_listing(&l, 6);
+    assert_int_equal(store_fill(s, &f.base, &l, cid, NULL, &p, &e), -ECONNRESET);
+    assert_false(store_content_ready(s, cid));
+    char partial[PATH_MAX];
+    snprintf(partial, sizeof(partial), "%s/content/%s.partial/shard", root, cid);
+    assert_int_equal(count_dir(partial), 3); /* 0,1,2 whole; 3 never appeared */
+    store_free(s);
+
+    /* a restart: store_open clears tmp/, the fill resumes where it stopped */
+    assert_int_equal(store_open(root, &s, &e), 0);
+    f.fail_at = -1;
+    f.fetched = 0;
+    struct fill_progress p2 = {0};
+    assert_int_equal(store_fill(s, &f.base, &l, cid, NULL, &p2, &e), 0);
+    assert_int_equal(f.fetched, 3);
+    assert_true(store_content_ready(s, cid));
+    assert_int_equal(p2.bytes_done, l.bytes);
+    listing_free(&l);
+    store_free(s);
+}
+
+static void short_object_never_lands(void **state)
+{
+    struct store *s;
+    struct wc_error e;
+    struct listing l = {0};
+    struct fake f = {.base = {.ops = &fake_ops, .url = "fake://x/"}, .fail_at = -1, .short_at = 1};
+    struct fill_progress p = {0};
+    const char *cid = "00000000000000000000000000000003";
+    assert_int_equal(store_open(root, &s, &e), 0);
+    make_listing(&l, 3);
+    assert_int_equal(store_fill(s, &f.base, &l, cid, NULL, &p, &e), -EIO);
+    assert_non_null(strstr(e.msg, "shard/1"));
+    assert_false(store_content_ready(s, cid));
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/content/%s.partial/shard/1", root, cid);
+    assert_int_equal(access(path, F_OK), -1);
+    listing_free(&l);
+    store_free(s);
+}
+
+static void cancel_stops_fill(void **state)
+{
+    struct store *s;
+    struct wc_error e;
+    struct listing l = {0};
+    struct fake f = {.base = {.ops = &fake_ops, .url = "fake://x/"}, .fail_at = -1, .short_at = -1};
+    struct fill_progress p = {0};
+    atomic_int cancel = 1;
+    assert_int_equal(store_open(root, &s, &e), 0);
+    make_listing(&l, 3);
+    assert_int_equal(store_fill(s, &f.base, &l, "00000000000000000000000000000004", &cancel, &p, &e), -ECANCELED);
+    assert_int_equal(f.fetched, 0);
+    listing_free(&l);
+    store_free(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(fill_then_hit, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_fill_is_invisible_and_resumes, setup, teardown),
+        cmocka_unit_test_setup_teardown(short_object_never_lands, setup, teardown),
+        cmocka_unit_test_setup_teardown(cancel_stops_fill, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
