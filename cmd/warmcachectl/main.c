@@ -22,19 +22,20 @@ struct opts {
     const char *socket;
     const char *file;        /* -f: create output with volume_id and context */
     json_t *kv;              /* -p / -c key=value pairs */
+    json_t *secrets;         /* --secret key=value pairs */
     long long capacity;
     const char *access;      /* ReadOnlyMany | ReadWriteOnce | ReadWriteOncePod */
     int readonly;
     int json;
-    int timeout;
+    double timeout;          /* seconds, may be fractional */
 };
 
 static void usage(FILE *f)
 {
     fprintf(f,
         "usage: warmcachectl [-s SOCKET] COMMAND ...\n"
-        "  create NAME -p source=URL [-p key=value]... [--capacity BYTES] [--access MODE]\n"
-        "  stage (VOLUME_ID -c key=value... | -f CREATE_OUTPUT.json) STAGING_PATH\n"
+        "  create NAME -p source=URL [-p key=value]... [--capacity BYTES] [--access MODE] [--secret k=v]...\n"
+        "  stage (VOLUME_ID -c key=value... | -f CREATE_OUTPUT.json) STAGING_PATH [--secret k=v]...\n"
         "  publish (VOLUME_ID | -f FILE) STAGING_PATH TARGET_PATH [--readonly] [--access MODE]\n"
         "  unpublish (VOLUME_ID | -f FILE) TARGET_PATH\n"
         "  unstage (VOLUME_ID | -f FILE) STAGING_PATH\n"
@@ -145,6 +146,7 @@ static int cmd_create(int i, int argc, char **argv)
     q->volume_capabilities = calloc(1, sizeof(void *));
     q->volume_capabilities[q->n_volume_capabilities++] = capability();
     fill_map(O.kv, &q->parameters, &q->n_parameters, &csi__v1__create_volume_request__parameters_entry__descriptor);
+    fill_map(O.secrets, &q->secrets, &q->n_secrets, &csi__v1__create_volume_request__secrets_entry__descriptor);
     if (O.capacity > 0) {
         q->capacity_range = pb_new(&csi__v1__capacity_range__descriptor);
         q->capacity_range->required_bytes = O.capacity;
@@ -165,6 +167,7 @@ static int cmd_stage(int i, int argc, char **argv)
     q->volume_capability = capability();
     fill_map(ctx, &q->volume_context, &q->n_volume_context,
              &csi__v1__node_stage_volume_request__volume_context_entry__descriptor);
+    fill_map(O.secrets, &q->secrets, &q->n_secrets, &csi__v1__node_stage_volume_request__secrets_entry__descriptor);
     ProtobufCMessage *resp = NULL;
     return call("/csi.v1.Node/NodeStageVolume", &q->base, &csi__v1__node_stage_volume_response__descriptor, &resp);
 }
@@ -300,24 +303,27 @@ int main(int argc, char **argv)
         {"capacity", required_argument, NULL, 'C'}, {"access", required_argument, NULL, 'a'},
         {"readonly", no_argument, NULL, 'r'},      {"json", no_argument, NULL, 'j'},
         {"timeout", required_argument, NULL, 't'}, {"help", no_argument, NULL, 'h'},
+        {"secret", required_argument, NULL, 'S'},
         {0},
     };
     O.socket = getenv("WARMCACHE_SOCKET") ?: "/var/lib/kubelet/plugins/warmcache.csi.dev/csi.sock";
     O.kv = json_object();
+    O.secrets = json_object();
     O.timeout = 600;
     int o;
     /* "+" would stop at the first non-option; we allow options anywhere */
     while ((o = getopt_long(argc, argv, "s:p:c:f:h", opts, NULL)) != -1) {
         switch (o) {
         case 's': O.socket = optarg; break;
-        case 'p': case 'c': {
+        case 'p': case 'c': case 'S': {
             char *eq = strchr(optarg, '=');
             if (!eq) {
-                fprintf(stderr, "warmcachectl: -%c wants key=value, got \"%s\"\n", o, optarg);
+                fprintf(stderr, "warmcachectl: %s wants key=value, got \"%s\"\n",
+                        o == 'S' ? "--secret" : o == 'p' ? "-p" : "-c", optarg);
                 return 2;
             }
             *eq = '\0';
-            json_object_set_new(O.kv, optarg, json_string(eq + 1));
+            json_object_set_new(o == 'S' ? O.secrets : O.kv, optarg, json_string(eq + 1));
             break;
         }
         case 'f': O.file = optarg; break;
@@ -325,7 +331,7 @@ int main(int argc, char **argv)
         case 'a': O.access = optarg; break;
         case 'r': O.readonly = 1; break;
         case 'j': O.json = 1; break;
-        case 't': O.timeout = atoi(optarg) > 0 ? atoi(optarg) : 600; break;
+        case 't': O.timeout = strtod(optarg, NULL) > 0 ? strtod(optarg, NULL) : 600; break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }

@@ -49,10 +49,10 @@ void rpc_client_close(struct rpc_client *c)
 }
 
 int rpc_client_call(struct rpc_client *c, const char *method, const ProtobufCMessage *req,
-                    const ProtobufCMessageDescriptor *out_desc, int timeout_s,
+                    const ProtobufCMessageDescriptor *out_desc, double timeout_s,
                     ProtobufCMessage **ret_resp, grpc_status_code *ret_status, struct wc_error *e)
 {
-    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_seconds(timeout_s, GPR_TIMESPAN));
+    gpr_timespec deadline = gpr_time_add(gpr_now(GPR_CLOCK_REALTIME), gpr_time_from_millis((int64_t)(timeout_s * 1000), GPR_TIMESPAN));
     grpc_slice mslice = grpc_slice_from_copied_string(method);
     grpc_call *call = grpc_channel_create_call(c->channel, NULL, GRPC_PROPAGATE_DEFAULTS, c->cq, mslice, NULL,
                                                deadline, NULL);

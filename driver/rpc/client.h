@@ -15,5 +15,5 @@ void rpc_client_close(struct rpc_client *c);
  * (free with protobuf_c_message_free_unpacked). On a non-OK status returns
  * -1, *ret_status holds the code and e->msg the server's message. */
 int rpc_client_call(struct rpc_client *c, const char *method, const ProtobufCMessage *req,
-                    const ProtobufCMessageDescriptor *out_desc, int timeout_s,
+                    const ProtobufCMessageDescriptor *out_desc, double timeout_s,
                     ProtobufCMessage **ret_resp, grpc_status_code *ret_status, struct wc_error *e);

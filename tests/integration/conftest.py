@@ -1,0 +1,140 @@
+"""Fixtures for integration tests: a real warmcache-csi on a unix socket, a
+real tmpfs for its store and sources, real bind/overlay mounts. Needs root."""
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+BUILD = Path(os.environ.get("WC_BUILD", Path(__file__).resolve().parents[2] / "build"))
+DRIVER = BUILD / "warmcache-csi"
+CTL = BUILD / "warmcachectl"
+
+
+def mounts_under(path):
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            target = line.split()[4]
+            if target == str(path) or target.startswith(str(path) + "/"):
+                out.append(target)
+    return out
+
+
+def sha256_tree(root):
+    root = Path(root)
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+class CtlError(Exception):
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+class Driver:
+    def __init__(self, work):
+        self.work = Path(work)
+        self.sock = self.work / "csi.sock"
+        self.store = self.work / "store"
+        self.log = self.work / "driver.log"
+        self.proc = None
+
+    def start(self, *extra):
+        self.logf = open(self.log, "a")
+        self.proc = subprocess.Popen(
+            [str(DRIVER), f"--endpoint=unix://{self.sock}", f"--store-root={self.store}",
+             f"--state-dir={self.work / 'state'}", "--node-id=it-node", *extra],
+            stderr=self.logf, stdout=self.logf)
+        for _ in range(100):
+            if self.sock.exists():
+                return self
+            time.sleep(0.05)
+        raise RuntimeError("driver did not create its socket:\n" + self.log.read_text())
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if not self.proc:
+            return None
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=timeout)
+        self.proc = None
+        self.logf.close()
+        return rc
+
+    def ctl(self, *args, timeout=None):
+        cmd = [str(CTL), "-s", str(self.sock), *[str(a) for a in args]]
+        if timeout:
+            cmd += ["--timeout", str(timeout)]
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode == 1:
+            # "warmcachectl: Method: CODE: message"
+            _, _, rest = p.stderr.strip().partition(": ")
+            _, _, rest = rest.partition(": ")
+            code, _, msg = rest.partition(": ")
+            raise CtlError(code, msg)
+        if p.returncode != 0:
+            raise RuntimeError(f"warmcachectl {args}: exit {p.returncode}: {p.stderr}")
+        return json.loads(p.stdout) if p.stdout.strip().startswith("{") else p.stdout
+
+    def ctl_async(self, *args, timeout=None):
+        cmd = [str(CTL), "-s", str(self.sock), *[str(a) for a in args]]
+        if timeout:
+            cmd += ["--timeout", str(timeout)]
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def create(self, name, source, *more, capacity=None, access=None):
+        args = ["create", name, "-p", f"source={source}"]
+        for m in more:
+            args += ["-p", m]
+        if capacity is not None:
+            args += ["--capacity", capacity]
+        if access:
+            args += ["--access", access]
+        vol = self.ctl(*args)
+        f = self.work / f"{name}.json"
+        f.write_text(json.dumps(vol))
+        return f
+
+    def log_lines(self):
+        return [json.loads(l) for l in self.log.read_text().splitlines() if l.startswith("{")]
+
+
+@pytest.fixture
+def work():
+    if os.geteuid() != 0:
+        pytest.skip("integration tests mount file systems and must run as root")
+    d = Path(tempfile.mkdtemp(prefix="wc-it."))
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12g", "wc-it", str(d)], check=True)
+    yield d
+    for m in sorted(mounts_under(d), key=len, reverse=True):
+        subprocess.run(["umount", "-l", m], check=False)
+    os.rmdir(d)
+
+
+@pytest.fixture
+def driver(work):
+    d = Driver(work).start()
+    yield d
+    if d.proc:
+        rc = d.stop()
+        assert rc == 0, "driver did not exit 0 on SIGTERM:\n" + d.log.read_text()[-3000:]
+        assert not d.sock.exists(), "driver left its socket behind"
+
+
+@pytest.fixture
+def model(work):
+    """A small model-like tree: weights, a config, a nested tokenizer."""
+    src = work / "models" / "tiny-llm"
+    (src / "tokenizer").mkdir(parents=True)
+    (src / "model-00001-of-00002.safetensors").write_bytes(os.urandom(3 << 20))
+    (src / "model-00002-of-00002.safetensors").write_bytes(os.urandom(1 << 20))
+    (src / "config.json").write_text('{"hidden_size": 64}\n')
+    (src / "tokenizer" / "tokenizer.json").write_text('{"vocab": ["a", "b"]}\n')
+    (src / "empty.txt").write_bytes(b"")
+    return src

@@ -1,0 +1,128 @@
+"""Faults during a fill: a second call, a client that gives up, SIGTERM and
+kill -9. A fill of ~1 GiB on tmpfs takes a few seconds here, long enough to
+act in the middle of it."""
+import json
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import CtlError, Driver, mounts_under, sha256_tree
+
+SHARDS, SHARD_MIB = 64, 16
+
+
+@pytest.fixture
+def big(work):
+    """64 shards of 16 MiB, each with its own content, so a mixed-up or
+    truncated copy shows in the hashes."""
+    src = work / "big"
+    src.mkdir()
+    for i in range(SHARDS):
+        (src / f"shard-{i:03d}.bin").write_bytes(bytes([i]) * (SHARD_MIB << 20))
+    return src
+
+
+def wait_for(cond, timeout=10):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def partial_dir(store):
+    parts = list((store / "content").glob("*.partial"))
+    return parts[0] if parts else None
+
+
+def test_concurrent_call_on_the_same_volume_is_aborted(driver, big, work):
+    vol = driver.create("big", f"file://{big}")
+    first = driver.ctl_async("stage", "-f", vol, work / "s")
+    assert wait_for(lambda: partial_dir(driver.store) is not None)
+    with pytest.raises(CtlError) as ei:
+        driver.ctl("stage", "-f", vol, work / "s")
+    assert ei.value.code == "ABORTED" and "already in progress" in ei.value.message
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    assert sha256_tree(work / "s") == sha256_tree(big)
+
+
+def test_client_giving_up_cancels_the_fill_and_the_next_call_resumes(driver, big, work):
+    vol = driver.create("big", f"file://{big}")
+    with pytest.raises(CtlError) as ei:
+        driver.ctl("stage", "-f", vol, work / "s", timeout=0.5)
+    assert ei.value.code == "DEADLINE_EXCEEDED"
+    # the server noticed: the call ended CANCELLED, no copy became visible
+    assert wait_for(lambda: any(l.get("code") == "CANCELLED" for l in driver.log_lines()))
+    assert not [p for p in (driver.store / "content").iterdir() if not p.name.endswith(".partial")]
+    done_before = {p.name: p.stat().st_ino for p in partial_dir(driver.store).iterdir()}
+    assert 0 < len(done_before) < SHARDS
+    driver.ctl("stage", "-f", vol, work / "s")
+    assert sha256_tree(work / "s") == sha256_tree(big)
+    after = {p.name: p.stat().st_ino for p in (work / "s").iterdir()}
+    assert all(after[n] == ino for n, ino in done_before.items()), "finished shards were copied again"
+
+
+def test_sigterm_lets_the_call_in_flight_finish_then_exits_0(driver, big, work):
+    vol = driver.create("big", f"file://{big}")
+    call = driver.ctl_async("stage", "-f", vol, work / "s")
+    assert wait_for(lambda: partial_dir(driver.store) is not None)
+    rc = driver.stop(signal.SIGTERM, timeout=120)
+    assert call.wait(timeout=10) == 0, call.stderr.read()
+    assert rc == 0 and not driver.sock.exists()
+    assert sha256_tree(work / "s") == sha256_tree(big)
+
+
+def test_sigterm_with_no_grace_cancels_the_call_and_still_exits_0(work, big):
+    d = Driver(work).start("--shutdown-grace=0")
+    vol = d.create("big", f"file://{big}")
+    call = d.ctl_async("stage", "-f", vol, work / "s")
+    assert wait_for(lambda: partial_dir(d.store) is not None)
+    rc = d.stop(signal.SIGTERM)
+    assert rc == 0 and not d.sock.exists()
+    assert call.wait(timeout=10) == 1
+    assert "CANCELLED" in call.stderr.read()
+    assert not mounts_under(work / "s")
+
+
+def test_kill_9_mid_fill_leaves_nothing_partial_visible_and_resumes(work, big):
+    d = Driver(work).start()
+    vol = d.create("big", f"file://{big}")
+    call = d.ctl_async("stage", "-f", vol, work / "s")
+    assert wait_for(lambda: partial_dir(d.store) is not None and len(list(partial_dir(d.store).iterdir())) >= 8)
+    d.proc.kill()
+    d.proc.wait()
+    call.wait(timeout=10)
+    d.proc = None
+    # what a crash leaves: no copy, only whole files in the partial dir
+    assert [p for p in (d.store / "content").iterdir() if not p.name.endswith(".partial")] == []
+    part = partial_dir(d.store)
+    for f in part.iterdir():
+        assert f.stat().st_size == SHARD_MIB << 20, f"{f.name} is visible but incomplete"
+    assert not mounts_under(work / "s")
+    os.unlink(d.sock)  # a SIGKILLed process cannot clean up; the next start would
+    d2 = Driver(work).start()
+    assert not list((d2.store / "tmp").rglob("*.bin")) and not any((d2.store / "tmp").iterdir())
+    d2.ctl("stage", "-f", vol, work / "s")
+    assert sha256_tree(work / "s") == sha256_tree(big)
+    d2.ctl("unstage", "-f", vol, work / "s")
+    assert d2.stop() == 0
+
+
+def test_restart_keeps_existing_mounts_working(work, model):
+    d = Driver(work).start()
+    vol = d.create("m", f"file://{model}")
+    d.ctl("stage", "-f", vol, work / "s")
+    d.ctl("publish", "-f", vol, work / "s", work / "t")
+    d.proc.kill()
+    d.proc.wait()
+    d.proc = None
+    assert sha256_tree(work / "t") == sha256_tree(model), "a pod's mount must survive a plugin crash"
+    d2 = Driver(work).start()  # a stale socket is replaced
+    d2.ctl("publish", "-f", vol, work / "s", work / "t")  # kubelet retries: same answer
+    d2.ctl("unpublish", "-f", vol, work / "t")
+    d2.ctl("unstage", "-f", vol, work / "s")
+    assert not mounts_under(work / "s") and not mounts_under(work / "t")
+    assert d2.stop() == 0
