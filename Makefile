@@ -4,7 +4,7 @@ BUILD   ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all setup build test unit integration sanity demo bench clean
+.PHONY: all setup build test unit integration sanity demo bench fuzz clean
 
 all: build
 
@@ -31,6 +31,11 @@ test: unit integration sanity
 
 demo: build
 	bash scripts/demo.sh $(BUILD)
+
+# libFuzzer on every parser of outside input; FUZZ_SECONDS per target.
+FUZZ_SECONDS ?= 60
+fuzz: setup
+	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 bench: build
 	bash bench/run.sh $(BUILD)

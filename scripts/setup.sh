@@ -21,11 +21,14 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# pytest: the Debian package above, unless the machine's python3 is another
-# build (pyenv) that does not see it; then from PyPI.
-if ! python3 -c 'import pytest' 2>/dev/null; then
-  python3 -m pip install -q pytest
-fi
+# Python test tools: pytest (Debian's, unless python3 is another build, such
+# as pyenv, that does not see it) and grpcio, for tests that send raw bytes
+# to the plugin's gRPC socket. From PyPI when missing.
+pip_install() {
+  python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
+}
+python3 -c 'import pytest' 2>/dev/null || pip_install pytest
+python3 -c 'import grpc' 2>/dev/null || pip_install 'grpcio==1.85.3'
 
 # csi-sanity, pinned, from the Go module proxy.
 CSI_TEST_VERSION=v5.6.0

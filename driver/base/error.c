@@ -4,7 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static void set(struct wc_error *e, int code, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void set(struct wc_error *e, int code, const char *fmt, va_list ap)
 {
     e->code = code < 0 ? code : -code;
     vsnprintf(e->msg, sizeof(e->msg), fmt, ap);

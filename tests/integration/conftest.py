@@ -138,3 +138,32 @@ def model(work):
     (src / "tokenizer" / "tokenizer.json").write_text('{"vocab": ["a", "b"]}\n')
     (src / "empty.txt").write_bytes(b"")
     return src
+
+
+def wait_for(cond, timeout=10):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+SHARDS, SHARD_MIB = 128, 16
+
+
+@pytest.fixture
+def big(work):
+    """128 shards of 16 MiB, each with its own content, so a mixed-up or
+    truncated copy shows in the hashes."""
+    src = work / "big"
+    src.mkdir()
+    for i in range(SHARDS):
+        (src / f"shard-{i:03d}.bin").write_bytes(bytes([i]) * (SHARD_MIB << 20))
+    return src
+
+
+def partial_dir_of(store):
+    """The fill in progress in a store, if any."""
+    parts = list((store / "content").glob("*.partial"))
+    return parts[0] if parts else None

@@ -8,35 +8,8 @@ import time
 
 import pytest
 
-from conftest import CtlError, Driver, mounts_under, sha256_tree
-
-SHARDS, SHARD_MIB = 128, 16
-
-
-@pytest.fixture
-def big(work):
-    """64 shards of 16 MiB, each with its own content, so a mixed-up or
-    truncated copy shows in the hashes."""
-    src = work / "big"
-    src.mkdir()
-    for i in range(SHARDS):
-        (src / f"shard-{i:03d}.bin").write_bytes(bytes([i]) * (SHARD_MIB << 20))
-    return src
-
-
-def wait_for(cond, timeout=10):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return False
-
-
-def partial_dir(store):
-    parts = list((store / "content").glob("*.partial"))
-    return parts[0] if parts else None
-
+from conftest import SHARDS, SHARD_MIB, CtlError, Driver, mounts_under, sha256_tree, wait_for
+from conftest import partial_dir_of as partial_dir
 
 def test_concurrent_call_on_the_same_volume_is_aborted(driver, big, work):
     vol = driver.create("big", f"file://{big}")

@@ -1,0 +1,70 @@
+"""The gRPC surface itself, with raw bytes on a generic channel (grpcio from
+PyPI as a test tool): bounded messages, malformed requests, unknown methods,
+and concurrency: a long fill must not stop Probe from being answered."""
+import time
+
+import grpc
+import pytest
+
+from conftest import Driver, wait_for, partial_dir_of
+
+PROBE_READY = b"\x0a\x02\x08\x01"  # ProbeResponse{ready: BoolValue{value: true}}
+
+
+def raw(sock, method, payload, timeout=10):
+    with grpc.insecure_channel(f"unix:{sock}", options=[("grpc.max_send_message_length", 64 << 20)]) as ch:
+        call = ch.unary_unary(method, request_serializer=None, response_deserializer=None)
+        return call(payload, timeout=timeout)
+
+
+def code_of(sock, method, payload):
+    with pytest.raises(grpc.RpcError) as ei:
+        raw(sock, method, payload)
+    return ei.value.code(), ei.value.details()
+
+
+def test_probe_and_plugin_info(driver):
+    assert raw(driver.sock, "/csi.v1.Identity/Probe", b"") == PROBE_READY
+    info = raw(driver.sock, "/csi.v1.Identity/GetPluginInfo", b"")
+    assert b"warmcache.csi.dev" in info
+
+
+def test_malformed_request_is_invalid_argument(driver):
+    code, details = code_of(driver.sock, "/csi.v1.Node/NodeStageVolume", b"\xff\xff\xff\xff")
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "not a valid" in details
+
+
+def test_oversized_request_is_refused(driver):
+    code, _ = code_of(driver.sock, "/csi.v1.Controller/CreateVolume", b"\x0a" + b"\x80\x80\x80\x03" + b"x" * (6 << 20))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert raw(driver.sock, "/csi.v1.Identity/Probe", b"") == PROBE_READY  # and the plugin is fine
+
+
+def test_unknown_and_unoffered_methods_are_unimplemented(driver):
+    assert code_of(driver.sock, "/csi.v1.Node/NodeFly", b"")[0] == grpc.StatusCode.UNIMPLEMENTED
+    for m in ("/csi.v1.Controller/ListVolumes", "/csi.v1.Controller/CreateSnapshot",
+              "/csi.v1.Controller/ControllerPublishVolume", "/csi.v1.Node/NodeExpandVolume"):
+        assert code_of(driver.sock, m, b"")[0] == grpc.StatusCode.UNIMPLEMENTED, m
+
+
+def test_probe_is_answered_during_a_long_fill(driver, big, work):
+    vol = driver.create("big", f"file://{big}")
+    fill = driver.ctl_async("stage", "-f", vol, work / "s")
+    assert wait_for(lambda: partial_dir_of(driver.store) is not None)
+    t0 = time.time()
+    assert raw(driver.sock, "/csi.v1.Identity/Probe", b"") == PROBE_READY
+    assert time.time() - t0 < 0.5
+    assert fill.poll() is None, "the fill should still be running"
+    assert fill.wait(timeout=120) == 0
+
+
+def test_calls_beyond_the_bound_are_refused_not_queued(work, big):
+    d = Driver(work).start("--max-calls=1")
+    vol = d.create("big", f"file://{big}")
+    fill = d.ctl_async("stage", "-f", vol, work / "s")
+    assert wait_for(lambda: partial_dir_of(d.store) is not None)
+    code, details = code_of(d.sock, "/csi.v1.Identity/Probe", b"")
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED and "too many calls" in details
+    assert fill.wait(timeout=120) == 0
+    assert raw(d.sock, "/csi.v1.Identity/Probe", b"") == PROBE_READY
+    assert d.stop() == 0
