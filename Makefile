@@ -4,7 +4,7 @@ BUILD   ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all setup build test unit integration sanity demo bench fuzz clean
+.PHONY: all setup build test unit integration sanity asan demo bench fuzz clean
 
 all: build
 
@@ -26,8 +26,18 @@ integration: build
 sanity: build
 	bash tests/sanity/run.sh $(BUILD)
 
-test: unit integration sanity
-	@echo "make test: unit, integration and csi-sanity passed"
+# The same suites on an ASan + UBSan + LeakSanitizer build: a leak or an
+# error report makes the plugin exit non-zero, which the tests check.
+ASAN_BUILD ?= build-asan
+asan: setup
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DWC_SANITIZE=ON -DWC_TESTS=ON -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	cmake --build $(ASAN_BUILD)
+	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure
+	WC_BUILD=$(CURDIR)/$(ASAN_BUILD) ASAN_OPTIONS=detect_leaks=1 python3 -m pytest -q tests/integration
+	ASAN_OPTIONS=detect_leaks=1 bash tests/sanity/run.sh $(ASAN_BUILD)
+
+test: unit integration sanity asan
+	@echo "make test: unit, integration, csi-sanity, and all three again under ASan+UBSan: passed"
 
 demo: build
 	bash scripts/demo.sh $(BUILD)
@@ -41,4 +51,4 @@ bench: build
 	bash bench/run.sh $(BUILD)
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

@@ -71,6 +71,19 @@ static void print_json(const ProtobufCMessage *m)
     printf("%s\n", s ? s : "{}");
 }
 
+/* Sends req (heap-built, freed here), prints the reply as JSON if asked. */
+static int run(const char *method, void *req, const ProtobufCMessageDescriptor *out, int print)
+{
+    ProtobufCMessage *resp = NULL;
+    int r = call(method, req, out, &resp);
+    if (r == 0 && print)
+        print_json(resp);
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    protobuf_c_message_free_unpacked(req, NULL);
+    return r;
+}
+
 static Csi__V1__VolumeCapability *capability(void)
 {
     Csi__V1__VolumeCapability *cap = pb_new(&csi__v1__volume_capability__descriptor);
@@ -151,11 +164,7 @@ static int cmd_create(int i, int argc, char **argv)
         q->capacity_range = pb_new(&csi__v1__capacity_range__descriptor);
         q->capacity_range->required_bytes = O.capacity;
     }
-    ProtobufCMessage *resp = NULL;
-    int r = call("/csi.v1.Controller/CreateVolume", &q->base, &csi__v1__create_volume_response__descriptor, &resp);
-    if (r == 0)
-        print_json(resp);
-    return r;
+    return run("/csi.v1.Controller/CreateVolume", q, &csi__v1__create_volume_response__descriptor, 1);
 }
 
 static int cmd_stage(int i, int argc, char **argv)
@@ -168,8 +177,7 @@ static int cmd_stage(int i, int argc, char **argv)
     fill_map(ctx, &q->volume_context, &q->n_volume_context,
              &csi__v1__node_stage_volume_request__volume_context_entry__descriptor);
     fill_map(O.secrets, &q->secrets, &q->n_secrets, &csi__v1__node_stage_volume_request__secrets_entry__descriptor);
-    ProtobufCMessage *resp = NULL;
-    return call("/csi.v1.Node/NodeStageVolume", &q->base, &csi__v1__node_stage_volume_response__descriptor, &resp);
+    return run("/csi.v1.Node/NodeStageVolume", q, &csi__v1__node_stage_volume_response__descriptor, 0);
 }
 
 static int cmd_publish(int i, int argc, char **argv)
@@ -183,8 +191,7 @@ static int cmd_publish(int i, int argc, char **argv)
     q->readonly = O.readonly;
     fill_map(ctx, &q->volume_context, &q->n_volume_context,
              &csi__v1__node_publish_volume_request__volume_context_entry__descriptor);
-    ProtobufCMessage *resp = NULL;
-    return call("/csi.v1.Node/NodePublishVolume", &q->base, &csi__v1__node_publish_volume_response__descriptor, &resp);
+    return run("/csi.v1.Node/NodePublishVolume", q, &csi__v1__node_publish_volume_response__descriptor, 0);
 }
 
 static int cmd_unpublish(int i, int argc, char **argv)
@@ -193,8 +200,7 @@ static int cmd_unpublish(int i, int argc, char **argv)
     Csi__V1__NodeUnpublishVolumeRequest *q = pb_new(&csi__v1__node_unpublish_volume_request__descriptor);
     q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
     q->target_path = xstrdup(arg(&i, argc, argv));
-    ProtobufCMessage *resp = NULL;
-    return call("/csi.v1.Node/NodeUnpublishVolume", &q->base, &csi__v1__node_unpublish_volume_response__descriptor, &resp);
+    return run("/csi.v1.Node/NodeUnpublishVolume", q, &csi__v1__node_unpublish_volume_response__descriptor, 0);
 }
 
 static int cmd_unstage(int i, int argc, char **argv)
@@ -203,8 +209,7 @@ static int cmd_unstage(int i, int argc, char **argv)
     Csi__V1__NodeUnstageVolumeRequest *q = pb_new(&csi__v1__node_unstage_volume_request__descriptor);
     q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
     q->staging_target_path = xstrdup(arg(&i, argc, argv));
-    ProtobufCMessage *resp = NULL;
-    return call("/csi.v1.Node/NodeUnstageVolume", &q->base, &csi__v1__node_unstage_volume_response__descriptor, &resp);
+    return run("/csi.v1.Node/NodeUnstageVolume", q, &csi__v1__node_unstage_volume_response__descriptor, 0);
 }
 
 static int cmd_delete(int i, int argc, char **argv)
@@ -212,8 +217,7 @@ static int cmd_delete(int i, int argc, char **argv)
     json_t *ctx _cleanup_json_ = NULL;
     Csi__V1__DeleteVolumeRequest *q = pb_new(&csi__v1__delete_volume_request__descriptor);
     q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
-    ProtobufCMessage *resp = NULL;
-    return call("/csi.v1.Controller/DeleteVolume", &q->base, &csi__v1__delete_volume_response__descriptor, &resp);
+    return run("/csi.v1.Controller/DeleteVolume", q, &csi__v1__delete_volume_response__descriptor, 0);
 }
 
 static int cmd_stats(int i, int argc, char **argv)
@@ -222,11 +226,7 @@ static int cmd_stats(int i, int argc, char **argv)
     Csi__V1__NodeGetVolumeStatsRequest *q = pb_new(&csi__v1__node_get_volume_stats_request__descriptor);
     q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
     q->volume_path = xstrdup(arg(&i, argc, argv));
-    ProtobufCMessage *resp = NULL;
-    int r = call("/csi.v1.Node/NodeGetVolumeStats", &q->base, &csi__v1__node_get_volume_stats_response__descriptor, &resp);
-    if (r == 0)
-        print_json(resp);
-    return r;
+    return run("/csi.v1.Node/NodeGetVolumeStats", q, &csi__v1__node_get_volume_stats_response__descriptor, 1);
 }
 
 static void human(uint64_t b, char *out, size_t n)
@@ -260,13 +260,17 @@ static int cmd_status(int i, int argc, char **argv)
     Csi__V1__ProbeResponse *pr = NULL;
     Warmcache__Admin__V1__StatusRequest sq = WARMCACHE__ADMIN__V1__STATUS_REQUEST__INIT;
     Warmcache__Admin__V1__StatusResponse *s = NULL;
-    if (call("/csi.v1.Identity/Probe", &probe.base, &csi__v1__probe_response__descriptor, (ProtobufCMessage **)&pr) < 0 ||
-        call("/warmcache.admin.v1.Admin/Status", &sq.base, &warmcache__admin__v1__status_response__descriptor,
-             (ProtobufCMessage **)&s) < 0)
+    if (call("/csi.v1.Identity/Probe", &probe.base, &csi__v1__probe_response__descriptor, (ProtobufCMessage **)&pr) < 0)
         return -1;
+    if (call("/warmcache.admin.v1.Admin/Status", &sq.base, &warmcache__admin__v1__status_response__descriptor,
+             (ProtobufCMessage **)&s) < 0) {
+        protobuf_c_message_free_unpacked(&pr->base, NULL);
+        return -1;
+    }
+    int r = 0;
     if (O.json) {
         print_json(&s->base);
-        return 0;
+        goto out;
     }
     char tot[32], fr[32], sz[32], when[32];
     human(s->store_total_bytes, tot, sizeof(tot));
@@ -292,7 +296,10 @@ static int cmd_status(int i, int argc, char **argv)
     }
     if (s->n_volumes == 0)
         printf("(no volumes staged)\n");
-    return 0;
+out:
+    protobuf_c_message_free_unpacked(&pr->base, NULL);
+    protobuf_c_message_free_unpacked(&s->base, NULL);
+    return r;
 }
 
 int main(int argc, char **argv)
@@ -358,6 +365,8 @@ int main(int argc, char **argv)
             }
             int r = cmds[k].fn(optind + 1, argc, argv);
             rpc_client_close(client);
+            json_decref(O.kv);
+            json_decref(O.secrets);
             return r < 0 ? 1 : 0;
         }
     fprintf(stderr, "warmcachectl: unknown command \"%s\"\n", name);

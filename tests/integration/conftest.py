@@ -52,11 +52,16 @@ class Driver:
             [str(DRIVER), f"--endpoint=unix://{self.sock}", f"--store-root={self.store}",
              f"--state-dir={self.work / 'state'}", "--node-id=it-node", *extra],
             stderr=self.logf, stdout=self.logf)
-        for _ in range(100):
-            if self.sock.exists():
+        # "serving" is logged once the socket listens; a stale socket from a
+        # killed predecessor may still be on disk until then
+        served = self.log.read_text().count('"msg":"serving"')
+        for _ in range(200):
+            if self.log.read_text().count('"msg":"serving"') > served:
                 return self
+            if self.proc.poll() is not None:
+                break
             time.sleep(0.05)
-        raise RuntimeError("driver did not create its socket:\n" + self.log.read_text())
+        raise RuntimeError("driver did not start serving:\n" + self.log.read_text())
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
         if not self.proc:
