@@ -20,6 +20,9 @@ static void usage(FILE *f)
             "  --node-id=NAME                    node name (default: env NODE_NAME, else hostname)\n"
             "  --store-root=DIR                  node store (default /var/lib/warmcache)\n"
             "  --state-dir=DIR                   controller volume registry (default: memory only)\n"
+            "  --fill-wait=SECONDS               node: wait this long for a fill, then ABORTED with progress (default 100)\n"
+            "  --evict-high=PERCENT              node: evict unused copies when a fill would take the store above (default 90)\n"
+            "  --evict-low=PERCENT               node: ... down to this (default 80)\n"
             "  --max-calls=N                     concurrent calls (default 64)\n"
             "  --shutdown-grace=SECONDS          time given to in-flight calls on SIGTERM (default 30)\n"
             "  --log-level=debug|info|warn|error (default info)\n"
@@ -51,10 +54,13 @@ int main(int argc, char **argv)
         {"state-dir", required_argument, NULL, 'd'}, {"max-calls", required_argument, NULL, 'c'},
         {"shutdown-grace", required_argument, NULL, 'g'}, {"log-level", required_argument, NULL, 'l'},
         {"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'h'},
+        {"fill-wait", required_argument, NULL, 'w'}, {"evict-high", required_argument, NULL, 'H'},
+        {"evict-low", required_argument, NULL, 'L'},
         {0},
     };
     const char *endpoint = getenv("CSI_ENDPOINT"), *mode = "all";
-    struct csi_config cfg = {.node_id = getenv("NODE_NAME"), .store_root = "/var/lib/warmcache"};
+    struct csi_config cfg = {.node_id = getenv("NODE_NAME"), .store_root = "/var/lib/warmcache",
+                             .fill_wait_s = 100, .high_pct = 90, .low_pct = 80};
     struct rpc_server_config rc = {.max_calls = 64, .max_message_bytes = 4 << 20, .shutdown_grace_s = 30,
                                    .ready = on_ready};
     int o;
@@ -85,6 +91,17 @@ int main(int argc, char **argv)
             }
             log_set_level(lvl);
             break;
+        case 'w':
+        case 'H':
+        case 'L': {
+            int *dst = o == 'w' ? &cfg.fill_wait_s : o == 'H' ? &cfg.high_pct : &cfg.low_pct;
+            if (parse_int(optarg, o == 'w' ? 0 : 1, o == 'w' ? 3600 : 100, dst) < 0) {
+                fprintf(stderr, "warmcache-csi: --%s: \"%s\" is out of range\n",
+                        o == 'w' ? "fill-wait" : o == 'H' ? "evict-high" : "evict-low", optarg);
+                return 2;
+            }
+            break;
+        }
         case 'V': printf("warmcache-csi %s (%s)\n", WC_VERSION, DRIVER_NAME); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

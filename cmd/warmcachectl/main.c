@@ -6,6 +6,7 @@
  * "CODE: message", the same text kubectl describe would show), 2 on usage.
  */
 #include "base/macros.h"
+#include "base/units.h"
 #include "csi/csi.h"
 #include "rpc/client.h"
 #include "rpc/pbjson.h"
@@ -229,18 +230,6 @@ static int cmd_stats(int i, int argc, char **argv)
     return run("/csi.v1.Node/NodeGetVolumeStats", q, &csi__v1__node_get_volume_stats_response__descriptor, 1);
 }
 
-static void human(uint64_t b, char *out, size_t n)
-{
-    const char *u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-    double v = (double)b;
-    size_t k = 0;
-    while (v >= 1024 && k < 4) {
-        v /= 1024;
-        k++;
-    }
-    snprintf(out, n, k ? "%.1f %s" : "%.0f %s", v, u[k]);
-}
-
 static void ago(int64_t t, char *out, size_t n)
 {
     int64_t d = (int64_t)time(NULL) - t;
@@ -272,18 +261,22 @@ static int cmd_status(int i, int argc, char **argv)
         print_json(&s->base);
         goto out;
     }
-    char tot[32], fr[32], sz[32], when[32];
-    human(s->store_total_bytes, tot, sizeof(tot));
-    human(s->store_free_bytes, fr, sizeof(fr));
-    printf("node %s   store %s   %s free of %s   %s\n\n", s->node_id, s->store_root, fr, tot,
-           pr->ready && pr->ready->value ? "ready" : "NOT READY");
+    char tot[32], fr[32], ev[32], sz[32], when[32], got[32];
+    fmt_bytes(s->store_total_bytes, tot, sizeof(tot));
+    fmt_bytes(s->store_free_bytes, fr, sizeof(fr));
+    fmt_bytes(s->store_evictable_bytes, ev, sizeof(ev));
+    fmt_bytes(s->bytes_fetched_total, got, sizeof(got));
+    printf("node %s   store %s   %s free + %s evictable, of %s   fetched %s since start   %s\n\n", s->node_id,
+           s->store_root, fr, ev, tot, got, pr->ready && pr->ready->value ? "ready" : "NOT READY");
     printf("%-34s %-8s %7s %10s %4s %9s  %s\n", "COPY", "STATE", "FILES", "SIZE", "REFS", "LAST USE", "SOURCE");
     for (size_t k = 0; k < s->n_copies; k++) {
         const Warmcache__Admin__V1__Copy *cp = s->copies[k];
-        human(cp->bytes_total, sz, sizeof(sz));
+        fmt_bytes(cp->bytes_total, sz, sizeof(sz));
         ago(cp->last_used_unix, when, sizeof(when));
         printf("%-34s %-8s %7" PRIu64 " %10s %4u %9s  %s\n", cp->content_id, cp->state, cp->files_total, sz,
                cp->refs, when, cp->source[0] ? cp->source : "-");
+        if (cp->message[0])
+            printf("%-34s   %s\n", "", cp->message);
     }
     if (s->n_copies == 0)
         printf("(no copies on this node yet)\n");

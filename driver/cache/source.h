@@ -16,8 +16,9 @@
 #include "cache/listing.h"
 
 struct fill_progress {
-    _Atomic uint64_t bytes_done;
+    _Atomic uint64_t bytes_done;    /* in the copy so far, resumed bytes included */
     _Atomic uint64_t files_done;
+    _Atomic uint64_t bytes_resumed; /* found whole from an earlier, interrupted fill */
     uint64_t bytes_total;
     uint64_t files_total;
 };

@@ -3,6 +3,7 @@
 #include "base/fsutil.h"
 #include "base/log.h"
 #include "base/macros.h"
+#include "base/units.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -12,7 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
+
+static void bag_free(struct strbag *b);
 
 static const char *const subdirs[] = {"content", "tmp", "meta", "volumes", "overlays"};
 
@@ -66,6 +70,8 @@ int store_open(const char *root, struct store **ret, struct wc_error *e)
     }
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    s->high_pct = 90;
+    s->low_pct = 80;
     *ret = TAKE_PTR(s);
     return 0;
 }
@@ -74,9 +80,8 @@ void store_free(struct store *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->n_busy; i++)
-        free(s->busy[i]);
-    free(s->busy);
+    bag_free(&s->busy);
+    bag_free(&s->pins);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s->root);
@@ -89,35 +94,53 @@ int store_content_ready(const struct store *s, const char *cid)
     return store_path(s, p, sizeof(p), "content/%s", cid) == 0 && fs_is_dir(p);
 }
 
-static ssize_t busy_index(struct store *s, const char *cid)
+static ssize_t bag_index(const struct strbag *b, const char *v)
 {
-    for (size_t i = 0; i < s->n_busy; i++)
-        if (streq(s->busy[i], cid))
+    for (size_t i = 0; i < b->n; i++)
+        if (streq(b->v[i], v))
             return (ssize_t)i;
     return -1;
+}
+
+static int bag_add(struct strbag *b, const char *v)
+{
+    if (b->n == b->cap) {
+        size_t ncap = b->cap ? b->cap * 2 : 8;
+        char **nv = realloc(b->v, ncap * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        b->v = nv;
+        b->cap = ncap;
+    }
+    if (!(b->v[b->n] = strdup(v)))
+        return -ENOMEM;
+    b->n++;
+    return 0;
+}
+
+static void bag_remove(struct strbag *b, const char *v)
+{
+    ssize_t i = bag_index(b, v);
+    if (i >= 0) {
+        free(b->v[i]);
+        b->v[i] = b->v[--b->n];
+    }
+}
+
+static void bag_free(struct strbag *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        free(b->v[i]);
+    free(b->v);
 }
 
 /* One filler per content id; others wait for it and then find the copy ready. */
 static int busy_enter(struct store *s, const char *cid)
 {
     pthread_mutex_lock(&s->lock);
-    while (busy_index(s, cid) >= 0)
+    while (bag_index(&s->busy, cid) >= 0)
         pthread_cond_wait(&s->cond, &s->lock);
-    int r = 0;
-    if (s->n_busy == s->cap_busy) {
-        size_t ncap = s->cap_busy ? s->cap_busy * 2 : 8;
-        char **nb = realloc(s->busy, ncap * sizeof(*nb));
-        if (!nb)
-            r = -ENOMEM;
-        else {
-            s->busy = nb;
-            s->cap_busy = ncap;
-        }
-    }
-    if (r == 0 && !(s->busy[s->n_busy] = strdup(cid)))
-        r = -ENOMEM;
-    if (r == 0)
-        s->n_busy++;
+    int r = bag_add(&s->busy, cid);
     pthread_mutex_unlock(&s->lock);
     return r;
 }
@@ -125,13 +148,29 @@ static int busy_enter(struct store *s, const char *cid)
 static void busy_leave(struct store *s, const char *cid)
 {
     pthread_mutex_lock(&s->lock);
-    ssize_t i = busy_index(s, cid);
-    if (i >= 0) {
-        free(s->busy[i]);
-        s->busy[i] = s->busy[--s->n_busy];
-    }
+    bag_remove(&s->busy, cid);
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
+}
+
+void store_pin(struct store *s, const char *cid)
+{
+    pthread_mutex_lock(&s->lock);
+    bag_add(&s->pins, cid); /* on ENOMEM the copy is merely evictable a bit sooner */
+    pthread_mutex_unlock(&s->lock);
+}
+
+void store_unpin(struct store *s, const char *cid)
+{
+    pthread_mutex_lock(&s->lock);
+    bag_remove(&s->pins, cid);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void store_set_watermarks(struct store *s, int high_pct, int low_pct)
+{
+    s->high_pct = high_pct;
+    s->low_pct = low_pct < high_pct ? low_pct : high_pct;
 }
 
 /* mkdir -p for the parents of key under base; keys are validated, so no
@@ -165,6 +204,7 @@ static int fill_one(struct store *s, struct source *src, const struct listing_en
     if (lstat(dst, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == ent->size) {
         /* renamed in only after fsync: a file here is whole (resume) */
         atomic_fetch_add(&p->bytes_done, ent->size);
+        atomic_fetch_add(&p->bytes_resumed, ent->size);
         atomic_fetch_add(&p->files_done, 1);
         return 0;
     }
@@ -205,7 +245,7 @@ static int fill_one(struct store *s, struct source *src, const struct listing_en
 }
 
 static int write_meta(struct store *s, struct source *src, const struct listing *l, const char *cid,
-                      double seconds, struct wc_error *e)
+                      double seconds, uint64_t fetched, struct wc_error *e)
 {
     char digest[LISTING_DIGEST_LEN + 1], p[PATH_MAX];
     listing_digest(l, digest);
@@ -215,6 +255,8 @@ static int write_meta(struct store *s, struct source *src, const struct listing 
         "files", (json_int_t)l->n, "bytes", (json_int_t)l->bytes,
         "filled_at", (json_int_t)now, "last_used", (json_int_t)now,
         "fill_seconds", seconds, "verified", "size and source version of every file");
+    if (m)
+        json_object_set_new(m, "fetched_bytes", json_integer((json_int_t)fetched));
     _cleanup_free_ char *txt = m ? json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     if (!txt)
         return -ENOMEM;
@@ -230,6 +272,19 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* Bytes of this listing already whole in the partial copy (a resumed fill). */
+static uint64_t partial_bytes(const char *partial, const struct listing *l)
+{
+    uint64_t have = 0;
+    char p[PATH_MAX];
+    struct stat st;
+    for (size_t i = 0; i < l->n; i++)
+        if (snprintf(p, sizeof(p), "%s/%s", partial, l->v[i].key) < (int)sizeof(p) && lstat(p, &st) == 0 &&
+            S_ISREG(st.st_mode) && (uint64_t)st.st_size == l->v[i].size)
+            have += l->v[i].size;
+    return have;
+}
+
 static int fill_locked(struct store *s, struct source *src, const struct listing *l, const char *cid,
                        const atomic_int *cancel, struct fill_progress *p, struct wc_error *e)
 {
@@ -243,6 +298,8 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
         return wc_err_errno(e, r, "store: creating the fill directories under %s", s->root);
     p->bytes_total = l->bytes;
     p->files_total = l->n;
+    if ((r = store_make_room(s, l->bytes - partial_bytes(partial, l), src->url, e)) < 0)
+        return r;
     double t0 = now_s();
     for (size_t i = 0; i < l->n; i++) {
         if (cancel && atomic_load(cancel))
@@ -254,7 +311,8 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
     /* Every directory entry made durable before the copy is published. */
     if ((r = nftw(partial, fsync_dir_cb, 32, FTW_PHYS | FTW_MOUNT)) != 0)
         return wc_err(e, -EIO, "store: fsync of the copy's directories failed");
-    if ((r = write_meta(s, src, l, cid, now_s() - t0, e)) < 0)
+    uint64_t fetched = atomic_load(&p->bytes_done) - atomic_load(&p->bytes_resumed);
+    if ((r = write_meta(s, src, l, cid, now_s() - t0, fetched, e)) < 0)
         return r;
     if (rename(partial, final) < 0)
         return wc_err_errno(e, -errno, "store: publishing the copy %s", final);
@@ -343,4 +401,151 @@ json_t *store_list(const struct store *s)
     }
     closedir(d);
     return arr;
+}
+
+/* ---- references and eviction -------------------------------------------- */
+
+unsigned store_refs(const struct store *s, const char *cid)
+{
+    char dir[PATH_MAX];
+    store_path(s, dir, sizeof(dir), "volumes");
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    unsigned n = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t len = strlen(de->d_name);
+        if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
+            continue;
+        char p[PATH_MAX];
+        snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
+        json_t *rec _cleanup_json_ = json_load_file(p, 0, NULL);
+        const char *c = json_string_value(json_object_get(rec, "content_id"));
+        n += c && streq(c, cid);
+    }
+    closedir(d);
+    return n;
+}
+
+struct candidate {
+    char cid[CONTENT_ID_LEN + 1];
+    int64_t last_used;
+    uint64_t bytes;
+};
+
+static int by_last_used(const void *a, const void *b)
+{
+    const struct candidate *x = a, *y = b;
+    return x->last_used < y->last_used ? -1 : x->last_used > y->last_used;
+}
+
+/* Ready copies that no record references and no call pins; caller holds s->lock. */
+static size_t evictable(struct store *s, struct candidate **ret)
+{
+    json_t *all _cleanup_json_ = store_list(s);
+    size_t n = 0, i;
+    json_t *o;
+    struct candidate *v = calloc(json_array_size(all) + 1, sizeof(*v));
+    if (!v) {
+        *ret = NULL;
+        return 0;
+    }
+    json_array_foreach(all, i, o) {
+        const char *cid = json_string_value(json_object_get(o, "content_id"));
+        if (!cid || !streq(json_string_value(json_object_get(o, "state")) ?: "", "ready") ||
+            bag_index(&s->pins, cid) >= 0 || bag_index(&s->busy, cid) >= 0 || store_refs(s, cid) > 0)
+            continue;
+        snprintf(v[n].cid, sizeof(v[n].cid), "%s", cid);
+        v[n].last_used = json_integer_value(json_object_get(o, "last_used"));
+        v[n].bytes = (uint64_t)json_integer_value(json_object_get(o, "bytes"));
+        n++;
+    }
+    qsort(v, n, sizeof(*v), by_last_used);
+    *ret = v;
+    return n;
+}
+
+uint64_t store_evictable_bytes(struct store *s)
+{
+    pthread_mutex_lock(&s->lock);
+    struct candidate *v;
+    size_t n = evictable(s, &v);
+    pthread_mutex_unlock(&s->lock);
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += v[i].bytes;
+    free(v);
+    return sum;
+}
+
+/* The copy disappears in one rename, then is deleted at leisure. */
+static int evict_locked(struct store *s, const char *cid)
+{
+    char from[PATH_MAX], to[PATH_MAX], meta[PATH_MAX];
+    store_path(s, from, sizeof(from), "content/%s", cid);
+    store_path(s, to, sizeof(to), "tmp/evicted-%s", cid);
+    store_path(s, meta, sizeof(meta), "meta/%s.json", cid);
+    fs_rm_rf(to);
+    if (rename(from, to) < 0)
+        return -errno;
+    unlink(meta);
+    log_json(LOG_INFO, "evicted", json_pack("{s:s}", "content_id", cid));
+    return fs_rm_rf(to);
+}
+
+int store_evict(struct store *s, const char *cid, struct wc_error *e)
+{
+    pthread_mutex_lock(&s->lock);
+    int r;
+    if (bag_index(&s->pins, cid) >= 0 || bag_index(&s->busy, cid) >= 0 || store_refs(s, cid) > 0)
+        r = wc_err(e, -EBUSY, "copy %s is in use by a volume on this node", cid);
+    else if (!store_content_ready(s, cid))
+        r = wc_err(e, -ENOENT, "no copy %s on this node", cid);
+    else if ((r = evict_locked(s, cid)) < 0)
+        wc_err_errno(e, r, "evicting %s", cid);
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+static void space(const struct store *s, uint64_t *total, uint64_t *avail)
+{
+    struct statvfs v;
+    *total = *avail = 0;
+    if (statvfs(s->root, &v) == 0) {
+        *total = (uint64_t)v.f_blocks * v.f_frsize;
+        *avail = (uint64_t)v.f_bavail * v.f_frsize;
+    }
+}
+
+int store_make_room(struct store *s, uint64_t need, const char *what, struct wc_error *e)
+{
+    uint64_t total, avail;
+    space(s, &total, &avail);
+    if (total == 0)
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    struct candidate *v;
+    size_t n = evictable(s, &v);
+    /* used after the fill, against the watermarks; evict oldest first */
+    for (size_t i = 0; i < n && v; i++) {
+        uint64_t used = total - avail + need;
+        if (used <= total / 100 * (uint64_t)s->high_pct && avail >= need)
+            break;
+        if (evict_locked(s, v[i].cid) == 0)
+            space(s, &total, &avail);
+        if (total - avail + need <= total / 100 * (uint64_t)s->low_pct && avail >= need)
+            break;
+    }
+    pthread_mutex_unlock(&s->lock);
+    free(v);
+    if (avail >= need)
+        return 0;
+    char sn[32], sa[32], st[32];
+    fmt_bytes(need, sn, sizeof(sn));
+    fmt_bytes(avail, sa, sizeof(sa));
+    fmt_bytes(total, st, sizeof(st));
+    return wc_err(e, -ENOSPC, "the copy of %s needs %s more, but the node store %s has %s free of %s and "
+                  "every other copy on it is in use; free space on the node or use a node with a larger store",
+                  what, sn, s->root, sa, st);
 }

@@ -12,6 +12,12 @@
  * killed fill leaves whole files there and resumes by skipping them. The copy
  * becomes visible by one rename of the partial directory after every file and
  * directory is fsynced and the metadata is written.
+ *
+ * Copies are a cache. A copy is referenced by every volume record (volumes/)
+ * that names it and pinned in memory while a call works with it; before a
+ * fill writes, copies that are neither are evicted least recently used first
+ * when the fill would take the store above its high watermark, down to the
+ * low one. A fill that cannot fit even then fails with ENOSPC, naming sizes.
  */
 #pragma once
 
@@ -23,15 +29,22 @@
 #include "cache/listing.h"
 #include "cache/source.h"
 
+struct strbag {              /* a small multiset of strings */
+    char **v;
+    size_t n, cap;
+};
+
 struct store {
     char *root;
-    pthread_mutex_t lock;   /* guards busy */
+    int high_pct, low_pct;   /* eviction watermarks, percent of the store used */
+    pthread_mutex_t lock;    /* guards busy and pins */
     pthread_cond_t cond;
-    char **busy;            /* content ids being filled now */
-    size_t n_busy, cap_busy;
+    struct strbag busy;      /* content ids being filled now */
+    struct strbag pins;      /* content ids a call is using now */
 };
 
 int store_open(const char *root, struct store **ret, struct wc_error *e);
+void store_set_watermarks(struct store *s, int high_pct, int low_pct);
 void store_free(struct store *s);
 
 /* Path of a store subdirectory or file: store_path(s, buf, n, "content/%s", cid). */
@@ -43,6 +56,19 @@ int store_content_ready(const struct store *s, const char *cid);
  * Waits if another thread fills the same content. Returns 0 when ready. */
 int store_fill(struct store *s, struct source *src, const struct listing *l, const char *cid,
                const atomic_int *cancel, struct fill_progress *p, struct wc_error *e);
+
+/* A pinned copy is never evicted; pin before using a copy, unpin after. */
+void store_pin(struct store *s, const char *cid);
+void store_unpin(struct store *s, const char *cid);
+/* Volume records that name cid. */
+unsigned store_refs(const struct store *s, const char *cid);
+/* Evicts unreferenced copies (LRU) until `need` more bytes fit under the
+ * watermarks; -ENOSPC with a message naming the sizes when they cannot. */
+int store_make_room(struct store *s, uint64_t need, const char *what, struct wc_error *e);
+/* Bytes held by ready copies that nothing references (could be evicted). */
+uint64_t store_evictable_bytes(struct store *s);
+/* Removes one unreferenced, unpinned copy now (warmcachectl evict). */
+int store_evict(struct store *s, const char *cid, struct wc_error *e);
 
 /* Copy metadata (meta/<cid>.json), NULL if there is none. */
 json_t *store_meta(const struct store *s, const char *cid);

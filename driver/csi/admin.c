@@ -13,6 +13,25 @@
 #include <string.h>
 #include <sys/statvfs.h>
 
+/* A partial copy that a fill is working on now shows that fill's progress. */
+static void merge_fill(json_t *copy, json_t *fills)
+{
+    size_t i;
+    json_t *f;
+    const char *cid = json_string_value(json_object_get(copy, "content_id")) ?: "";
+    json_array_foreach(fills, i, f) {
+        if (!streq(json_string_value(json_object_get(f, "content_id")) ?: "", cid))
+            continue;
+        json_object_set_new(copy, "state", json_string("filling"));
+        json_object_set(copy, "source", json_object_get(f, "source"));
+        json_object_set(copy, "bytes", json_object_get(f, "bytes_total"));
+        json_object_set(copy, "files", json_object_get(f, "files_total"));
+        json_object_set(copy, "bytes_done", json_object_get(f, "bytes_done"));
+        json_object_set(copy, "files_done", json_object_get(f, "files_done"));
+        json_object_set(copy, "message", json_object_get(f, "message"));
+    }
+}
+
 static int add_copy(Warmcache__Admin__V1__StatusResponse *resp, json_t *o)
 {
     Warmcache__Admin__V1__Copy *cp = pb_new(&warmcache__admin__v1__copy__descriptor);
@@ -28,9 +47,13 @@ static int add_copy(Warmcache__Admin__V1__StatusResponse *resp, json_t *o)
     if (streq(state, "ready")) {
         cp->bytes_done = cp->bytes_total;
         cp->files_done = cp->files_total;
+    } else {
+        cp->bytes_done = (uint64_t)json_integer_value(json_object_get(o, "bytes_done"));
+        cp->files_done = (uint64_t)json_integer_value(json_object_get(o, "files_done"));
     }
     cp->last_used_unix = json_integer_value(json_object_get(o, "last_used"));
-    cp->message = xstrdup("");
+    cp->fetched_bytes = (uint64_t)json_integer_value(json_object_get(o, "fetched_bytes"));
+    cp->message = xstrdup(json_string_value(json_object_get(o, "message")) ?: "");
     return cp->content_id && cp->source && cp->state && cp->message ? 0 : -ENOMEM;
 }
 
@@ -78,9 +101,14 @@ DECLARE_HANDLER(admin_status)
         resp->store_total_bytes = (uint64_t)vfs.f_blocks * vfs.f_frsize;
         resp->store_free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
     }
+    resp->store_evictable_bytes = store_evictable_bytes(c->store);
+    resp->bytes_fetched_total = atomic_load(&c->fills.fetched_total);
     json_t *copies _cleanup_json_ = store_list(c->store);
+    json_t *fills _cleanup_json_ = fills_status(&c->fills);
     size_t i;
     json_t *o;
+    json_array_foreach(copies, i, o)
+        merge_fill(o, fills);
     if (json_array_size(copies) && !(resp->copies = calloc(json_array_size(copies), sizeof(void *))))
         return -ENOMEM;
     json_array_foreach(copies, i, o)

@@ -10,6 +10,7 @@
 #include "csi/csi.h"
 #include "base/fsutil.h"
 #include "base/macros.h"
+#include "base/units.h"
 #include "cache/listing.h"
 #include "cache/source.h"
 #include "csi/params.h"
@@ -76,18 +77,6 @@ static int capacity_fits(int64_t cap, const Csi__V1__CapacityRange *range)
     return cap >= range->required_bytes && (range->limit_bytes == 0 || cap <= range->limit_bytes);
 }
 
-static void human_bytes(uint64_t b, char *out, size_t n)
-{
-    const char *units[] = {"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
-    double v = (double)b;
-    size_t u = 0;
-    while (v >= 1024 && u + 1 < ARRAY_SIZE(units)) {
-        v /= 1024;
-        u++;
-    }
-    snprintf(out, n, u ? "%.1f %s" : "%.0f %s", v, units[u]);
-}
-
 static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req, const struct volume_params *p,
                       const char *volid, const char *fingerprint, json_t **ret_rec, struct wc_error *e)
 {
@@ -106,14 +95,14 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
         return wc_err(e, -EINVAL, "source %s holds no files: check the path or prefix", src->url);
 
     const Csi__V1__CapacityRange *range = req->capacity_range;
-    human_bytes(bytes, have, sizeof(have));
+    fmt_bytes(bytes, have, sizeof(have));
     if (range && range->required_bytes > 0 && (uint64_t)range->required_bytes < bytes) {
-        human_bytes((uint64_t)range->required_bytes, want, sizeof(want));
+        fmt_bytes((uint64_t)range->required_bytes, want, sizeof(want));
         return wc_err(e, -ERANGE, "requested capacity %s is smaller than the source %s (%s in %" PRIu64
                       " files); request at least %" PRIu64 " bytes", want, src->url, have, objects, bytes);
     }
     if (range && range->limit_bytes > 0 && (uint64_t)range->limit_bytes < bytes) {
-        human_bytes((uint64_t)range->limit_bytes, want, sizeof(want));
+        fmt_bytes((uint64_t)range->limit_bytes, want, sizeof(want));
         return wc_err(e, -ERANGE, "capacity limit %s is smaller than the source %s (%s in %" PRIu64 " files)",
                       want, src->url, have, objects);
     }

@@ -12,6 +12,7 @@
 #include <stdatomic.h>
 
 #include "admin.pb-c.h"
+#include "cache/fills.h"
 #include "cache/store.h"
 #include "csi.pb-c.h"
 #include "csi/locks.h"
@@ -27,6 +28,8 @@ struct csi_config {
     const char *node_id;
     const char *store_root;  /* node: directory mode store */
     const char *state_dir;   /* controller: volume registry (optional) */
+    int fill_wait_s;         /* node: how long a call waits for a fill before ABORTED */
+    int high_pct, low_pct;   /* node: eviction watermarks */
 };
 
 struct csi_ctx {
@@ -35,6 +38,8 @@ struct csi_ctx {
     struct store *store;
     struct mounter *mounter;
     struct registry *registry;
+    struct fills fills;
+    int fill_wait_ms;
     struct volume_locks locks;
     atomic_int ready;
 };

@@ -147,36 +147,45 @@ static int mount_flags(const Csi__V1__VolumeCapability *cap, char *out, size_t n
 
 /* ---- filling -------------------------------------------------------------- */
 
+static int mount_overlay(struct csi_ctx *c, const char *volid, const char *cid, const char *target,
+                         const char *flags, struct wc_error *e);
+
+/* Starts or joins the background fill and waits up to --fill-wait for it;
+ * -EINPROGRESS (ABORTED, with progress in e) when it is still running. */
 static int ensure_copy(struct csi_ctx *c, const struct volume_context *vc, const atomic_int *cancel,
                        char ret_cid[CONTENT_ID_LEN + 1], struct wc_error *e)
 {
-    struct source *src _cleanup_source_ = NULL;
-    int r = source_open(vc->source, &src, e);
-    if (r < 0)
-        return r;
-    /* Warm path: the pinned listing's copy is here, no need to list again. */
-    if (vc->digest) {
-        content_id(src->url, vc->digest, ret_cid);
-        if (store_content_ready(c->store, ret_cid))
-            return 0;
+    struct fill_request rq = {.source = vc->source, .pinned = vc->digest, .follow = vc->policy == CHANGE_FOLLOW,
+                              .pinned_objects = vc->objects, .pinned_bytes = vc->bytes};
+    return fills_ensure(&c->fills, &rq, c->fill_wait_ms, cancel, ret_cid, e);
+}
+
+/* Records the volume, then mounts: see the file comment for why in that order.
+ * The copy is pinned meanwhile so that no fill evicts it under our feet. */
+static int record_and_mount(struct csi_ctx *c, json_t *rec, const char *volid, const char *cid,
+                            const char *target, int writable, const char *flags, struct wc_error *e)
+{
+    store_pin(c->store, cid);
+    int r = 0;
+    if (!store_content_ready(c->store, cid))
+        r = wc_err(e, -EAGAIN, "the copy %s was evicted while being mounted; retry", cid);
+    if (r == 0)
+        r = rec_save(c, volid, rec, e);
+    if (r == 0 && (r = fs_mkdir_p(target, 0750)) < 0)
+        wc_err_errno(e, r, "creating %s", target);
+    if (r == 0)
+        r = unmount_all(c, target, e);
+    if (r == 0 && !writable) {
+        char content[PATH_MAX];
+        store_path(c->store, content, sizeof(content), "content/%s", cid);
+        r = c->mounter->ops->bind(c->mounter, content, target, 1, flags, e);
+    } else if (r == 0) {
+        r = mount_overlay(c, volid, cid, target, flags, e);
     }
-    struct listing l = {0};
-    if ((r = src->ops->list(src, &l, e)) < 0)
-        return r;
-    char digest[LISTING_DIGEST_LEN + 1];
-    listing_digest(&l, digest);
-    if (vc->digest && !streq(digest, vc->digest) && vc->policy == CHANGE_FAIL) {
-        r = wc_err(e, -ESTALE, "source %s changed since the volume was created (pinned %" PRIu64 " files, %" PRIu64
-                   " bytes; now %zu files, %" PRIu64 " bytes); recreate the PVC to take the new content, or use "
-                   "sourceChangePolicy: Follow", src->url, vc->objects, vc->bytes, l.n, l.bytes);
-        listing_free(&l);
-        return r;
-    }
-    content_id(src->url, digest, ret_cid);
-    struct fill_progress p = {0};
-    r = store_fill(c->store, src, &l, ret_cid, cancel, &p, e);
-    listing_free(&l);
-    return r < 0 ? wc_err_prefix(e, "filling %s: ", src->url) : 0;
+    if (r == 0)
+        store_touch(c->store, cid);
+    store_unpin(c->store, cid);
+    return r;
 }
 
 static struct kv *ctx_kv(Csi__V1__NodeStageVolumeRequest__VolumeContextEntry *const *m, size_t n)
@@ -202,7 +211,7 @@ static int stage_locked(struct csi_ctx *c, const Csi__V1__NodeStageVolumeRequest
             store_content_ready(c->store, cid))
             return 0; /* already staged: same answer again */
     }
-    char cid[CONTENT_ID_LEN + 1], content[PATH_MAX];
+    char cid[CONTENT_ID_LEN + 1];
     int r = ensure_copy(c, vc, cancel, cid, e);
     if (r < 0)
         return r;
@@ -211,17 +220,7 @@ static int stage_locked(struct csi_ctx *c, const Csi__V1__NodeStageVolumeRequest
                     vc->source, "staging_path", q->staging_target_path, "targets");
     if (!rec)
         return -ENOMEM;
-    if ((r = rec_save(c, q->volume_id, rec, e)) < 0)
-        return r;
-    if ((r = fs_mkdir_p(q->staging_target_path, 0750)) < 0)
-        return wc_err_errno(e, r, "creating the staging path %s", q->staging_target_path);
-    if ((r = unmount_all(c, q->staging_target_path, e)) < 0)
-        return r;
-    store_path(c->store, content, sizeof(content), "content/%s", cid);
-    if ((r = c->mounter->ops->bind(c->mounter, content, q->staging_target_path, 1, "nosuid,nodev", e)) < 0)
-        return r;
-    store_touch(c->store, cid);
-    return 0;
+    return record_and_mount(c, rec, q->volume_id, cid, q->staging_target_path, 0, "nosuid,nodev", e);
 }
 
 DECLARE_HANDLER(node_stage_volume)
@@ -314,6 +313,49 @@ static int overlay_dirs(struct csi_ctx *c, const char *volid, const char *target
     return r;
 }
 
+/* A writable publish: a private overlay on the copy, fresh for each publish,
+ * so nothing an earlier pod wrote leaks into the next. */
+static int mount_overlay(struct csi_ctx *c, const char *volid, const char *cid, const char *target,
+                         const char *flags, struct wc_error *e)
+{
+    char upper[PATH_MAX], work[PATH_MAX], base[PATH_MAX], lower[PATH_MAX];
+    if (overlay_dirs(c, volid, target, upper, work, base, sizeof(base)) < 0 ||
+        store_path(c->store, lower, sizeof(lower), "content/%s", cid) < 0)
+        return wc_err(e, -ENAMETOOLONG, "overlay paths too long");
+    fs_rm_rf(base);
+    int r;
+    if ((r = fs_mkdir_p(upper, 0755)) < 0 || (r = fs_mkdir_p(work, 0700)) < 0)
+        return wc_err_errno(e, r, "creating the writable layer for %s", target);
+    return c->mounter->ops->overlay(c->mounter, lower, upper, work, target, flags, e);
+}
+
+/* Checks an existing target entry: 1 when it is already published the same
+ * way (nothing to do), 0 when it must be (re)mounted, <0 when it conflicts. */
+static int target_state(struct csi_ctx *c, json_t *rec, const char *volid, const char *target, int writable,
+                        const char *flags, struct wc_error *e)
+{
+    int mounted = c->mounter->ops->is_mountpoint(c->mounter, target);
+    if (mounted < 0)
+        return wc_err_errno(e, mounted, "checking the mount at %s", target);
+    json_t *t = rec ? rec_target(rec, target, NULL) : NULL;
+    if (!t)
+        return mounted ? wc_err(e, -EEXIST, "%s is already a mount point of something else", target) : 0;
+    int was_writable = json_is_true(json_object_get(t, "writable"));
+    const char *was_flags = json_string_value(json_object_get(t, "flags")) ?: "";
+    if (was_writable != writable || !streq(was_flags, flags))
+        return wc_err(e, -EEXIST, "volume %s is already published at %s with other options (%s)", volid, target,
+                      was_writable ? "writable" : "read-only");
+    return mounted;
+}
+
+static int add_target(json_t *rec, const char *target, int writable, const char *flags)
+{
+    if (rec_target(rec, target, NULL))
+        return 0;
+    json_t *t = json_pack("{s:s, s:b, s:s}", "path", target, "writable", writable, "flags", flags);
+    return t && json_array_append_new(json_object_get(rec, "targets"), t) == 0 ? 0 : -ENOMEM;
+}
+
 static int publish_locked(struct csi_ctx *c, const Csi__V1__NodePublishVolumeRequest *q, int writable,
                           const char *flags, struct wc_error *e)
 {
@@ -325,44 +367,42 @@ static int publish_locked(struct csi_ctx *c, const Csi__V1__NodePublishVolumeReq
     if (!streq(staged, q->staging_target_path))
         return wc_err(e, -ENOTCONN, "volume %s is staged at %s, not at %s", q->volume_id, staged,
                       q->staging_target_path);
-    int mounted = c->mounter->ops->is_mountpoint(c->mounter, q->target_path);
-    if (mounted < 0)
-        return wc_err_errno(e, mounted, "checking the mount at %s", q->target_path);
-    json_t *t = rec_target(rec, q->target_path, NULL);
-    if (t) {
-        int was_writable = json_is_true(json_object_get(t, "writable"));
-        const char *was_flags = json_string_value(json_object_get(t, "flags")) ?: "";
-        if (was_writable != writable || !streq(was_flags, flags))
-            return wc_err(e, -EEXIST, "volume %s is already published at %s with other options (%s)",
-                          q->volume_id, q->target_path, was_writable ? "writable" : "read-only");
-        if (mounted)
-            return 0;
-    } else if (mounted) {
-        return wc_err(e, -EEXIST, "%s is already a mount point of something else", q->target_path);
-    } else {
-        t = json_pack("{s:s, s:b, s:s}", "path", q->target_path, "writable", writable, "flags", flags);
-        if (!t)
-            return -ENOMEM;
-        json_array_append_new(json_object_get(rec, "targets"), t);
-    }
-    int r = rec_save(c, q->volume_id, rec, e); /* intent first: see the file comment */
-    if (r < 0)
-        return r;
-    if ((r = fs_mkdir_p(q->target_path, 0750)) < 0)
-        return wc_err_errno(e, r, "creating the target path %s", q->target_path);
-    if (!writable)
-        return c->mounter->ops->bind(c->mounter, q->staging_target_path, q->target_path, 1, flags, e);
-
-    char upper[PATH_MAX], work[PATH_MAX], base[PATH_MAX], lower[PATH_MAX];
+    int r = target_state(c, rec, q->volume_id, q->target_path, writable, flags, e);
+    if (r != 0)
+        return r < 0 ? r : 0;
+    if (add_target(rec, q->target_path, writable, flags) < 0)
+        return -ENOMEM;
     const char *cid = json_string_value(json_object_get(rec, "content_id")) ?: "";
-    if (overlay_dirs(c, q->volume_id, q->target_path, upper, work, base, sizeof(base)) < 0 ||
-        store_path(c->store, lower, sizeof(lower), "content/%s", cid) < 0)
-        return wc_err(e, -ENAMETOOLONG, "overlay paths too long");
-    /* a fresh scratch layer per publish: nothing from an earlier pod leaks in */
-    fs_rm_rf(base);
-    if ((r = fs_mkdir_p(upper, 0755)) < 0 || (r = fs_mkdir_p(work, 0700)) < 0)
-        return wc_err_errno(e, r, "creating the writable layer for %s", q->target_path);
-    return c->mounter->ops->overlay(c->mounter, lower, upper, work, q->target_path, flags, e);
+    return record_and_mount(c, rec, q->volume_id, cid, q->target_path, writable, flags, e);
+}
+
+/* An inline ephemeral volume (csi: in the pod spec): no CreateVolume, no
+ * NodeStage. The volume attributes are the parameters; fill, then mount. */
+static int publish_ephemeral_locked(struct csi_ctx *c, const Csi__V1__NodePublishVolumeRequest *q,
+                                    const struct volume_params *p, int writable, const char *flags,
+                                    const atomic_int *cancel, struct wc_error *e)
+{
+    json_t *rec _cleanup_json_ = rec_load(c, q->volume_id);
+    int r = target_state(c, rec, q->volume_id, q->target_path, writable, flags, e);
+    if (r != 0)
+        return r < 0 ? r : 0;
+    struct volume_context vc = {.source = p->source, .policy = CHANGE_FOLLOW};
+    char cid[CONTENT_ID_LEN + 1];
+    if ((r = ensure_copy(c, &vc, cancel, cid, e)) < 0)
+        return r;
+    json_decref(rec);
+    rec = json_pack("{s:s, s:s, s:s, s:s, s:b, s:[]}", "volume_id", q->volume_id, "content_id", cid, "source",
+                    p->source, "staging_path", "", "ephemeral", 1, "targets");
+    if (!rec || add_target(rec, q->target_path, writable, flags) < 0)
+        return -ENOMEM;
+    return record_and_mount(c, rec, q->volume_id, cid, q->target_path, writable, flags, e);
+}
+
+static int is_ephemeral(const Csi__V1__NodePublishVolumeRequest *q)
+{
+    const char *v = pbmap_get((void *const *)q->volume_context, q->n_volume_context,
+                              "csi.storage.k8s.io/ephemeral");
+    return v && streq(v, "true");
 }
 
 DECLARE_HANDLER(node_publish_volume)
@@ -370,10 +410,19 @@ DECLARE_HANDLER(node_publish_volume)
     struct csi_ctx *c = ctx;
     const Csi__V1__NodePublishVolumeRequest *q = (const void *)req;
     int r = need_node(c, e);
+    int ephemeral = is_ephemeral(q);
     if (r < 0 || (r = volid_check(q->volume_id, "volume id", e)) < 0 ||
         (r = check_path(q->target_path, "target path", e)) < 0 ||
-        (r = check_path(q->staging_target_path, "staging target path", e)) < 0)
+        (!ephemeral && (r = check_path(q->staging_target_path, "staging target path", e)) < 0))
         return r;
+    struct volume_params params = {0};
+    _cleanup_free_ struct kv *kv = NULL;
+    if (ephemeral) {
+        if (!(kv = ctx_kv((void *)q->volume_context, q->n_volume_context)))
+            return -ENOMEM;
+        if ((r = params_parse(kv, q->n_volume_context, &params, e)) < 0)
+            return wc_err_prefix(e, "inline volume attributes: ");
+    }
     if (!q->volume_capability)
         return wc_err(e, -EINVAL, "volume capability is required");
     if ((r = caps_check_one(q->volume_capability, e)) < 0)
@@ -385,7 +434,8 @@ DECLARE_HANDLER(node_publish_volume)
     int writable = !ro && caps_mode_writable(q->volume_capability);
     if ((r = vlocks_try(&c->locks, q->volume_id, e)) < 0)
         return r;
-    r = publish_locked(c, q, writable, flags, e);
+    r = ephemeral ? publish_ephemeral_locked(c, q, &params, writable, flags, rpc_call_cancelled(call), e)
+                  : publish_locked(c, q, writable, flags, e);
     vlocks_release(&c->locks, q->volume_id);
     if (r < 0)
         return r;
@@ -410,7 +460,9 @@ static int unpublish_locked(struct csi_ctx *c, const Csi__V1__NodeUnpublishVolum
         if (overlay_dirs(c, q->volume_id, q->target_path, upper, work, base, sizeof(base)) == 0)
             fs_rm_rf(base);
         json_array_remove(json_object_get(rec, "targets"), idx);
-        if ((r = rec_save(c, q->volume_id, rec, e)) < 0)
+        if (json_is_true(json_object_get(rec, "ephemeral")) && json_array_size(json_object_get(rec, "targets")) == 0)
+            rec_remove(c, q->volume_id); /* no NodeUnstage will come for an inline volume */
+        else if ((r = rec_save(c, q->volume_id, rec, e)) < 0)
             return r;
     }
     /* the target is ours to remove once nothing is mounted there */
@@ -468,7 +520,7 @@ DECLARE_HANDLER(node_get_volume_stats)
         return wc_err(e, -ENOENT, "volume %s is not staged on this node", q->volume_id);
     const char *staged = json_string_value(json_object_get(rec, "staging_path")) ?: "";
     json_t *t = rec_target(rec, q->volume_path, NULL);
-    if (!streq(staged, q->volume_path) && !t)
+    if ((!*staged || !streq(staged, q->volume_path)) && !t)
         return wc_err(e, -ENOENT, "%s is not a path of volume %s", q->volume_path, q->volume_id);
     struct stat st;
     if (stat(q->volume_path, &st) < 0)

@@ -50,8 +50,13 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
     if (!(c->node_id = strdup(host)))
         return -ENOMEM;
     int r = 0;
-    if (c->node && (r = store_open(cfg->store_root, &c->store, e)) < 0)
-        return r;
+    if (c->node) {
+        if ((r = store_open(cfg->store_root, &c->store, e)) < 0)
+            return r;
+        store_set_watermarks(c->store, cfg->high_pct, cfg->low_pct);
+        fills_init(&c->fills, c->store);
+        c->fill_wait_ms = cfg->fill_wait_s * 1000;
+    }
     if (c->controller && (r = registry_open(cfg->state_dir, &c->registry, e)) < 0)
         return r;
     return 0;
@@ -59,6 +64,8 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
 
 void csi_ctx_fini(struct csi_ctx *c)
 {
+    if (c->store)
+        fills_stop(&c->fills);
     store_free(c->store);
     registry_free(c->registry);
     vlocks_fini(&c->locks);

@@ -22,10 +22,9 @@ def test_concurrent_call_on_the_same_volume_is_aborted(driver, big, work):
     assert sha256_tree(work / "s") == sha256_tree(big)
 
 
-def test_client_giving_up_cancels_the_fill_and_the_next_call_resumes(driver, big, work):
+def test_client_giving_up_leaves_the_fill_running_and_the_next_call_joins_it(driver, big, work):
     vol = driver.create("big", f"file://{big}")
-    # shorten the deadline until it falls mid-fill (fill speed varies with the page cache)
-    for deadline in (0.5, 0.25, 0.12, 0.06):
+    for deadline in (0.5, 0.25, 0.12, 0.06):  # until the deadline falls mid-fill
         try:
             driver.ctl("stage", "-f", vol, work / "s", timeout=deadline)
         except CtlError as e:
@@ -36,15 +35,12 @@ def test_client_giving_up_cancels_the_fill_and_the_next_call_resumes(driver, big
             os.system(f"rm -rf '{c}'")
     else:
         pytest.fail("the fill always finished before the deadline")
-    # the server noticed: the call ended CANCELLED, no copy became visible
+    # the call noticed it was cancelled; the fill did not stop
     assert wait_for(lambda: any(l.get("code") == "CANCELLED" for l in driver.log_lines()))
-    assert not [p for p in (driver.store / "content").iterdir() if not p.name.endswith(".partial")]
-    done_before = {p.name: p.stat().st_ino for p in partial_dir(driver.store).iterdir()}
-    assert len(done_before) < SHARDS
     driver.ctl("stage", "-f", vol, work / "s")
     assert sha256_tree(work / "s") == sha256_tree(big)
-    after = {p.name: p.stat().st_ino for p in (work / "s").iterdir()}
-    assert all(after[n] == ino for n, ino in done_before.items()), "finished shards were copied again"
+    done = [l for l in driver.log_lines() if l.get("msg") == "fill done"]
+    assert len(done) == 1 and done[0]["fetched_bytes"] == SHARDS * (SHARD_MIB << 20), done
 
 
 def test_sigterm_lets_the_call_in_flight_finish_then_exits_0(driver, big, work):

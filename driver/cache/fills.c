@@ -1,0 +1,286 @@
+/*
+ * Background fills; see fills.h for the contract. A job is keyed by the
+ * source URL, the pinned digest and the change policy: those decide what it
+ * fills. Jobs live in a list under one mutex (a node runs a handful at a
+ * time); each has its own thread and is freed when neither the thread nor
+ * any waiter holds it. Waiters wake on a shared condition variable and at
+ * least every 200 ms, to notice a cancelled call.
+ */
+#include "cache/fills.h"
+#include "base/fsutil.h"
+#include "base/log.h"
+#include "base/macros.h"
+#include "base/units.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+struct fill_job {
+    struct fill_job *next;
+    struct fills *owner;
+    char key[SHA256_HEX_LEN + 1];
+    char *source, *pinned;
+    int follow;
+    uint64_t pinned_objects, pinned_bytes;
+    enum fill_state state;
+    char cid[CONTENT_ID_LEN + 1];
+    struct wc_error err;
+    struct fill_progress progress;
+    double started, running_since;
+    int refs;                    /* the thread + each waiter; under owner->lock */
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
+{
+    char buf[8192];
+    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d", rq->source, rq->pinned ? rq->pinned : "", rq->follow);
+    sha256_hex(buf, n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, out);
+}
+
+void fills_init(struct fills *f, struct store *s)
+{
+    *f = (struct fills){.store = s};
+    pthread_mutex_init(&f->lock, NULL);
+    pthread_cond_init(&f->cond, NULL);
+}
+
+static void job_unref_locked(struct fill_job *j)
+{
+    if (--j->refs > 0)
+        return;
+    free(j->source);
+    free(j->pinned);
+    free(j);
+}
+
+static void unlink_job_locked(struct fills *f, struct fill_job *j)
+{
+    for (struct fill_job **p = &f->jobs; *p; p = &(*p)->next)
+        if (*p == j) {
+            *p = j->next;
+            return;
+        }
+}
+
+/* Lists, checks the pin, fills. Runs without the lock; publishes state under it. */
+static int run_job(struct fill_job *j, struct wc_error *e)
+{
+    struct fills *f = j->owner;
+    struct source *src _cleanup_source_ = NULL;
+    int r = source_open(j->source, &src, e);
+    if (r < 0)
+        return r;
+    if (j->pinned) {
+        content_id(src->url, j->pinned, j->cid);
+        if (store_content_ready(f->store, j->cid))
+            return 0;
+    }
+    struct listing l = {0};
+    if ((r = src->ops->list(src, &l, e)) < 0)
+        return r;
+    char digest[LISTING_DIGEST_LEN + 1];
+    listing_digest(&l, digest);
+    if (j->pinned && !streq(digest, j->pinned) && !j->follow) {
+        r = wc_err(e, -ESTALE, "source %s changed since the volume was created (pinned %" PRIu64 " files, %" PRIu64
+                   " bytes; now %zu files, %" PRIu64 " bytes); recreate the PVC to take the new content, or use "
+                   "sourceChangePolicy: Follow", src->url, j->pinned_objects, j->pinned_bytes, l.n, l.bytes);
+        listing_free(&l);
+        return r;
+    }
+    pthread_mutex_lock(&f->lock);
+    content_id(src->url, digest, j->cid);
+    j->state = FILL_RUNNING;
+    j->running_since = now_s();
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+
+    r = store_fill(f->store, src, &l, j->cid, &f->stopping, &j->progress, e);
+    uint64_t fetched = atomic_load(&j->progress.bytes_done) - atomic_load(&j->progress.bytes_resumed);
+    atomic_fetch_add(&f->fetched_total, fetched);
+    listing_free(&l);
+    if (r < 0)
+        return wc_err_prefix(e, "filling %s: ", src->url);
+    char b[32], rate[32];
+    double secs = now_s() - j->running_since;
+    fmt_bytes(j->progress.bytes_total, b, sizeof(b));
+    fmt_rate(secs > 0 ? (double)fetched / secs : 0, rate, sizeof(rate));
+    log_json(LOG_INFO, "fill done", json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:s}", "source", src->url,
+             "content_id", j->cid, "bytes", (json_int_t)j->progress.bytes_total, "files",
+             (json_int_t)j->progress.files_total, "fetched_bytes", (json_int_t)fetched, "seconds", secs, "rate", rate));
+    return 0;
+}
+
+static void *job_thread(void *arg)
+{
+    struct fill_job *j = arg;
+    struct fills *f = j->owner;
+    struct wc_error e;
+    wc_error_clear(&e);
+    int r = run_job(j, &e);
+    pthread_mutex_lock(&f->lock);
+    if (r < 0) {
+        j->err = e;
+        if (!j->err.code)
+            j->err.code = r;
+    }
+    j->state = r < 0 ? FILL_FAILED : FILL_DONE;
+    unlink_job_locked(f, j); /* the next call after this one starts afresh */
+    job_unref_locked(j);
+    f->running_threads--;
+    pthread_cond_broadcast(&f->cond);
+    pthread_mutex_unlock(&f->lock);
+    return NULL;
+}
+
+static struct fill_job *start_job_locked(struct fills *f, const struct fill_request *rq, const char *key)
+{
+    struct fill_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return NULL;
+    j->owner = f;
+    memcpy(j->key, key, sizeof(j->key));
+    j->source = strdup(rq->source);
+    j->pinned = rq->pinned ? strdup(rq->pinned) : NULL;
+    j->follow = rq->follow;
+    j->pinned_objects = rq->pinned_objects;
+    j->pinned_bytes = rq->pinned_bytes;
+    j->state = FILL_LISTING;
+    j->started = now_s();
+    j->refs = 1;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int ok = j->source && (!rq->pinned || j->pinned) && pthread_create(&t, &attr, job_thread, j) == 0;
+    pthread_attr_destroy(&attr);
+    if (!ok) {
+        free(j->source);
+        free(j->pinned);
+        free(j);
+        return NULL;
+    }
+    f->running_threads++;
+    j->next = f->jobs;
+    f->jobs = j;
+    return j;
+}
+
+/* "filling file:///m/: 9.8/15.0 GiB (65%), 2.4 GB/s, ETA 2s" */
+static void progress_text(const struct fill_job *j, char *out, size_t n)
+{
+    if (j->state == FILL_LISTING) {
+        snprintf(out, n, "listing %s (%.0fs so far)", j->source, now_s() - j->started);
+        return;
+    }
+    uint64_t done = atomic_load(&j->progress.bytes_done), total = j->progress.bytes_total;
+    uint64_t resumed = atomic_load(&j->progress.bytes_resumed);
+    double secs = now_s() - j->running_since;
+    double rate = secs > 0.2 ? (double)(done - resumed) / secs : 0;
+    char d[32], t[32], r[32], eta[32];
+    fmt_bytes(done, d, sizeof(d));
+    fmt_bytes(total, t, sizeof(t));
+    fmt_rate(rate, r, sizeof(r));
+    if (rate > 0)
+        fmt_duration((double)(total - done) / rate, eta, sizeof(eta));
+    else
+        snprintf(eta, sizeof(eta), "unknown");
+    snprintf(out, n, "filling %s: %s/%s (%.0f%%), %s, ETA %s", j->source, d, t,
+             total ? 100.0 * (double)done / (double)total : 100.0, r, eta);
+}
+
+int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, const atomic_int *cancel,
+                 char ret_cid[CONTENT_ID_LEN + 1], struct wc_error *e)
+{
+    /* Warm path: the pinned listing's copy is here; no thread, no listing. */
+    if (rq->pinned) {
+        struct source *src _cleanup_source_ = NULL;
+        struct wc_error ignored;
+        if (source_open(rq->source, &src, &ignored) == 0) {
+            content_id(src->url, rq->pinned, ret_cid);
+            if (store_content_ready(f->store, ret_cid))
+                return 0;
+        }
+    }
+    char key[SHA256_HEX_LEN + 1];
+    job_key(rq, key);
+    pthread_mutex_lock(&f->lock);
+    if (atomic_load(&f->stopping)) {
+        pthread_mutex_unlock(&f->lock);
+        return wc_err(e, -ECANCELED, "the plugin is shutting down");
+    }
+    struct fill_job *j = f->jobs;
+    while (j && !streq(j->key, key))
+        j = j->next;
+    if (!j && !(j = start_job_locked(f, rq, key))) {
+        pthread_mutex_unlock(&f->lock);
+        return wc_err(e, -ENOMEM, "cannot start a fill");
+    }
+    j->refs++;
+    double deadline = now_s() + wait_ms / 1000.0;
+    int r = 0;
+    while (j->state != FILL_DONE && j->state != FILL_FAILED) {
+        if ((cancel && atomic_load(cancel)) || atomic_load(&f->stopping)) {
+            r = wc_err(e, -ECANCELED, "call cancelled; the fill of %s goes on", j->source);
+            break;
+        }
+        double left = deadline - now_s();
+        if (left <= 0) {
+            char msg[512];
+            progress_text(j, msg, sizeof(msg));
+            r = wc_err(e, -EINPROGRESS, "%s", msg);
+            break;
+        }
+        double slice = left < 0.2 ? left : 0.2;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        long ns = ts.tv_nsec + (long)(slice * 1e9);
+        ts.tv_sec += ns / 1000000000L;
+        ts.tv_nsec = ns % 1000000000L;
+        pthread_cond_timedwait(&f->cond, &f->lock, &ts);
+    }
+    if (r == 0 && j->state == FILL_DONE)
+        memcpy(ret_cid, j->cid, CONTENT_ID_LEN + 1);
+    else if (r == 0) {
+        *e = j->err;
+        r = e->code ? e->code : -EIO;
+    }
+    job_unref_locked(j);
+    pthread_mutex_unlock(&f->lock);
+    return r;
+}
+
+void fills_stop(struct fills *f)
+{
+    pthread_mutex_lock(&f->lock);
+    atomic_store(&f->stopping, 1);
+    pthread_cond_broadcast(&f->cond);
+    while (f->running_threads > 0)
+        pthread_cond_wait(&f->cond, &f->lock);
+    pthread_mutex_unlock(&f->lock);
+}
+
+json_t *fills_status(struct fills *f)
+{
+    json_t *arr = json_array();
+    pthread_mutex_lock(&f->lock);
+    for (struct fill_job *j = f->jobs; j; j = j->next) {
+        char msg[512];
+        progress_text(j, msg, sizeof(msg));
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s}", "source", j->source,
+            "content_id", j->cid, "state", j->state == FILL_LISTING ? "listing" : "filling",
+            "bytes_done", (json_int_t)atomic_load(&j->progress.bytes_done), "bytes_total",
+            (json_int_t)j->progress.bytes_total, "files_done", (json_int_t)atomic_load(&j->progress.files_done),
+            "files_total", (json_int_t)j->progress.files_total, "message", msg));
+    }
+    pthread_mutex_unlock(&f->lock);
+    return arr;
+}

@@ -1,0 +1,60 @@
+/*
+ * Background fills, keyed by what they fill, so kubelet's clock never meets
+ * a download: a CSI call starts a fill (or joins the one already running for
+ * the same source and pinned listing), waits a bounded time, and if the copy
+ * is not ready by then answers ABORTED with a progress line; kubelet's retry
+ * joins the same fill. A final error (bad source, changed source, no room)
+ * is returned to every waiter the moment it is known.
+ *
+ * A fill lists the source (unless the pinned listing's copy is already
+ * there), checks it against the pin, makes room (eviction), and fills the
+ * store. Jobs stop when the process shuts down (fills_stop); the partial copy
+ * stays and the next fill resumes it.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "cache/listing.h"
+#include "cache/source.h"
+#include "cache/store.h"
+
+enum fill_state { FILL_LISTING, FILL_RUNNING, FILL_DONE, FILL_FAILED };
+
+struct fill_request {
+    const char *source;      /* URL */
+    const char *pinned;      /* listing digest from the volume context, or NULL */
+    int follow;              /* sourceChangePolicy: Follow */
+    uint64_t pinned_objects, pinned_bytes;
+};
+
+struct fill_job;
+
+struct fills {
+    struct store *store;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;        /* signalled on every job state change */
+    struct fill_job *jobs;      /* running jobs, a list */
+    atomic_int stopping;
+    int running_threads;
+    _Atomic uint64_t fetched_total; /* bytes written into the store by fills */
+};
+
+void fills_init(struct fills *f, struct store *s);
+/* Cancels running jobs and waits for their threads. */
+void fills_stop(struct fills *f);
+
+/*
+ * Starts or joins the fill for rq, and waits up to wait_ms for it.
+ * 0: the copy is ready, its id in ret_cid.
+ * -EINPROGRESS: still filling; e->msg says how far (ABORTED for the CO).
+ * -ECANCELED: the caller's call was cancelled (cancel set) or we are stopping.
+ * other: the fill failed; e says why.
+ */
+int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, const atomic_int *cancel,
+                 char ret_cid[CONTENT_ID_LEN + 1], struct wc_error *e);
+
+/* Progress of running fills, for status: a JSON array. */
+json_t *fills_status(struct fills *f);
