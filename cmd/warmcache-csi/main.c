@@ -18,7 +18,16 @@ static void usage(FILE *f)
             "  --endpoint=unix:///csi/csi.sock   CSI socket (env CSI_ENDPOINT)\n"
             "  --mode=all|controller|node        services to run (default all)\n"
             "  --node-id=NAME                    node name (default: env NODE_NAME, else hostname)\n"
-            "  --store-root=DIR                  node store (default /var/lib/warmcache)\n"
+            "  --store-root=DIR                  node store directory; the mount point in device/raid0 mode\n"
+            "                                    (default /var/lib/warmcache)\n"
+            "  --store-mode=directory|device|raid0  how the store gets its disk (default directory)\n"
+            "  --store-device=DEV                device mode: the disk\n"
+            "  --disk-glob=PATTERN               raid0: instance-store disks (default " DISK_DEFAULT_GLOB ")\n"
+            "  --adopt=DIR[:DIR]                 raid0: use an array the node already mounted here\n"
+            "                                    (default " DISK_DEFAULT_ADOPT "; empty to never adopt)\n"
+            "  --raid-array=DEV                  raid0: the md device to create (default " DISK_DEFAULT_ARRAY ")\n"
+            "  --force-format                    format disks even if they hold data\n"
+            "  --mdadm=PATH --mkfs=PATH          programs to run (default mdadm, mkfs.xfs)\n"
             "  --state-dir=DIR                   controller volume registry (default: memory only)\n"
             "  --fill-wait=SECONDS               node: wait this long for a fill, then ABORTED with progress (default 100)\n"
             "  --evict-high=PERCENT              node: evict unused copies when a fill would take the store above (default 90)\n"
@@ -56,11 +65,17 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'h'},
         {"fill-wait", required_argument, NULL, 'w'}, {"evict-high", required_argument, NULL, 'H'},
         {"evict-low", required_argument, NULL, 'L'},
+        {"store-mode", required_argument, NULL, 'M'}, {"store-device", required_argument, NULL, 'D'},
+        {"disk-glob", required_argument, NULL, 'G'}, {"adopt", required_argument, NULL, 'A'},
+        {"raid-array", required_argument, NULL, 'R'}, {"force-format", no_argument, NULL, 'F'},
+        {"mdadm", required_argument, NULL, 'X'},     {"mkfs", required_argument, NULL, 'Y'},
         {0},
     };
     const char *endpoint = getenv("CSI_ENDPOINT"), *mode = "all";
-    struct csi_config cfg = {.node_id = getenv("NODE_NAME"), .store_root = "/var/lib/warmcache",
-                             .fill_wait_s = 100, .high_pct = 90, .low_pct = 80};
+    struct csi_config cfg = {.node_id = getenv("NODE_NAME"), .fill_wait_s = 100, .high_pct = 90, .low_pct = 80,
+                             .disks = {.mode = STORE_DIRECTORY, .path = "/var/lib/warmcache",
+                                       .disk_glob = DISK_DEFAULT_GLOB, .adopt = DISK_DEFAULT_ADOPT,
+                                       .array = DISK_DEFAULT_ARRAY, .mdadm = "mdadm", .mkfs = "mkfs.xfs"}};
     struct rpc_server_config rc = {.max_calls = 64, .max_message_bytes = 4 << 20, .shutdown_grace_s = 30,
                                    .ready = on_ready};
     int o;
@@ -70,7 +85,20 @@ int main(int argc, char **argv)
         case 'e': endpoint = optarg; break;
         case 'm': mode = optarg; break;
         case 'n': cfg.node_id = optarg; break;
-        case 's': cfg.store_root = optarg; break;
+        case 's': cfg.disks.path = optarg; break;
+        case 'D': cfg.disks.device = optarg; break;
+        case 'G': cfg.disks.disk_glob = optarg; break;
+        case 'A': cfg.disks.adopt = optarg; break;
+        case 'R': cfg.disks.array = optarg; break;
+        case 'F': cfg.disks.force_format = 1; break;
+        case 'X': cfg.disks.mdadm = optarg; break;
+        case 'Y': cfg.disks.mkfs = optarg; break;
+        case 'M':
+            if (store_mode_parse(optarg, &cfg.disks.mode) < 0) {
+                fprintf(stderr, "warmcache-csi: --store-mode wants directory, device or raid0\n");
+                return 2;
+            }
+            break;
         case 'd': cfg.state_dir = optarg; break;
         case 'c':
             if (parse_int(optarg, 1, 4096, &rc.max_calls) < 0) {
@@ -126,7 +154,7 @@ int main(int argc, char **argv)
     if (r == 0) {
         log_json(LOG_INFO, "starting", json_pack("{s:s, s:s, s:s, s:s}", "version", WC_VERSION, "mode", mode,
                                                  "node_id", ctx.node_id, "store_root",
-                                                 cfg.node ? cfg.store_root : ""));
+                                                 cfg.node ? ctx.store->root : ""));
         r = rpc_server_run(&rc, csi_services, csi_n_services, csi_handlers, csi_n_handlers, &ctx, &e);
     }
     if (r < 0)

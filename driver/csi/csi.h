@@ -18,6 +18,7 @@
 #include "csi/locks.h"
 #include "csi/registry.h"
 #include "rpc/server.h"
+#include "storage/disks.h"
 #include "storage/mount.h"
 
 #define DRIVER_NAME "warmcache.csi.dev"
@@ -26,7 +27,7 @@ struct csi_config {
     int controller;          /* serve the Controller service */
     int node;                /* serve the Node service */
     const char *node_id;
-    const char *store_root;  /* node: directory mode store */
+    struct disk_config disks;  /* node: where the store lives (disks.h) */
     const char *state_dir;   /* controller: volume registry (optional) */
     int fill_wait_s;         /* node: how long a call waits for a fill before ABORTED */
     int high_pct, low_pct;   /* node: eviction watermarks */

@@ -51,7 +51,9 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
         return -ENOMEM;
     int r = 0;
     if (c->node) {
-        if ((r = store_open(cfg->store_root, &c->store, e)) < 0)
+        _cleanup_free_ char *root = NULL;
+        if ((r = disks_prepare(&cfg->disks, c->mounter, &root, e)) < 0 ||
+            (r = store_open(root, &c->store, e)) < 0)
             return r;
         store_set_watermarks(c->store, cfg->high_pct, cfg->low_pct);
         fills_init(&c->fills, c->store);

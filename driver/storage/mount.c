@@ -70,6 +70,12 @@ static int lm_overlay(struct mounter *m, const char *lower, const char *upper, c
     return do_mount("overlay", "overlay", dst, opts, "overlay mount at", e);
 }
 
+static int lm_mount_fs(struct mounter *m, const char *dev, const char *fstype, const char *target, const char *opts,
+                       struct wc_error *e)
+{
+    return do_mount(dev, fstype, target, opts, "mount at", e);
+}
+
 static int lm_umount(struct mounter *m, const char *target, struct wc_error *e)
 {
     struct libmnt_context *cxt = new_context();
@@ -101,6 +107,7 @@ static int lm_is_mountpoint(struct mounter *m, const char *path)
 static const struct mounter_ops libmount_ops = {
     .bind = lm_bind,
     .overlay = lm_overlay,
+    .mount_fs = lm_mount_fs,
     .umount = lm_umount,
     .is_mountpoint = lm_is_mountpoint,
 };

@@ -15,6 +15,9 @@ struct mounter_ops {
                 struct wc_error *e);
     int (*overlay)(struct mounter *m, const char *lower, const char *upper, const char *work,
                    const char *dst, const char *flags, struct wc_error *e);
+    /* Mount the file system on a block device. */
+    int (*mount_fs)(struct mounter *m, const char *dev, const char *fstype, const char *target, const char *opts,
+                    struct wc_error *e);
     int (*umount)(struct mounter *m, const char *target, struct wc_error *e);
     /* 1 if path is a mount point, 0 if not, negative errno on error. */
     int (*is_mountpoint)(struct mounter *m, const char *path);

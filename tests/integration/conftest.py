@@ -47,6 +47,7 @@ class Driver:
         self.proc = None
 
     def start(self, *extra):
+        self.mark = len(self.log_lines()) if self.log.exists() else 0
         self.logf = open(self.log, "a")
         self.proc = subprocess.Popen(
             [str(DRIVER), f"--endpoint=unix://{self.sock}", f"--store-root={self.store}",
@@ -108,6 +109,9 @@ class Driver:
 
     def log_lines(self):
         return [json.loads(l) for l in self.log.read_text().splitlines() if l.startswith("{")]
+
+    def lines_since_start(self):
+        return self.log_lines()[self.mark:]
 
 
 @pytest.fixture
