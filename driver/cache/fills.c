@@ -13,6 +13,7 @@
 #include "base/units.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -22,7 +23,7 @@ struct fill_job {
     struct fills *owner;
     char key[SHA256_HEX_LEN + 1];
     char *source, *pinned;
-    int follow;
+    int follow, resume;
     uint64_t pinned_objects, pinned_bytes;
     enum fill_state state;
     char cid[CONTENT_ID_LEN + 1];
@@ -126,6 +127,17 @@ static void *job_thread(void *arg)
     struct wc_error e;
     wc_error_clear(&e);
     int r = run_job(j, &e);
+    if (r < 0 && j->resume && r != -ECANCELED) {
+        /* the source moved on or went away: this partial copy can never finish */
+        char p[PATH_MAX];
+        content_id(j->source, j->pinned, j->cid);
+        store_path(f->store, p, sizeof(p), "content/%s.partial", j->cid);
+        fs_rm_rf(p);
+        store_path(f->store, p, sizeof(p), "meta/%s.fill.json", j->cid);
+        unlink(p);
+        log_json(LOG_WARN, "dropped a partial copy that cannot be resumed",
+                 json_pack("{s:s, s:s}", "source", j->source, "error", e.msg));
+    }
     pthread_mutex_lock(&f->lock);
     if (r < 0) {
         j->err = e;
@@ -151,6 +163,7 @@ static struct fill_job *start_job_locked(struct fills *f, const struct fill_requ
     j->source = strdup(rq->source);
     j->pinned = rq->pinned ? strdup(rq->pinned) : NULL;
     j->follow = rq->follow;
+    j->resume = rq->resume;
     j->pinned_objects = rq->pinned_objects;
     j->pinned_bytes = rq->pinned_bytes;
     j->state = FILL_LISTING;
@@ -256,6 +269,28 @@ int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, co
     job_unref_locked(j);
     pthread_mutex_unlock(&f->lock);
     return r;
+}
+
+void fills_resume(struct fills *f, json_t *journals)
+{
+    size_t i;
+    json_t *j;
+    json_array_foreach(journals, i, j) {
+        struct fill_request rq = {
+            .source = json_string_value(json_object_get(j, "source")),
+            .pinned = json_string_value(json_object_get(j, "listing_digest")),
+            .pinned_objects = (uint64_t)json_integer_value(json_object_get(j, "files")),
+            .pinned_bytes = (uint64_t)json_integer_value(json_object_get(j, "bytes")),
+            .resume = 1,
+        };
+        if (!rq.source || !rq.pinned)
+            continue;
+        char cid[CONTENT_ID_LEN + 1];
+        struct wc_error e;
+        int r = fills_ensure(f, &rq, 0, NULL, cid, &e); /* starts it; does not wait */
+        log_json(LOG_INFO, "resuming an interrupted fill",
+                 json_pack("{s:s, s:s}", "source", rq.source, "state", r == 0 ? "already complete" : e.msg));
+    }
 }
 
 void fills_stop(struct fills *f)

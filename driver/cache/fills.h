@@ -28,6 +28,7 @@ struct fill_request {
     const char *pinned;      /* listing digest from the volume context, or NULL */
     int follow;              /* sourceChangePolicy: Follow */
     uint64_t pinned_objects, pinned_bytes;
+    int resume;              /* restarted from a journal at start: drop the partial if it cannot finish */
 };
 
 struct fill_job;
@@ -55,6 +56,9 @@ void fills_stop(struct fills *f);
  */
 int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, const atomic_int *cancel,
                  char ret_cid[CONTENT_ID_LEN + 1], struct wc_error *e);
+
+/* Resumes the fills named by store_reconcile()'s journals, in the background. */
+void fills_resume(struct fills *f, json_t *journals);
 
 /* Progress of running fills, for status: a JSON array. */
 json_t *fills_status(struct fills *f);

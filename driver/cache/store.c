@@ -272,6 +272,23 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* What a fill is filling, so that a restarted plugin can resume it. */
+static int write_journal(struct store *s, struct source *src, const struct listing *l, const char *cid,
+                         struct wc_error *e)
+{
+    char digest[LISTING_DIGEST_LEN + 1], p[PATH_MAX];
+    listing_digest(l, digest);
+    json_t *j _cleanup_json_ = json_pack("{s:s, s:s, s:s, s:I, s:I}", "content_id", cid, "source", src->url,
+                                         "listing_digest", digest, "files", (json_int_t)l->n, "bytes",
+                                         (json_int_t)l->bytes);
+    _cleanup_free_ char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (!txt)
+        return -ENOMEM;
+    store_path(s, p, sizeof(p), "meta/%s.fill.json", cid);
+    int r = fs_write_atomic(p, txt, strlen(txt), 0644);
+    return r < 0 ? wc_err_errno(e, r, "store: writing the fill journal %s", p) : 0;
+}
+
 /* Bytes of this listing already whole in the partial copy (a resumed fill). */
 static uint64_t partial_bytes(const char *partial, const struct listing *l)
 {
@@ -300,6 +317,8 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
     p->files_total = l->n;
     if ((r = store_make_room(s, l->bytes - partial_bytes(partial, l), src->url, e)) < 0)
         return r;
+    if ((r = write_journal(s, src, l, cid, e)) < 0)
+        return r;
     double t0 = now_s();
     for (size_t i = 0; i < l->n; i++) {
         if (cancel && atomic_load(cancel))
@@ -317,6 +336,9 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
     if (rename(partial, final) < 0)
         return wc_err_errno(e, -errno, "store: publishing the copy %s", final);
     fs_fsync_path(content);
+    char journal[PATH_MAX];
+    store_path(s, journal, sizeof(journal), "meta/%s.fill.json", cid);
+    unlink(journal);
     fs_rm_rf(tmpdir);
     return 0;
 }
@@ -548,4 +570,110 @@ int store_make_room(struct store *s, uint64_t need, const char *what, struct wc_
     return wc_err(e, -ENOSPC, "the copy of %s needs %s more, but the node store %s has %s free of %s and "
                   "every other copy on it is in use; free space on the node or use a node with a larger store",
                   what, sn, s->root, sa, st);
+}
+
+/* ---- start-up reconciliation --------------------------------------------- */
+
+static int dir_entries(const char *dir, json_t *out)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return -errno;
+    struct dirent *de;
+    while ((de = readdir(d)))
+        if (de->d_name[0] != '.')
+            json_array_append_new(out, json_string(de->d_name));
+    closedir(d);
+    return 0;
+}
+
+/* Target keys (overlay dir names) that volume records still name. */
+static int overlay_in_use(const struct store *s, const char *vkey, const char *tkey)
+{
+    char p[PATH_MAX];
+    store_path(s, p, sizeof(p), "volumes/%s.json", vkey);
+    json_t *rec _cleanup_json_ = json_load_file(p, 0, NULL);
+    size_t i;
+    json_t *t;
+    json_array_foreach(json_object_get(rec, "targets"), i, t) {
+        const char *path = json_string_value(json_object_get(t, "path"));
+        char hex[SHA256_HEX_LEN + 1];
+        if (!path)
+            continue;
+        sha256_hex(path, strlen(path), hex);
+        if (strncmp(hex, tkey, 32) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+json_t *store_reconcile(struct store *s)
+{
+    json_t *resume = json_array(), *dropped = json_array();
+    char dir[PATH_MAX], p[PATH_MAX];
+    json_t *names _cleanup_json_ = json_array();
+    size_t i;
+    json_t *n;
+
+    /* partial copies: resumable when journaled, else debris */
+    store_path(s, dir, sizeof(dir), "content");
+    dir_entries(dir, names);
+    json_array_foreach(names, i, n) {
+        const char *name = json_string_value(n);
+        size_t len = strlen(name);
+        if (len != CONTENT_ID_LEN + 8 || strcmp(name + CONTENT_ID_LEN, ".partial") != 0)
+            continue;
+        char cid[CONTENT_ID_LEN + 1];
+        memcpy(cid, name, CONTENT_ID_LEN);
+        cid[CONTENT_ID_LEN] = '\0';
+        store_path(s, p, sizeof(p), "meta/%s.fill.json", cid);
+        json_t *j = json_load_file(p, 0, NULL);
+        if (j) {
+            json_array_append_new(resume, j);
+        } else {
+            store_path(s, p, sizeof(p), "content/%s", name);
+            fs_rm_rf(p);
+            json_array_append_new(dropped, json_sprintf("content/%s", name));
+        }
+    }
+    /* metadata of copies that are gone */
+    json_array_clear(names);
+    store_path(s, dir, sizeof(dir), "meta");
+    dir_entries(dir, names);
+    json_array_foreach(names, i, n) {
+        const char *name = json_string_value(n);
+        if (strlen(name) < CONTENT_ID_LEN)
+            continue;
+        char cid[CONTENT_ID_LEN + 1], part[PATH_MAX];
+        memcpy(cid, name, CONTENT_ID_LEN);
+        cid[CONTENT_ID_LEN] = '\0';
+        store_path(s, part, sizeof(part), "content/%s.partial", cid);
+        if (!store_content_ready(s, cid) && !fs_is_dir(part)) {
+            store_path(s, p, sizeof(p), "meta/%s", name);
+            unlink(p);
+            json_array_append_new(dropped, json_sprintf("meta/%s", name));
+        }
+    }
+    /* writable layers whose publish no record remembers */
+    json_array_clear(names);
+    store_path(s, dir, sizeof(dir), "overlays");
+    dir_entries(dir, names);
+    json_array_foreach(names, i, n) {
+        const char *vkey = json_string_value(n);
+        json_t *targets _cleanup_json_ = json_array();
+        store_path(s, p, sizeof(p), "overlays/%s", vkey);
+        dir_entries(p, targets);
+        size_t k;
+        json_t *t;
+        json_array_foreach(targets, k, t) {
+            if (overlay_in_use(s, vkey, json_string_value(t)))
+                continue;
+            char q[PATH_MAX];
+            store_path(s, q, sizeof(q), "overlays/%s/%s", vkey, json_string_value(t));
+            if (fs_rm_rf(q) == 0)
+                json_array_append_new(dropped, json_sprintf("overlays/%s/%s", vkey, json_string_value(t)));
+        }
+        rmdir(p); /* only if now empty */
+    }
+    return json_pack("{s:o, s:o}", "resume", resume, "dropped", dropped);
 }

@@ -74,5 +74,11 @@ int store_evict(struct store *s, const char *cid, struct wc_error *e);
 json_t *store_meta(const struct store *s, const char *cid);
 /* Records a use of a copy (last_used), for eviction and status. */
 void store_touch(const struct store *s, const char *cid);
+/* At start: drops debris a crash can leave (unjournaled partial copies,
+ * metadata of gone copies, writable layers no record names) and returns
+ * {"resume": [fill journals], "dropped": [paths]}. Mounts are not touched:
+ * pods keep working across a plugin restart. */
+json_t *store_reconcile(struct store *s);
+
 /* All copies, ready and partial, as a JSON array for status. */
 json_t *store_list(const struct store *s);

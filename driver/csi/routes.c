@@ -6,6 +6,7 @@
  * or node-only mode) answers UNIMPLEMENTED too (see the mode checks).
  */
 #include "csi/csi.h"
+#include "base/log.h"
 #include "base/macros.h"
 
 #include <string.h>
@@ -58,6 +59,9 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
         store_set_watermarks(c->store, cfg->high_pct, cfg->low_pct);
         fills_init(&c->fills, c->store);
         c->fill_wait_ms = cfg->fill_wait_s * 1000;
+        json_t *rec _cleanup_json_ = store_reconcile(c->store);
+        log_json(LOG_INFO, "store reconciled", json_incref(rec));
+        fills_resume(&c->fills, json_object_get(rec, "resume"));
     }
     if (c->controller && (r = registry_open(cfg->state_dir, &c->registry, e)) < 0)
         return r;

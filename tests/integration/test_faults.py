@@ -105,3 +105,44 @@ def test_restart_keeps_existing_mounts_working(work, model):
     d2.ctl("unstage", "-f", vol, work / "s")
     assert not mounts_under(work / "s") and not mounts_under(work / "t")
     assert d2.stop() == 0
+
+
+def test_restart_resumes_an_interrupted_fill_by_itself(work, big):
+    d = Driver(work).start()
+    vol = d.create("big", f"file://{big}")
+    call = d.ctl_async("stage", "-f", vol, work / "s")
+    assert wait_for(lambda: partial_dir(d.store) is not None and len(list(partial_dir(d.store).iterdir())) >= 8)
+    d.proc.kill()
+    d.proc.wait()
+    call.wait(timeout=10)
+    d.proc = None
+    d2 = Driver(work).start()
+    # no call yet: the plugin picks the fill up from its journal
+    assert wait_for(lambda: any(p.is_dir() and not p.name.endswith(".partial")
+                                for p in (d2.store / "content").iterdir()), timeout=120)
+    assert any(l.get("msg") == "resuming an interrupted fill" for l in d2.lines_since_start())
+    done = [l for l in d2.lines_since_start() if l.get("msg") == "fill done"]
+    assert len(done) == 1 and done[0]["fetched_bytes"] < SHARDS * (SHARD_MIB << 20), "finished shards were fetched again"
+    d2.ctl("stage", "-f", vol, work / "s")
+    assert sha256_tree(work / "s") == sha256_tree(big)
+    d2.ctl("unstage", "-f", vol, work / "s")
+    assert d2.stop() == 0
+
+
+def test_restart_drops_debris_and_keeps_what_is_in_use(work, model):
+    d = Driver(work).start()
+    vol = d.create("m", f"file://{model}")
+    d.ctl("stage", "-f", vol, work / "s")
+    d.ctl("publish", "-f", vol, work / "s", work / "t", "--access", "ReadWriteOnce")
+    (work / "t" / "scratch").write_text("pod data")
+    assert d.stop() == 0
+    debris = [d.store / "content" / ("f" * 32 + ".partial"), d.store / "overlays" / ("a" * 32) / ("b" * 32)]
+    for p in debris:
+        (p / "x").mkdir(parents=True)
+    (d.store / "meta" / ("e" * 32 + ".json")).write_text("{}")
+    d2 = Driver(work).start()
+    assert not any(p.exists() for p in debris) and not (d2.store / "meta" / ("e" * 32 + ".json")).exists()
+    assert (work / "t" / "scratch").read_text() == "pod data", "a live pod's writable layer must survive"
+    d2.ctl("unpublish", "-f", vol, work / "t")
+    d2.ctl("unstage", "-f", vol, work / "s")
+    assert d2.stop() == 0
