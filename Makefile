@@ -4,7 +4,7 @@ BUILD   ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all setup build test unit integration sanity asan demo bench fuzz clean
+.PHONY: all setup build test unit integration sanity asan demo bench fuzz stress clean
 
 all: build
 
@@ -46,6 +46,12 @@ demo: build
 FUZZ_SECONDS ?= 60
 fuzz: setup
 	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# kill -9 of the plugin at STRESS_RUNS random points (fills, mounts), with
+# restart and invariant checks after each: bounded, a few minutes.
+STRESS_RUNS ?= 50
+stress: build
+	STRESS_RUNS=$(STRESS_RUNS) WC_BUILD=$(CURDIR)/$(BUILD) python3 -m pytest -q tests/stress
 
 bench: build
 	bash bench/run.sh $(BUILD)
