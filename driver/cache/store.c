@@ -677,3 +677,40 @@ json_t *store_reconcile(struct store *s)
     }
     return json_pack("{s:o, s:o}", "resume", resume, "dropped", dropped);
 }
+
+/* ---- re-verification ------------------------------------------------------ */
+
+static _Thread_local uint64_t walk_files, walk_bytes;
+
+static int count_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)path;
+    (void)ftw;
+    if (flag == FTW_F && S_ISREG(st->st_mode)) {
+        walk_files++;
+        walk_bytes += (uint64_t)st->st_size;
+    }
+    return 0;
+}
+
+int store_verify(const struct store *s, const char *cid, struct wc_error *e)
+{
+    char p[PATH_MAX];
+    struct statvfs v;
+    if (statvfs(s->root, &v) < 0)
+        return wc_err_errno(e, -errno, "the node store %s is not reachable (its disk may be gone)", s->root);
+    json_t *m _cleanup_json_ = store_meta(s, cid);
+    if (!store_content_ready(s, cid) || !m)
+        return wc_err(e, -ENOENT, "the cached copy %s is missing from the node store %s", cid, s->root);
+    store_path(s, p, sizeof(p), "content/%s", cid);
+    walk_files = walk_bytes = 0;
+    if (nftw(p, count_cb, 32, FTW_PHYS | FTW_MOUNT) != 0)
+        return wc_err_errno(e, -EIO, "reading the cached copy %s", cid);
+    uint64_t files = (uint64_t)json_integer_value(json_object_get(m, "files"));
+    uint64_t bytes = (uint64_t)json_integer_value(json_object_get(m, "bytes"));
+    if (files != walk_files || bytes != walk_bytes)
+        return wc_err(e, -EBADMSG, "the cached copy %s failed verification: %llu files, %llu bytes on disk, "
+                      "%llu files, %llu bytes expected", cid, (unsigned long long)walk_files,
+                      (unsigned long long)walk_bytes, (unsigned long long)files, (unsigned long long)bytes);
+    return 0;
+}

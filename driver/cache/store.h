@@ -70,6 +70,10 @@ uint64_t store_evictable_bytes(struct store *s);
 /* Removes one unreferenced, unpinned copy now (warmcachectl evict). */
 int store_evict(struct store *s, const char *cid, struct wc_error *e);
 
+/* Re-verifies a ready copy against its metadata (file count and bytes on
+ * disk): 0 when it matches, -EBADMSG with what differs, -ENOENT if gone. */
+int store_verify(const struct store *s, const char *cid, struct wc_error *e);
+
 /* Copy metadata (meta/<cid>.json), NULL if there is none. */
 json_t *store_meta(const struct store *s, const char *cid);
 /* Records a use of a copy (last_used), for eviction and status. */

@@ -555,17 +555,17 @@ DECLARE_HANDLER(node_get_volume_stats)
     Csi__V1__VolumeCondition *cond = pb_new(&csi__v1__volume_condition__descriptor);
     if (!(resp->volume_condition = cond))
         return -ENOMEM;
-    char msg[512];
-    if (!store_content_ready(c->store, cid) || !meta) {
+    char msg[WC_ERROR_MSG_MAX + 128];
+    struct wc_error why;
+    wc_error_clear(&why);
+    if (store_verify(c->store, cid, &why) < 0) {
         cond->abnormal = 1;
-        snprintf(msg, sizeof(msg), "the cached copy %s of %s is missing from the node store %s; "
-                 "unstage and stage the volume again to refill it", cid,
-                 json_string_value(json_object_get(rec, "source")) ?: "?", c->store->root);
+        snprintf(msg, sizeof(msg), "%s; unstage and stage the volume again to refill it", why.msg);
     } else if (c->mounter->ops->is_mountpoint(c->mounter, q->volume_path) != 1) {
         cond->abnormal = 1;
         snprintf(msg, sizeof(msg), "%s is not mounted", q->volume_path);
     } else {
-        snprintf(msg, sizeof(msg), "copy of %s ready: %" PRIu64 " files, %" PRIu64 " bytes",
+        snprintf(msg, sizeof(msg), "copy of %s ready: %" PRIu64 " files, %" PRIu64 " bytes, verified",
                  json_string_value(json_object_get(meta, "source")) ?: "?", files, bytes);
     }
     cond->message = xstrdup(msg);

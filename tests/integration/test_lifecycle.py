@@ -206,6 +206,16 @@ def test_stats_report_a_lost_copy_as_abnormal(driver, model, work):
     assert sha256_tree(work / "s") == sha256_tree(model)
 
 
+def test_stats_report_a_damaged_copy_as_abnormal(driver, model, work):
+    vol = driver.create("v", f"file://{model}")
+    driver.ctl("stage", "-f", vol, work / "s")
+    copy = next(p for p in (driver.store / "content").iterdir())
+    os.truncate(copy / "config.json", 3)  # a disk fault, or someone writing under the plugin
+    stats = driver.ctl("stats", "-f", vol, work / "s")
+    assert stats["volume_condition"]["abnormal"] is True
+    assert "failed verification" in stats["volume_condition"]["message"]
+
+
 def test_unknown_volume_stats_are_not_found(driver, work):
     with pytest.raises(CtlError) as ei:
         driver.ctl("stats", "wc1-00000000000000000000000000000000", work)
