@@ -4,7 +4,7 @@ BUILD   ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all setup build test unit integration sanity asan demo bench fuzz stress clean
+.PHONY: all setup build test unit integration sanity asan chart image-test demo bench fuzz stress clean
 
 all: build
 
@@ -36,8 +36,16 @@ asan: setup
 	WC_BUILD=$(CURDIR)/$(ASAN_BUILD) ASAN_OPTIONS=detect_leaks=1 python3 -m pytest -q tests/integration
 	ASAN_OPTIONS=detect_leaks=1 bash tests/sanity/run.sh $(ASAN_BUILD)
 
-test: unit integration sanity asan
-	@echo "make test: unit, integration, csi-sanity, and all three again under ASan+UBSan: passed"
+chart: setup
+	bash tests/chart/run.sh
+
+# Builds the container image without a Docker engine (debootstrap base,
+# buildah) and runs warmcache-csi --version in it. Slow: not part of test.
+image-test: setup
+	bash scripts/image-test.sh
+
+test: unit integration sanity chart asan
+	@echo "make test: unit, integration, csi-sanity, chart, and the first three again under ASan+UBSan: passed"
 
 demo: build
 	bash scripts/demo.sh $(BUILD)

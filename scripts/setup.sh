@@ -43,3 +43,20 @@ if [ ! -x "$tools/bin/csi-sanity" ] || [ "$(cat "$tools/csi-sanity.version" 2>/d
   GOBIN="$tools/bin" GOFLAGS=-mod=mod "$GO" install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION"
   echo "$CSI_TEST_VERSION" > "$tools/csi-sanity.version"
 fi
+
+# helm (pinned) and the Kubernetes OpenAPI schemas, for the chart tests; both
+# from the Go module proxy.
+HELM_VERSION=v3.19.0
+K8S_VERSION=v1.36.3
+GO=$(command -v go || echo /usr/local/go/bin/go)
+if [ ! -x "$tools/bin/helm" ] || [ "$(cat "$tools/helm.version" 2>/dev/null)" != "$HELM_VERSION" ]; then
+  echo "setup: installing helm $HELM_VERSION (a few minutes: it is built from source)"
+  GOBIN="$tools/bin" GOFLAGS=-mod=mod "$GO" install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  echo "$HELM_VERSION" > "$tools/helm.version"
+fi
+if [ ! -d "$(cat "$tools/k8s-openapi.path" 2>/dev/null)" ]; then
+  echo "setup: fetching the Kubernetes $K8S_VERSION OpenAPI schemas"
+  dir=$(cd /tmp && GOFLAGS=-mod=mod "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  echo "$dir/api/openapi-spec/v3" > "$tools/k8s-openapi.path"
+fi
+python3 -c 'import jsonschema, yaml' 2>/dev/null || pip_install jsonschema pyyaml

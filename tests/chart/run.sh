@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The Helm chart and the examples: helm lint and helm template for the
+# default values and each store mode, every rendered manifest and every
+# example validated against the Kubernetes OpenAPI schemas, and a bad value
+# refused with a readable schema error.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+export PATH="$root/.tools/bin:$PATH"
+spec=$(cat "$root/.tools/k8s-openapi.path")
+chart="$root/charts/warmcache"
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+
+declare -A sets=(
+  [default]=""
+  [directory+class]="--set storageClass.create=true --set storageClass.parameters.source=file:///fsx/models/llama/"
+  [device]="--set node.storeMode=device --set node.storeDevice=/dev/nvme1n1"
+  [raid0]="--set node.storeMode=raid0 --set node.sourceHostPaths[0]=/fsx"
+  [raid0-no-adopt]="--set node.storeMode=raid0 --set node.adoptPaths=null --set controller.replicas=2"
+)
+for name in "${!sets[@]}"; do
+  # shellcheck disable=SC2086
+  helm lint "$chart" ${sets[$name]} --quiet >/dev/null
+  # shellcheck disable=SC2086
+  helm template wc "$chart" --namespace kube-system --kube-version 1.36.0 ${sets[$name]} > "$out/$name.yaml"
+  echo "chart: $name: lint ok, $(grep -c '^kind:' "$out/$name.yaml") objects rendered"
+done
+shopt -s nullglob
+python3 "$root/tests/chart/validate.py" "$spec" "$out"/*.yaml "$root"/examples/*.yaml
+
+if helm template wc "$chart" --set node.storeMode=raid1 > "$out/bad" 2>&1; then
+  echo "chart: a bad storeMode was accepted"; exit 1
+fi
+grep -q "storeMode': value must be one of 'directory', 'device', 'raid0'" "$out/bad" || { cat "$out/bad"; exit 1; }
+echo "chart: storeMode=raid1 refused: $(grep storeMode "$out/bad" | sed 's/^ *//')"
