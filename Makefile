@@ -55,9 +55,9 @@ FUZZ_SECONDS ?= 60
 fuzz: setup
 	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
-# kill -9 of the plugin at STRESS_RUNS random points (fills, mounts), with
+# kill -9 of the plugin at STRESS_RUNS (100) random points (fills, mounts), with
 # restart and invariant checks after each: bounded, a few minutes.
-STRESS_RUNS ?= 50
+STRESS_RUNS ?= 100
 stress: build
 	STRESS_RUNS=$(STRESS_RUNS) WC_BUILD=$(CURDIR)/$(BUILD) python3 -m pytest -q tests/stress
 

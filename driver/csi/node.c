@@ -40,6 +40,9 @@ static int check_path(const char *path, const char *what, struct wc_error *e)
         return wc_err(e, -EINVAL, "%s must be an absolute path", what);
     if (strlen(path) >= PATH_MAX / 2)
         return wc_err(e, -EINVAL, "%s is too long", what);
+    for (const char *p = path; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return wc_err(e, -EINVAL, "%s contains a control character", what);
     for (const char *p = strstr(path, "/.."); p; p = strstr(p + 1, "/.."))
         if (p[3] == '/' || p[3] == '\0')
             return wc_err(e, -EINVAL, "%s must not contain \"..\"", what);

@@ -4,7 +4,7 @@ After each kill the plugin restarts and must: show no partial file in any
 copy, stage and publish every volume again with byte-identical content, and
 leave no mount behind once everything is unpublished and unstaged.
 
-make stress runs STRESS_RUNS (default 50) seeded runs; each is a test."""
+make stress runs STRESS_RUNS (default 100) seeded runs; each is a test."""
 import os
 import random
 import shutil
@@ -16,7 +16,7 @@ import pytest
 
 from conftest import CtlError, Driver, mounts_under, sha256_tree, wait_for
 
-RUNS = int(os.environ.get("STRESS_RUNS", "50"))
+RUNS = int(os.environ.get("STRESS_RUNS", "100"))
 
 
 @pytest.fixture(scope="module")
