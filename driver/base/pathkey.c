@@ -58,3 +58,20 @@ int pathkey_check(const char *key, size_t len, struct wc_error *e)
     }
     return 0;
 }
+
+int abspath_check(const char *path, const char *what, struct wc_error *e)
+{
+    if (!path || !*path)
+        return wc_err(e, -EINVAL, "%s is required", what);
+    if (path[0] != '/')
+        return wc_err(e, -EINVAL, "%s must be an absolute path", what);
+    if (strlen(path) >= 2048)
+        return wc_err(e, -EINVAL, "%s is too long", what);
+    for (const char *p = path; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return wc_err(e, -EINVAL, "%s contains a control character", what);
+    for (const char *p = strstr(path, "/.."); p; p = strstr(p + 1, "/.."))
+        if (p[3] == '/' || p[3] == '\0')
+            return wc_err(e, -EINVAL, "%s must not contain \"..\"", what);
+    return 0;
+}

@@ -19,3 +19,8 @@ int pathkey_check(const char *key, size_t len, struct wc_error *e);
 
 /* Writes a printable, escaped copy of key (for messages) into out. */
 void pathkey_quote(const char *key, size_t len, char *out, size_t outlen);
+
+/* An absolute local path given to us (a source directory, a kubelet path):
+ * absolute, no ".." component, no control character, not absurdly long.
+ * `what` names it in the message. */
+int abspath_check(const char *path, const char *what, struct wc_error *e);

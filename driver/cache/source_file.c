@@ -34,18 +34,8 @@ struct file_source {
 
 int source_file_url_check(const char *url, struct wc_error *e)
 {
-    const char *path = url + 7;
-    if (path[0] != '/')
-        return wc_err(e, -EINVAL, "source \"%.200s\": a file:// URL needs an absolute path (file:///mnt/models/)", url);
-    if (strlen(path) >= PATH_MAX / 2)
-        return wc_err(e, -EINVAL, "source \"%.200s\": path is too long", url);
-    for (const char *p = path; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            return wc_err(e, -EINVAL, "source \"%.200s\": the path contains a control character", url);
-    for (const char *p = strstr(path, "/.."); p; p = strstr(p + 1, "/.."))
-        if (p[3] == '/' || p[3] == '\0')
-            return wc_err(e, -EINVAL, "source \"%.200s\": the path must not contain \"..\"", url);
-    return 0;
+    int r = abspath_check(url + 7, "the path of a file:// source (file:///mnt/models/)", e);
+    return r < 0 ? wc_err_prefix(e, "source \"%.200s\": ", url) : 0;
 }
 
 static const char *etag_of(const struct stat *st, char *buf, size_t n)

@@ -12,6 +12,7 @@
 #include "csi/csi.h"
 #include "base/fsutil.h"
 #include "base/macros.h"
+#include "base/pathkey.h"
 #include "cache/listing.h"
 #include "cache/source.h"
 #include "csi/params.h"
@@ -34,19 +35,7 @@ static int need_node(struct csi_ctx *c, struct wc_error *e)
 
 static int check_path(const char *path, const char *what, struct wc_error *e)
 {
-    if (!path || !*path)
-        return wc_err(e, -EINVAL, "%s is required", what);
-    if (path[0] != '/')
-        return wc_err(e, -EINVAL, "%s must be an absolute path", what);
-    if (strlen(path) >= PATH_MAX / 2)
-        return wc_err(e, -EINVAL, "%s is too long", what);
-    for (const char *p = path; *p; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            return wc_err(e, -EINVAL, "%s contains a control character", what);
-    for (const char *p = strstr(path, "/.."); p; p = strstr(p + 1, "/.."))
-        if (p[3] == '/' || p[3] == '\0')
-            return wc_err(e, -EINVAL, "%s must not contain \"..\"", what);
-    return 0;
+    return abspath_check(path, what, e);
 }
 
 /* ---- the volume record ---------------------------------------------------- */

@@ -374,6 +374,18 @@ static void free_routes(struct server *srv)
     free(srv->routes);
 }
 
+/* Destroys the server, drains and destroys its queue, releases gRPC. */
+static void teardown(struct server *srv)
+{
+    grpc_server_destroy(srv->grpc);
+    grpc_completion_queue_shutdown(srv->cq);
+    while (grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
+        ;
+    grpc_completion_queue_destroy(srv->cq);
+    grpc_shutdown();
+    free_routes(srv);
+}
+
 static int remove_stale_socket(const char *path, struct wc_error *e)
 {
     struct stat st;
@@ -430,15 +442,8 @@ int rpc_server_run(const struct rpc_server_config *cfg, const ProtobufCServiceDe
     int port = grpc_server_add_http2_port(srv.grpc, addr, creds);
     grpc_server_credentials_release(creds);
     if (port == 0) {
-        r = wc_err(e, -EADDRNOTAVAIL, "cannot listen on %s (is the directory there and writable?)", path);
-        grpc_server_destroy(srv.grpc);
-        grpc_completion_queue_shutdown(srv.cq);
-        while (grpc_completion_queue_next(srv.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
-            ;
-        grpc_completion_queue_destroy(srv.cq);
-        grpc_shutdown();
-        free_routes(&srv);
-        return r;
+        teardown(&srv);
+        return wc_err(e, -EADDRNOTAVAIL, "cannot listen on %s (is the directory there and writable?)", path);
     }
     grpc_server_start(srv.grpc);
     for (int i = 0; i < PENDING_ACCEPTS; i++)
@@ -476,13 +481,7 @@ int rpc_server_run(const struct rpc_server_config *cfg, const ProtobufCServiceDe
     pthread_mutex_unlock(&srv.lock);
     pthread_join(sigt, NULL);
 
-    grpc_server_destroy(srv.grpc);
-    grpc_completion_queue_shutdown(srv.cq);
-    while (grpc_completion_queue_next(srv.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
-        ;
-    grpc_completion_queue_destroy(srv.cq);
-    grpc_shutdown();
-    free_routes(&srv);
+    teardown(&srv);
     unlink(path);
     log_info("shut down cleanly; removed %s", path);
     return 0;
