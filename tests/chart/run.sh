@@ -17,6 +17,7 @@ declare -A sets=(
   [device]="--set node.storeMode=device --set node.storeDevice=/dev/nvme1n1"
   [raid0]="--set node.storeMode=raid0 --set node.sourceHostPaths[0]=/fsx"
   [raid0-no-adopt]="--set node.storeMode=raid0 --set node.adoptPaths=null --set controller.replicas=2"
+  [no-inline]="--set inlineVolumes=false"
 )
 for name in "${!sets[@]}"; do
   # shellcheck disable=SC2086
@@ -32,4 +33,6 @@ if helm template wc "$chart" --set node.storeMode=raid1 > "$out/bad" 2>&1; then
   echo "chart: a bad storeMode was accepted"; exit 1
 fi
 grep -q "storeMode': value must be one of 'directory', 'device', 'raid0'" "$out/bad" || { cat "$out/bad"; exit 1; }
+helm template wc "$chart" --set inlineVolumes=false | grep -q "volumeLifecycleModes: \[Persistent\]$" \
+  || { echo "chart: inlineVolumes=false still allows inline volumes"; exit 1; }
 echo "chart: storeMode=raid1 refused: $(grep storeMode "$out/bad" | sed 's/^ *//')"
