@@ -33,6 +33,6 @@ if helm template wc "$chart" --set node.storeMode=raid1 > "$out/bad" 2>&1; then
   echo "chart: a bad storeMode was accepted"; exit 1
 fi
 grep -q "storeMode': value must be one of 'directory', 'device', 'raid0'" "$out/bad" || { cat "$out/bad"; exit 1; }
-helm template wc "$chart" --set inlineVolumes=false | grep -q "volumeLifecycleModes: \[Persistent\]$" \
+helm template wc "$chart" --kube-version 1.36.0 --set inlineVolumes=false | grep -q "volumeLifecycleModes: \[Persistent\]$" \
   || { echo "chart: inlineVolumes=false still allows inline volumes"; exit 1; }
 echo "chart: storeMode=raid1 refused: $(grep storeMode "$out/bad" | sed 's/^ *//')"
