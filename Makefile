@@ -24,7 +24,8 @@ integration: build
 	WC_BUILD=$(CURDIR)/$(BUILD) python3 -m pytest -q tests/integration
 
 sanity: build
-	bash tests/sanity/run.sh $(BUILD)
+	bash tests/sanity/run.sh $(BUILD) file
+	bash tests/sanity/run.sh $(BUILD) s3
 
 # The same suites on an ASan + UBSan + LeakSanitizer build: a leak or an
 # error report makes the plugin exit non-zero, which the tests check.
@@ -34,7 +35,8 @@ asan: setup
 	cmake --build $(ASAN_BUILD)
 	cd $(ASAN_BUILD) && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure
 	WC_BUILD=$(CURDIR)/$(ASAN_BUILD) ASAN_OPTIONS=detect_leaks=1 python3 -m pytest -q tests/integration
-	ASAN_OPTIONS=detect_leaks=1 bash tests/sanity/run.sh $(ASAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1 bash tests/sanity/run.sh $(ASAN_BUILD) file
+	ASAN_OPTIONS=detect_leaks=1 bash tests/sanity/run.sh $(ASAN_BUILD) s3
 
 chart: setup
 	bash tests/chart/run.sh

@@ -60,3 +60,13 @@ if [ ! -d "$(cat "$tools/k8s-openapi.path" 2>/dev/null)" ]; then
   echo "$dir/api/openapi-spec/v3" > "$tools/k8s-openapi.path"
 fi
 python3 -c 'import jsonschema, yaml' 2>/dev/null || pip_install jsonschema pyyaml
+
+# An S3-compatible server that verifies SigV4 (versitygw, pinned, from the Go
+# module proxy) and boto3 to put test data into it.
+VERSITYGW_VERSION=v1.8.0
+if [ ! -x "$tools/bin/versitygw" ] || [ "$(cat "$tools/versitygw.version" 2>/dev/null)" != "$VERSITYGW_VERSION" ]; then
+  echo "setup: installing versitygw $VERSITYGW_VERSION (a few minutes: it is built from source)"
+  GOBIN="$tools/bin" GOFLAGS=-mod=mod "$GO" install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+  echo "$VERSITYGW_VERSION" > "$tools/versitygw.version"
+fi
+python3 -c 'import boto3' 2>/dev/null || pip_install boto3

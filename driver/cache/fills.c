@@ -24,6 +24,8 @@ struct fill_job {
     char key[SHA256_HEX_LEN + 1];
     char *source, *pinned;
     int follow, resume;
+    char *opt[6];                /* region, endpoint, addressing, key id, secret, token */
+    struct source_options opts;  /* points into opt[] */
     uint64_t pinned_objects, pinned_bytes;
     enum fill_state state;
     char cid[CONTENT_ID_LEN + 1];
@@ -43,7 +45,8 @@ static double now_s(void)
 static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
 {
     char buf[8192];
-    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d", rq->source, rq->pinned ? rq->pinned : "", rq->follow);
+    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d\n%s", rq->source, rq->pinned ? rq->pinned : "", rq->follow,
+                     rq->opts.endpoint ? rq->opts.endpoint : "");
     sha256_hex(buf, n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, out);
 }
 
@@ -58,6 +61,11 @@ static void job_unref_locked(struct fill_job *j)
 {
     if (--j->refs > 0)
         return;
+    for (int i = 0; i < 6; i++) {
+        if (j->opt[i])
+            explicit_bzero(j->opt[i], strlen(j->opt[i])); /* credentials among them */
+        free(j->opt[i]);
+    }
     free(j->source);
     free(j->pinned);
     free(j);
@@ -77,11 +85,11 @@ static int run_job(struct fill_job *j, struct wc_error *e)
 {
     struct fills *f = j->owner;
     struct source *src _cleanup_source_ = NULL;
-    int r = source_open(j->source, &src, e);
+    int r = source_open(j->source, &j->opts, &src, e);
     if (r < 0)
         return r;
     if (j->pinned) {
-        content_id(src->url, j->pinned, j->cid);
+        content_id(src->identity, j->pinned, j->cid);
         if (store_content_ready(f->store, j->cid))
             return 0;
     }
@@ -98,7 +106,7 @@ static int run_job(struct fill_job *j, struct wc_error *e)
         return r;
     }
     pthread_mutex_lock(&f->lock);
-    content_id(src->url, digest, j->cid);
+    content_id(src->identity, digest, j->cid);
     j->state = FILL_RUNNING;
     j->running_since = now_s();
     pthread_cond_broadcast(&f->cond);
@@ -127,10 +135,10 @@ static void *job_thread(void *arg)
     struct wc_error e;
     wc_error_clear(&e);
     int r = run_job(j, &e);
-    if (r < 0 && j->resume && r != -ECANCELED) {
-        /* the source moved on or went away: this partial copy can never finish */
+    if (r == -ESTALE && j->resume && j->cid[0]) {
+        /* the source moved on: this partial copy can never finish (other
+         * failures, such as missing credentials, keep it for the next call) */
         char p[PATH_MAX];
-        content_id(j->source, j->pinned, j->cid);
         store_path(f->store, p, sizeof(p), "content/%s.partial", j->cid);
         fs_rm_rf(p);
         store_path(f->store, p, sizeof(p), "meta/%s.fill.json", j->cid);
@@ -164,6 +172,11 @@ static struct fill_job *start_job_locked(struct fills *f, const struct fill_requ
     j->pinned = rq->pinned ? strdup(rq->pinned) : NULL;
     j->follow = rq->follow;
     j->resume = rq->resume;
+    const char *o[6] = {rq->opts.region, rq->opts.endpoint, rq->opts.addressing, rq->opts.access_key_id,
+                        rq->opts.secret_access_key, rq->opts.session_token};
+    for (int i = 0; i < 6; i++)
+        j->opt[i] = o[i] ? strdup(o[i]) : NULL;
+    j->opts = (struct source_options){j->opt[0], j->opt[1], j->opt[2], j->opt[3], j->opt[4], j->opt[5]};
     j->pinned_objects = rq->pinned_objects;
     j->pinned_bytes = rq->pinned_bytes;
     j->state = FILL_LISTING;
@@ -176,9 +189,8 @@ static struct fill_job *start_job_locked(struct fills *f, const struct fill_requ
     int ok = j->source && (!rq->pinned || j->pinned) && pthread_create(&t, &attr, job_thread, j) == 0;
     pthread_attr_destroy(&attr);
     if (!ok) {
-        free(j->source);
-        free(j->pinned);
-        free(j);
+        j->refs = 1;
+        job_unref_locked(j);
         return NULL;
     }
     f->running_threads++;
@@ -217,8 +229,8 @@ int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, co
     if (rq->pinned) {
         struct source *src _cleanup_source_ = NULL;
         struct wc_error ignored;
-        if (source_open(rq->source, &src, &ignored) == 0) {
-            content_id(src->url, rq->pinned, ret_cid);
+        if (source_open(rq->source, &rq->opts, &src, &ignored) == 0) {
+            content_id(src->identity, rq->pinned, ret_cid);
             if (store_content_ready(f->store, ret_cid))
                 return 0;
         }
@@ -282,6 +294,9 @@ void fills_resume(struct fills *f, json_t *journals)
             .pinned_objects = (uint64_t)json_integer_value(json_object_get(j, "files")),
             .pinned_bytes = (uint64_t)json_integer_value(json_object_get(j, "bytes")),
             .resume = 1,
+            .opts = {.region = json_string_value(json_object_get(j, "region")),
+                     .endpoint = json_string_value(json_object_get(j, "endpoint")),
+                     .addressing = json_string_value(json_object_get(j, "addressing"))},
         };
         if (!rq.source || !rq.pinned)
             continue;

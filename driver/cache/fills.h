@@ -29,6 +29,7 @@ struct fill_request {
     int follow;              /* sourceChangePolicy: Follow */
     uint64_t pinned_objects, pinned_bytes;
     int resume;              /* restarted from a journal at start: drop the partial if it cannot finish */
+    struct source_options opts;  /* S3 settings and credentials; copied by the job */
 };
 
 struct fill_job;

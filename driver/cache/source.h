@@ -35,15 +35,26 @@ struct source_ops {
 
 struct source {
     const struct source_ops *ops;
-    char *url;  /* normalized: scheme://…/ with exactly one trailing slash */
+    char *url;       /* normalized: scheme://…/ with exactly one trailing slash */
+    char *identity;  /* what names the data (the endpoint too, for S3): content ids derive from it */
+    char *region, *endpoint, *addressing; /* S3 options, NULL for file://; never secrets */
+};
+
+/* How to reach a source: S3 settings and credentials (NULL fields: defaults). */
+struct source_options {
+    const char *region, *endpoint, *addressing;
+    const char *access_key_id, *secret_access_key, *session_token;
 };
 
 /* Checks the URL's form without touching the network or the disk. */
 int source_url_check(const char *url, struct wc_error *e);
-int source_open(const char *url, struct source **ret, struct wc_error *e);
+int source_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e);
 void source_free(struct source *s);
 static inline void source_freep(struct source **s) { if (*s) source_free(*s); }
 #define _cleanup_source_ __attribute__((cleanup(source_freep)))
+
+/* The s3:// implementation (source_s3.c). */
+int source_s3_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e);
 
 /* The file:// implementation (source_file.c). */
 int source_file_open(const char *url, struct source **ret, struct wc_error *e);

@@ -236,6 +236,7 @@ static void file_free(struct source *s)
     free(fs->root);
     free(fs->root_real);
     free(s->url);
+    free(s->identity);
     free(fs);
 }
 
@@ -273,7 +274,8 @@ int source_file_open(const char *url, struct source **ret, struct wc_error *e)
     fs->root_real = strdup(real);
     if (asprintf(&fs->base.url, "file://%s/", streq(fs->root, "/") ? "" : fs->root) < 0)
         fs->base.url = NULL;
-    if (!fs->root_real || !fs->base.url) {
+    fs->base.identity = fs->base.url ? strdup(fs->base.url) : NULL;
+    if (!fs->root_real || !fs->base.url || !fs->base.identity) {
         file_free(&fs->base);
         return -ENOMEM;
     }

@@ -281,6 +281,13 @@ static int write_journal(struct store *s, struct source *src, const struct listi
     json_t *j _cleanup_json_ = json_pack("{s:s, s:s, s:s, s:I, s:I}", "content_id", cid, "source", src->url,
                                          "listing_digest", digest, "files", (json_int_t)l->n, "bytes",
                                          (json_int_t)l->bytes);
+    /* how to reach the source again (never credentials) */
+    if (j && src->region)
+        json_object_set_new(j, "region", json_string(src->region));
+    if (j && src->endpoint)
+        json_object_set_new(j, "endpoint", json_string(src->endpoint));
+    if (j && src->addressing)
+        json_object_set_new(j, "addressing", json_string(src->addressing));
     _cleanup_free_ char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (!txt)
         return -ENOMEM;

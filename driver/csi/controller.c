@@ -81,7 +81,14 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
                       const char *volid, const char *fingerprint, json_t **ret_rec, struct wc_error *e)
 {
     struct source *src _cleanup_source_ = NULL;
-    int r = source_open(p->source, &src, e);
+    void *const *sec = (void *const *)req->secrets;
+    struct source_options opts = {
+        .region = p->s3.region, .endpoint = p->s3.endpoint, .addressing = p->s3.addressing,
+        .access_key_id = pbmap_get(sec, req->n_secrets, SECRET_ACCESS_KEY_ID),
+        .secret_access_key = pbmap_get(sec, req->n_secrets, SECRET_SECRET_ACCESS_KEY),
+        .session_token = pbmap_get(sec, req->n_secrets, SECRET_SESSION_TOKEN),
+    };
+    int r = source_open(p->source, &opts, &src, e);
     if (r < 0)
         return r;
     struct listing l = {0};
@@ -118,6 +125,13 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
         CTX_OBJECTS, nobj, CTX_BYTES, nbytes);
     if (!rec)
         return -ENOMEM;
+    json_t *ctx = json_object_get(rec, "context");
+    if (p->s3.region)
+        json_object_set_new(ctx, CTX_REGION, json_string(p->s3.region));
+    if (p->s3.endpoint)
+        json_object_set_new(ctx, CTX_ENDPOINT, json_string(p->s3.endpoint));
+    if (p->s3.addressing)
+        json_object_set_new(ctx, CTX_ADDRESSING, json_string(p->s3.addressing));
     if ((r = registry_put(c->registry, volid, rec, e)) < 0) {
         json_decref(rec);
         return r;

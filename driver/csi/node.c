@@ -144,11 +144,17 @@ static int mount_overlay(struct csi_ctx *c, const char *volid, const char *cid, 
 
 /* Starts or joins the background fill and waits up to --fill-wait for it;
  * -EINPROGRESS (ABORTED, with progress in e) when it is still running. */
-static int ensure_copy(struct csi_ctx *c, const struct volume_context *vc, const atomic_int *cancel,
-                       char ret_cid[CONTENT_ID_LEN + 1], struct wc_error *e)
+static int ensure_copy(struct csi_ctx *c, const struct volume_context *vc, void *const *secrets, size_t n_secrets,
+                       const atomic_int *cancel, char ret_cid[CONTENT_ID_LEN + 1], struct wc_error *e)
 {
-    struct fill_request rq = {.source = vc->source, .pinned = vc->digest, .follow = vc->policy == CHANGE_FOLLOW,
-                              .pinned_objects = vc->objects, .pinned_bytes = vc->bytes};
+    struct fill_request rq = {
+        .source = vc->source, .pinned = vc->digest, .follow = vc->policy == CHANGE_FOLLOW,
+        .pinned_objects = vc->objects, .pinned_bytes = vc->bytes,
+        .opts = {.region = vc->s3.region, .endpoint = vc->s3.endpoint, .addressing = vc->s3.addressing,
+                 .access_key_id = pbmap_get(secrets, n_secrets, SECRET_ACCESS_KEY_ID),
+                 .secret_access_key = pbmap_get(secrets, n_secrets, SECRET_SECRET_ACCESS_KEY),
+                 .session_token = pbmap_get(secrets, n_secrets, SECRET_SESSION_TOKEN)},
+    };
     return fills_ensure(&c->fills, &rq, c->fill_wait_ms, cancel, ret_cid, e);
 }
 
@@ -204,7 +210,7 @@ static int stage_locked(struct csi_ctx *c, const Csi__V1__NodeStageVolumeRequest
             return 0; /* already staged: same answer again */
     }
     char cid[CONTENT_ID_LEN + 1];
-    int r = ensure_copy(c, vc, cancel, cid, e);
+    int r = ensure_copy(c, vc, (void *const *)q->secrets, q->n_secrets, cancel, cid, e);
     if (r < 0)
         return r;
     json_decref(rec);
@@ -378,9 +384,9 @@ static int publish_ephemeral_locked(struct csi_ctx *c, const Csi__V1__NodePublis
     int r = target_state(c, rec, q->volume_id, q->target_path, writable, flags, e);
     if (r != 0)
         return r < 0 ? r : 0;
-    struct volume_context vc = {.source = p->source, .policy = CHANGE_FOLLOW};
+    struct volume_context vc = {.source = p->source, .policy = CHANGE_FOLLOW, .s3 = p->s3};
     char cid[CONTENT_ID_LEN + 1];
-    if ((r = ensure_copy(c, &vc, cancel, cid, e)) < 0)
+    if ((r = ensure_copy(c, &vc, (void *const *)q->secrets, q->n_secrets, cancel, cid, e)) < 0)
         return r;
     json_decref(rec);
     rec = json_pack("{s:s, s:s, s:s, s:s, s:b, s:[]}", "volume_id", q->volume_id, "content_id", cid, "source",

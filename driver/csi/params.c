@@ -29,6 +29,37 @@ static int parse_policy(const char *where, const char *v, enum change_policy *re
     return 0;
 }
 
+/* region, endpoint, addressingStyle: shared by parameters and volume context. */
+static int parse_s3_key(const char *where, const char *k, const char *v, struct s3_params *s3, struct wc_error *e)
+{
+    if (streq(k, CTX_REGION)) {
+        size_t n = strlen(v);
+        if (n == 0 || n > 32 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
+            return wc_err(e, -EINVAL, "%s region: \"%.40s\" is not an AWS region name (e.g. us-east-1)", where, v);
+        s3->region = v;
+    } else if (streq(k, CTX_ENDPOINT)) {
+        if ((strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) || strlen(v) > 200 ||
+            strpbrk(v, " \t\r\n?#"))
+            return wc_err(e, -EINVAL, "%s endpoint: \"%.100s\" must be an http:// or https:// URL with no query",
+                          where, v);
+        s3->endpoint = v;
+    } else if (streq(k, CTX_ADDRESSING)) {
+        if (!streq(v, "path") && !streq(v, "virtual"))
+            return wc_err(e, -EINVAL, "%s addressingStyle: \"%.40s\" is not valid; use path or virtual", where, v);
+        s3->addressing = v;
+    } else {
+        return 1; /* not an S3 key */
+    }
+    return 0;
+}
+
+static int s3_keys_need_s3(const char *where, const char *source, const struct s3_params *s3, struct wc_error *e)
+{
+    if ((s3->region || s3->endpoint || s3->addressing) && strncmp(source, "s3://", 5) != 0)
+        return wc_err(e, -EINVAL, "%s region, endpoint and addressingStyle apply to s3:// sources only", where);
+    return 0;
+}
+
 int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struct wc_error *e)
 {
     struct volume_params p = {.policy = CHANGE_FAIL};
@@ -42,14 +73,22 @@ int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struc
                 return wc_err_prefix(e, "StorageClass parameter source: ");
         } else if (streq(k, "sourceChangePolicy")) {
             r = parse_policy("StorageClass parameter", v, &p.policy, e);
+        } else if ((r = parse_s3_key("StorageClass parameter", k, v, &p.s3, e)) <= 0) {
+            /* an S3 key, parsed or refused */
         } else if (!param_key_is_kubernetes(k)) {
-            return wc_err(e, -EINVAL, "unknown StorageClass parameter \"%.100s\"; warmcache knows: source, sourceChangePolicy", k);
+            return wc_err(e, -EINVAL, "unknown StorageClass parameter \"%.100s\"; warmcache knows: source, "
+                          "sourceChangePolicy, region, endpoint, addressingStyle", k);
+        } else {
+            r = 0;
         }
         if (r < 0)
             return r;
     }
     if (!p.source || !*p.source)
         return wc_err(e, -EINVAL, "StorageClass parameter source is required, e.g. source: file:///mnt/fsx/models/llama/");
+    int r = s3_keys_need_s3("StorageClass parameters", p.source, &p.s3, e);
+    if (r < 0)
+        return r;
     *ret = p;
     return 0;
 }
@@ -95,9 +134,14 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
             r = parse_u64(k, v, &c.objects, e);
         } else if (streq(k, CTX_BYTES)) {
             r = parse_u64(k, v, &c.bytes, e);
+        } else if ((r = parse_s3_key("volume attribute", k, v, &c.s3, e)) <= 0) {
+            /* an S3 key, parsed or refused */
         } else if (!param_key_is_kubernetes(k)) {
-            return wc_err(e, -EINVAL, "unknown volume attribute \"%.100s\"; warmcache knows: %s, %s, %s, %s, %s", k,
-                          CTX_SOURCE, CTX_POLICY, CTX_DIGEST, CTX_OBJECTS, CTX_BYTES);
+            return wc_err(e, -EINVAL, "unknown volume attribute \"%.100s\"; warmcache knows: %s, %s, %s, %s, %s, "
+                          "%s, %s, %s", k, CTX_SOURCE, CTX_POLICY, CTX_DIGEST, CTX_OBJECTS, CTX_BYTES, CTX_REGION,
+                          CTX_ENDPOINT, CTX_ADDRESSING);
+        } else {
+            r = 0;
         }
         if (r < 0)
             return r;
@@ -105,6 +149,9 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
     if (!c.source)
         return wc_err(e, -EINVAL, "the volume has no source attribute: it was not created by warmcache, "
                                   "or a static PV is missing volumeAttributes.source");
+    int r = s3_keys_need_s3("volume attributes", c.source, &c.s3, e);
+    if (r < 0)
+        return r;
     *ret = c;
     return 0;
 }

@@ -23,9 +23,15 @@ struct kv {
 
 enum change_policy { CHANGE_FAIL, CHANGE_FOLLOW };
 
+/* S3 settings that travel from the StorageClass through the volume context. */
+struct s3_params {
+    const char *region, *endpoint, *addressing;  /* borrowed; NULL: default */
+};
+
 struct volume_params {
     const char *source;          /* borrowed from the input */
     enum change_policy policy;
+    struct s3_params s3;
 };
 
 int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struct wc_error *e);
@@ -36,12 +42,21 @@ int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struc
 #define CTX_DIGEST "listingDigest"
 #define CTX_OBJECTS "objectCount"
 #define CTX_BYTES "totalBytes"
+#define CTX_REGION "region"
+#define CTX_ENDPOINT "endpoint"
+#define CTX_ADDRESSING "addressingStyle"
+
+/* Secrets (CSI node-stage / provisioner secrets) carrying S3 credentials. */
+#define SECRET_ACCESS_KEY_ID "awsAccessKeyId"
+#define SECRET_SECRET_ACCESS_KEY "awsSecretAccessKey"
+#define SECRET_SESSION_TOKEN "awsSessionToken"
 
 struct volume_context {
     const char *source;          /* borrowed */
     enum change_policy policy;
     const char *digest;          /* NULL: not pinned (a hand-written static PV) */
     uint64_t objects, bytes;
+    struct s3_params s3;
 };
 
 int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, struct wc_error *e);

@@ -38,7 +38,8 @@ struct list_state {
     XML_Parser p;
     const char *prefix;
     size_t prefix_len;
-    struct listing *out;
+    s3_object_fn fn;
+    void *ctx;
     struct s3_list_page *page;
     struct wc_error *e;
     int err;
@@ -116,7 +117,7 @@ static void end_contents(struct list_state *st)
         return; /* the prefix itself, or a "folder" marker made by a console: not objects of the copy */
     int r = pathkey_check(rel, rel_len, st->e);
     if (r == 0)
-        r = listing_add(st->out, rel, rel_len, st->size, st->etag);
+        r = st->fn(st->ctx, rel, rel_len, st->size, st->etag);
     if (r < 0) {
         st->err = r == -ENOMEM ? wc_err(st->e, r, "out of memory") : r;
         XML_StopParser(st->p, XML_FALSE);
@@ -184,14 +185,15 @@ static void XMLCALL refuse_doctype(void *ud, const XML_Char *name, const XML_Cha
     fail(ud, "S3 listing: the body has a %s, which S3 never sends", "DOCTYPE");
 }
 
-int s3_parse_list_page(const char *body, size_t len, const char *prefix, struct listing *out,
+int s3_parse_list_page(const char *body, size_t len, const char *prefix, s3_object_fn fn, void *ctx,
                        struct s3_list_page *ret_page, struct wc_error *e)
 {
     struct s3_list_page page = {0};
     struct list_state *st = calloc(1, sizeof(*st));
     if (!st)
         return wc_err(e, -ENOMEM, "out of memory");
-    *st = (struct list_state){.prefix = prefix, .prefix_len = strlen(prefix), .out = out, .page = &page, .e = e};
+    *st = (struct list_state){.prefix = prefix, .prefix_len = strlen(prefix), .fn = fn, .ctx = ctx,
+                               .page = &page, .e = e};
     st->p = XML_ParserCreate("UTF-8");
     if (!st->p) {
         free(st);

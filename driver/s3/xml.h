@@ -8,9 +8,9 @@
 #pragma once
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "base/error.h"
-#include "cache/listing.h"
 
 #define S3_TOKEN_MAX 1024
 
@@ -20,10 +20,13 @@ struct s3_list_page {
     unsigned keys;                      /* Contents seen on this page, markers included */
 };
 
-/* Adds the page's objects to out (keys relative to prefix); the caller
- * finalizes the listing after the last page. Zero-byte "dir/" markers are
- * skipped. -EINVAL with a message for a malformed or hostile body. */
-int s3_parse_list_page(const char *body, size_t len, const char *prefix, struct listing *out,
+/* Called for each object of a page, with its key relative to the prefix
+ * (already through pathkey_check); a negative return stops the parse. */
+typedef int (*s3_object_fn)(void *ctx, const char *key, size_t key_len, uint64_t size, const char *etag);
+
+/* Hands the page's objects to fn. Zero-byte "dir/" markers and the prefix
+ * itself are skipped. -EINVAL with a message for a malformed or hostile body. */
+int s3_parse_list_page(const char *body, size_t len, const char *prefix, s3_object_fn fn, void *ctx,
                        struct s3_list_page *ret_page, struct wc_error *e);
 
 struct s3_error_info {

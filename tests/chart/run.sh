@@ -14,6 +14,7 @@ trap 'rm -rf "$out"' EXIT
 declare -A sets=(
   [default]=""
   [directory+class]="--set storageClass.create=true --set storageClass.parameters.source=file:///fsx/models/llama/"
+  [s3-class]="--set storageClass.create=true --set storageClass.parameters.source=s3://my-models/llama/ --set storageClass.parameters.region=us-east-1 --set storageClass.parameters.csi\.storage\.k8s\.io/node-stage-secret-name=warmcache-s3"
   [device]="--set node.storeMode=device --set node.storeDevice=/dev/nvme1n1"
   [raid0]="--set node.storeMode=raid0 --set node.sourceHostPaths[0]=/fsx"
   [raid0-no-adopt]="--set node.storeMode=raid0 --set node.adoptPaths=null --set controller.replicas=2"
@@ -33,6 +34,9 @@ if helm template wc "$chart" --set node.storeMode=raid1 > "$out/bad" 2>&1; then
   echo "chart: a bad storeMode was accepted"; exit 1
 fi
 grep -q "storeMode': value must be one of 'directory', 'device', 'raid0'" "$out/bad" || { cat "$out/bad"; exit 1; }
+if helm template wc "$chart" --kube-version 1.36.0 --set storageClass.create=true --set storageClass.parameters.sorce=x > "$out/bad2" 2>&1; then
+  echo "chart: an unknown StorageClass parameter was accepted"; exit 1
+fi
 helm template wc "$chart" --kube-version 1.36.0 --set inlineVolumes=false | grep -q "volumeLifecycleModes: \[Persistent\]$" \
   || { echo "chart: inlineVolumes=false still allows inline volumes"; exit 1; }
 echo "chart: storeMode=raid1 refused: $(grep storeMode "$out/bad" | sed 's/^ *//')"

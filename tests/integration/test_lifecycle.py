@@ -109,10 +109,10 @@ def test_two_volumes_with_the_same_source_share_one_copy(driver, model, work):
 @pytest.mark.parametrize("params,code,needle", [
     (["source=file:///nonexistent/dir/"], "INVALID_ARGUMENT", "is not there"),
     (["source=file://relative/"], "INVALID_ARGUMENT", "absolute path"),
-    (["source=s3://bucket/prefix/"], "INVALID_ARGUMENT", "s3:// sources are not available"),
+    (["source=s3://models--use1-az4--x-s3/llama/"], "INVALID_ARGUMENT", "Express One Zone"),
     (["source=ftp://host/x"], "INVALID_ARGUMENT", "file:///path/ or s3://bucket/prefix/"),
     (["source=file:///tmp/../etc/"], "INVALID_ARGUMENT", ".."),
-    (["source=MODEL", "region=us-east-1"], "INVALID_ARGUMENT", 'unknown StorageClass parameter "region"'),
+    (["source=MODEL", "regoin=us-east-1"], "INVALID_ARGUMENT", 'unknown StorageClass parameter "regoin"'),
     (["source=MODEL", "sourceChangePolicy=Sometimes"], "INVALID_ARGUMENT", "Fail or Follow"),
     (["sourceChangePolicy=Fail"], "INVALID_ARGUMENT", "source is required"),
 ])

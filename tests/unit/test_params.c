@@ -55,13 +55,28 @@ static void missing_source(void **state)
 static void bad_sources(void **state)
 {
     static const char *const bad[] = {"file://relative/dir", "file:///a/../etc", "http://x/", "", "file:///a\n/b",
-                                      "s3://bucket/prefix/"};
+                                      "s3://B/prefix/", "s3://bucket/../etc/", "s3://b--use1-az4--x-s3/p/"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct kv kv[] = {{"source", bad[i]}};
         struct volume_params p;
         assert_int_equal(params_parse(kv, 1, &p, &e), -EINVAL);
         assert_non_null(strstr(e.msg, "source"));
     }
+}
+
+static void s3_settings(void **state)
+{
+    struct kv ok[] = {{"source", "s3://my-models/llama/"}, {"region", "eu-west-1"},
+                      {"endpoint", "http://127.0.0.1:7070"}, {"addressingStyle", "path"}};
+    struct volume_params p;
+    assert_int_equal(params_parse(ok, 4, &p, &e), 0);
+    assert_string_equal(p.s3.region, "eu-west-1");
+    assert_string_equal(p.s3.addressing, "path");
+    struct kv on_file[] = {{"source", "file:///m/"}, {"endpoint", "http://x"}};
+    assert_int_equal(params_parse(on_file, 2, &p, &e), -EINVAL);
+    assert_non_null(strstr(e.msg, "s3:// sources only"));
+    struct kv bad_ep[] = {{"source", "s3://my-models/l/"}, {"endpoint", "http://x/?a=b"}};
+    assert_int_equal(params_parse(bad_ep, 2, &p, &e), -EINVAL);
 }
 
 static void context_round_trip(void **state)
@@ -94,7 +109,7 @@ int main(void)
         cmocka_unit_test(accepts_source_and_policy), cmocka_unit_test(default_policy_is_fail),
         cmocka_unit_test(unknown_key_is_named),      cmocka_unit_test(bad_policy_names_key_and_choices),
         cmocka_unit_test(missing_source),            cmocka_unit_test(bad_sources),
-        cmocka_unit_test(context_round_trip),        cmocka_unit_test(context_refuses_bad_digest_and_numbers),
+        cmocka_unit_test(s3_settings),               cmocka_unit_test(context_round_trip),        cmocka_unit_test(context_refuses_bad_digest_and_numbers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,15 +7,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/listing.h"
 #include "s3/xml.h"
 
 #define HEAD "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
 #define OBJ(k, size, etag) "<Contents><Key>" k "</Key><LastModified>2026-11-01T00:00:00.000Z</LastModified><ETag>" etag \
     "</ETag><Size>" size "</Size><StorageClass>STANDARD</StorageClass></Contents>"
 
+static int add(void *ctx, const char *key, size_t len, uint64_t size, const char *etag)
+{
+    return listing_add(ctx, key, len, size, etag);
+}
+
 static int parse(const char *body, struct listing *l, struct s3_list_page *pg, struct wc_error *e)
 {
-    return s3_parse_list_page(body, strlen(body), "models/llama/", l, pg, e);
+    return s3_parse_list_page(body, strlen(body), "models/llama/", add, l, pg, e);
 }
 
 static void a_normal_page(void **state)

@@ -1,0 +1,414 @@
+/* See client.h. One curl easy handle per client, reused (keep-alive). */
+#include "s3/client.h"
+#include "base/macros.h"
+#include "base/pathkey.h"
+#include "s3/sigv4.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define LIST_BODY_MAX (16u << 20)
+#define ERROR_BODY_MAX (64u << 10)
+#define RETRIES 6
+
+struct s3_client {
+    CURL *curl;
+    char bucket[64];
+    char prefix[PATHKEY_MAX + 2];
+    char url[PATHKEY_MAX + 80];
+    char identity[PATHKEY_MAX + 400];
+    char region[64];
+    char endpoint[256];   /* scheme://host[:port], no trailing slash */
+    char host[256];       /* the Host header value */
+    int path_style;
+    char *akid, *secret, *token;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+/* Bucket names: 3-63 of a-z 0-9 . -; directory buckets end in --x-s3. */
+int s3_url_check(const char *url, struct wc_error *e)
+{
+    if (strncmp(url, "s3://", 5) != 0)
+        return wc_err(e, -EINVAL, "source \"%.200s\" is not an s3:// URL", url);
+    const char *b = url + 5, *slash = strchr(b, '/');
+    size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+    if (blen < 3 || blen > 63)
+        return wc_err(e, -EINVAL, "source \"%.200s\": a bucket name has 3 to 63 characters", url);
+    for (size_t i = 0; i < blen; i++)
+        if (!(islower((unsigned char)b[i]) || isdigit((unsigned char)b[i]) || b[i] == '.' || b[i] == '-'))
+            return wc_err(e, -EINVAL, "source \"%.200s\": a bucket name has only a-z, 0-9, '.' and '-'", url);
+    if (blen > 6 && memcmp(b + blen - 6, "--x-s3", 6) == 0)
+        return wc_err(e, -EINVAL, "source \"%.200s\": S3 Express One Zone directory buckets are not supported by "
+                      "this version of warmcache yet", url);
+    const char *prefix = slash ? slash + 1 : "";
+    if (strlen(prefix) > PATHKEY_MAX)
+        return wc_err(e, -EINVAL, "source \"%.200s\": the prefix is longer than 1024 bytes", url);
+    if (*prefix) {
+        /* the prefix is a directory of the bucket: its components must be sane too */
+        size_t plen = strlen(prefix);
+        int r = pathkey_check(prefix, prefix[plen - 1] == '/' ? plen - 1 : plen, e);
+        if (r < 0)
+            return wc_err_prefix(e, "source \"%.200s\": ", url);
+    }
+    return 0;
+}
+
+static int setstr(char *dst, size_t n, const char *src)
+{
+    return snprintf(dst, n, "%s", src ? src : "") < (int)n ? 0 : -ENAMETOOLONG;
+}
+
+int s3_client_new(const char *url, const struct s3_options *opt, struct s3_client **ret, struct wc_error *e)
+{
+    int r = s3_url_check(url, e);
+    if (r < 0)
+        return r;
+    pthread_once(&curl_once, curl_init_once);
+    struct s3_client *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    const char *b = url + 5, *slash = strchr(b, '/');
+    size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+    memcpy(c->bucket, b, blen);
+    const char *prefix = slash ? slash + 1 : "";
+    snprintf(c->prefix, sizeof(c->prefix), "%s%s", prefix, *prefix && prefix[strlen(prefix) - 1] != '/' ? "/" : "");
+    snprintf(c->url, sizeof(c->url), "s3://%s/%s", c->bucket, c->prefix);
+
+    const char *region = opt && opt->region && *opt->region ? opt->region : getenv("AWS_REGION");
+    setstr(c->region, sizeof(c->region), region && *region ? region : "us-east-1");
+    int custom = opt && opt->endpoint && *opt->endpoint;
+    if (custom) {
+        if (strncmp(opt->endpoint, "http://", 7) != 0 && strncmp(opt->endpoint, "https://", 8) != 0) {
+            free(c);
+            return wc_err(e, -EINVAL, "endpoint \"%.200s\" must start with http:// or https://", opt->endpoint);
+        }
+        setstr(c->endpoint, sizeof(c->endpoint), opt->endpoint);
+    } else {
+        snprintf(c->endpoint, sizeof(c->endpoint), "https://s3.%s.amazonaws.com", c->region);
+    }
+    size_t el = strlen(c->endpoint);
+    while (el && c->endpoint[el - 1] == '/')
+        c->endpoint[--el] = '\0';
+    const char *addressing = opt && opt->addressing && *opt->addressing ? opt->addressing : (custom ? "path" : "virtual");
+    c->path_style = streq(addressing, "path") || strchr(c->bucket, '.') != NULL;
+    const char *hoststart = strstr(c->endpoint, "://") + 3;
+    if (c->path_style)
+        setstr(c->host, sizeof(c->host), hoststart);
+    else
+        snprintf(c->host, sizeof(c->host), "%s.%s", c->bucket, hoststart);
+    snprintf(c->identity, sizeof(c->identity), "%s %s", custom ? c->endpoint : "aws", c->url);
+
+    const char *akid = opt && opt->access_key_id && *opt->access_key_id ? opt->access_key_id : getenv("AWS_ACCESS_KEY_ID");
+    const char *secret = opt && opt->secret_access_key && *opt->secret_access_key ? opt->secret_access_key
+                                                                                  : getenv("AWS_SECRET_ACCESS_KEY");
+    const char *token = opt && opt->access_key_id && *opt->access_key_id ? opt->session_token : getenv("AWS_SESSION_TOKEN");
+    if (!akid || !*akid || !secret || !*secret) {
+        free(c);
+        return wc_err(e, -EACCES, "no AWS credentials for %s: give the volume node-stage secrets "
+                      "(awsAccessKeyId, awsSecretAccessKey) or set them in the plugin's environment; "
+                      "IRSA, Pod Identity and instance roles are not supported by this version yet", url);
+    }
+    c->akid = strdup(akid);
+    c->secret = strdup(secret);
+    c->token = token && *token ? strdup(token) : NULL;
+    c->curl = curl_easy_init();
+    if (!c->akid || !c->secret || !c->curl) {
+        s3_client_free(c);
+        return -ENOMEM;
+    }
+    *ret = c;
+    return 0;
+}
+
+void s3_client_free(struct s3_client *c)
+{
+    if (!c)
+        return;
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    if (c->secret)
+        explicit_bzero(c->secret, strlen(c->secret));
+    if (c->token)
+        explicit_bzero(c->token, strlen(c->token));
+    free(c->akid);
+    free(c->secret);
+    free(c->token);
+    free(c);
+}
+
+const char *s3_client_url(const struct s3_client *c) { return c->url; }
+const char *s3_client_identity(const struct s3_client *c) { return c->identity; }
+
+/* ---- one request ----------------------------------------------------------- */
+
+struct sink {
+    /* list or error body into memory, object bytes into fd at an offset */
+    char *buf;
+    size_t n, cap, max;
+    int fd;
+    uint64_t off, written, want;
+    _Atomic uint64_t *progress;
+    const atomic_int *cancel;
+    int io_error;
+    long status;
+};
+
+static size_t on_body(char *data, size_t sz, size_t nm, void *ud)
+{
+    struct sink *s = ud;
+    size_t len = sz * nm;
+    if (s->cancel && atomic_load(s->cancel))
+        return 0;
+    if (s->fd >= 0 && s->status >= 200 && s->status < 300) {
+        if (s->written + len > s->want) {
+            s->io_error = EMSGSIZE; /* longer than asked: a lying server */
+            return 0;
+        }
+        for (size_t done = 0; done < len;) {
+            ssize_t w = pwrite(s->fd, data + done, len - done, (off_t)(s->off + s->written + done));
+            if (w < 0) {
+                if (errno == EINTR)
+                    continue;
+                s->io_error = errno;
+                return 0;
+            }
+            done += (size_t)w;
+        }
+        s->written += len;
+        if (s->progress)
+            atomic_fetch_add(s->progress, len);
+        return len;
+    }
+    size_t max = s->status >= 300 ? ERROR_BODY_MAX : s->max;
+    if (s->n + len > max) {
+        s->io_error = EFBIG;
+        return 0;
+    }
+    if (s->n + len + 1 > s->cap) {
+        size_t cap = (s->n + len + 1) * 2;
+        char *nb = realloc(s->buf, cap);
+        if (!nb) {
+            s->io_error = ENOMEM;
+            return 0;
+        }
+        s->buf = nb;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->n, data, len);
+    s->n += len;
+    s->buf[s->n] = '\0';
+    return len;
+}
+
+static size_t on_header(char *data, size_t sz, size_t nm, void *ud)
+{
+    struct sink *s = ud;
+    if (nm * sz > 9 && strncmp(data, "HTTP/", 5) == 0) {
+        const char *sp = strchr(data, ' ');
+        s->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+        s->n = 0; /* a new response (after a 100 Continue or redirect) */
+    }
+    return sz * nm;
+}
+
+/* Maps what S3 said to an errno and a message that says what to do. */
+static int s3_failure(struct s3_client *c, const char *op, const char *key, const struct sink *s,
+                      struct wc_error *e)
+{
+    struct s3_error_info ei;
+    s3_parse_error(s->buf, s->n, s->status, &ei);
+    char what[PATHKEY_MAX + 200];
+    snprintf(what, sizeof(what), "%s on s3://%s/%s%s", op, c->bucket, c->prefix, key ? key : "");
+    const char *code = ei.code[0] ? ei.code : "";
+    if (streq(code, "InvalidAccessKeyId") || streq(code, "SignatureDoesNotMatch"))
+        return wc_err(e, -EACCES, "%s: %s: the access key or secret key is wrong", code, what);
+    if (streq(code, "ExpiredToken") || streq(code, "TokenRefreshRequired"))
+        return wc_err(e, -EACCES, "%s: %s: the session token has expired", code, what);
+    if (streq(code, "AccessDenied") || s->status == 403)
+        return wc_err(e, -EACCES, "%s%s: access denied; check the IAM policy of the credentials warmcache uses "
+                      "(node-stage secrets, or the role of the warmcache service account)",
+                      code[0] ? "AccessDenied: " : "", what);
+    if (streq(code, "NoSuchBucket"))
+        return wc_err(e, -EINVAL, "NoSuchBucket: bucket %s does not exist at %s; check the source", c->bucket,
+                      c->endpoint);
+    if (streq(code, "AuthorizationHeaderMalformed") || streq(code, "PermanentRedirect") || s->status == 301)
+        return wc_err(e, -EINVAL, "%s: %s: the bucket is in %s, not in %s; set region to %s", code[0] ? code : "Redirect",
+                      what, ei.region[0] ? ei.region : "another region", c->region,
+                      ei.region[0] ? ei.region : "the bucket's region");
+    if (streq(code, "NoSuchKey") || s->status == 404 || s->status == 412)
+        return wc_err(e, -ESTALE, "%s: %s: the object changed or disappeared since the source was listed",
+                      code[0] ? code : (s->status == 412 ? "PreconditionFailed" : "NotFound"), what);
+    if (streq(code, "InvalidObjectState"))
+        return wc_err(e, -EINVAL, "InvalidObjectState: %s: the object is archived (Glacier); restore it first", what);
+    if (streq(code, "SlowDown") || s->status == 503 || s->status >= 500)
+        return wc_err(e, -EAGAIN, "%s: %s: S3 answered %ld; retrying", code[0] ? code : "ServerError", what,
+                      s->status);
+    return wc_err(e, -EIO, "%s: %s: HTTP %ld %s", code[0] ? code : "Error", what, s->status, ei.message);
+}
+
+static void backoff(int attempt)
+{
+    unsigned ms = 100u << (attempt < 6 ? attempt : 6);
+    if (ms > 5000)
+        ms = 5000;
+    ms = ms / 2 + (unsigned)(rand() % (int)(ms / 2 + 1)); /* jitter */
+    usleep(ms * 1000);
+}
+
+/* Sends one signed GET; retries transient failures. path_and_query: the
+ * encoded path after the bucket part, and the encoded query or NULL. */
+static int request(struct s3_client *c, const char *op, const char *key, const char *path, const char *query,
+                   const char *range, const char *if_match, struct sink *s, struct wc_error *e)
+{
+    char url[4096];
+    snprintf(url, sizeof(url), "%s%s%s%s", c->endpoint, path, query ? "?" : "", query ? query : "");
+    int r = -EIO;
+    for (int attempt = 0; attempt < RETRIES; attempt++) {
+        if (attempt)
+            backoff(attempt);
+        if (s->cancel && atomic_load(s->cancel))
+            return wc_err(e, -ECANCELED, "cancelled");
+        struct sigv4_header h[5] = {{"host", c->host}, {"x-amz-content-sha256", EMPTY_SHA256}};
+        size_t nh = 2;
+        if (range)
+            h[nh++] = (struct sigv4_header){"range", range};
+        if (if_match)
+            h[nh++] = (struct sigv4_header){"if-match", if_match};
+        struct sigv4_request rq = {"GET", path, query, h, nh, EMPTY_SHA256};
+        struct sigv4_credentials cr = {c->akid, c->secret, c->token};
+        struct sigv4_result sig;
+        if ((r = sigv4_sign(&rq, &cr, c->region, "s3", time(NULL), &sig, e)) < 0)
+            return r;
+        struct curl_slist *hl = NULL;
+        char line[SIGV4_AUTH_MAX + 64];
+        snprintf(line, sizeof(line), "Authorization: %s", sig.authorization);
+        hl = curl_slist_append(hl, line);
+        snprintf(line, sizeof(line), "x-amz-date: %s", sig.amz_date);
+        hl = curl_slist_append(hl, line);
+        hl = curl_slist_append(hl, "x-amz-content-sha256: " EMPTY_SHA256);
+        if (c->token) {
+            snprintf(line, sizeof(line), "x-amz-security-token: %s", c->token);
+            hl = curl_slist_append(hl, line);
+        }
+        if (range) {
+            snprintf(line, sizeof(line), "Range: %s", range);
+            hl = curl_slist_append(hl, line);
+        }
+        if (if_match) {
+            snprintf(line, sizeof(line), "If-Match: %s", if_match);
+            hl = curl_slist_append(hl, line);
+        }
+        snprintf(line, sizeof(line), "Host: %s", c->host);
+        hl = curl_slist_append(hl, line);
+        sigv4_result_free(&sig);
+
+        CURL *h2 = c->curl;
+        curl_easy_reset(h2);
+        curl_easy_setopt(h2, CURLOPT_URL, url);
+        curl_easy_setopt(h2, CURLOPT_HTTPHEADER, hl);
+        curl_easy_setopt(h2, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h2, CURLOPT_WRITEDATA, s);
+        curl_easy_setopt(h2, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(h2, CURLOPT_HEADERDATA, s);
+        curl_easy_setopt(h2, CURLOPT_CONNECTTIMEOUT, 10L);
+        curl_easy_setopt(h2, CURLOPT_LOW_SPEED_LIMIT, 1024L);  /* a stalled or slowloris body */
+        curl_easy_setopt(h2, CURLOPT_LOW_SPEED_TIME, 30L);
+        curl_easy_setopt(h2, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h2, CURLOPT_PROTOCOLS_STR, "http,https");
+        s->n = 0;
+        s->written = 0;
+        s->io_error = 0;
+        s->status = 0;
+        CURLcode cc = curl_easy_perform(h2);
+        curl_slist_free_all(hl);
+        if (s->cancel && atomic_load(s->cancel))
+            return wc_err(e, -ECANCELED, "cancelled");
+        if (s->io_error == EMSGSIZE)
+            return wc_err(e, -EIO, "%s on s3://%s/%s%s: the server sent more bytes than asked for", op, c->bucket,
+                          c->prefix, key ? key : "");
+        if (s->io_error && s->io_error != EFBIG)
+            return wc_err_errno(e, -s->io_error, "writing s3://%s/%s%s", c->bucket, c->prefix, key ? key : "");
+        if (cc != CURLE_OK) {
+            r = wc_err(e, -ECONNRESET, "%s on s3://%s/%s%s: cannot reach %s: %s", op, c->bucket, c->prefix,
+                       key ? key : "", c->endpoint, curl_easy_strerror(cc));
+            continue;
+        }
+        if (s->status >= 200 && s->status < 300) {
+            if (s->fd >= 0 && s->written != s->want) {
+                r = wc_err(e, -EAGAIN, "%s on s3://%s/%s%s: got %" PRIu64 " of %" PRIu64 " bytes", op, c->bucket,
+                           c->prefix, key ? key : "", s->written, s->want);
+                if (s->progress)
+                    atomic_fetch_sub(s->progress, s->written);
+                continue;
+            }
+            return 0;
+        }
+        r = s3_failure(c, op, key, s, e);
+        if (r != -EAGAIN)
+            return r;
+    }
+    return r == -EAGAIN || r == -ECONNRESET ? wc_err_prefix(e, "gave up after %d attempts: ", RETRIES) : r;
+}
+
+static int bucket_path(struct s3_client *c, const char *key, char *out, size_t n)
+{
+    char enc[3 * (PATHKEY_MAX * 2 + 2) + 1];
+    char full[PATHKEY_MAX * 2 + 2];
+    snprintf(full, sizeof(full), "%s%s", c->prefix, key ? key : "");
+    if (sigv4_uri_encode(full, 1, enc, sizeof(enc)) < 0)
+        return -ENAMETOOLONG;
+    int w = c->path_style ? snprintf(out, n, "/%s/%s", c->bucket, enc) : snprintf(out, n, "/%s", enc);
+    return w < 0 || (size_t)w >= n ? -ENAMETOOLONG : 0;
+}
+
+int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, struct wc_error *e)
+{
+    char path[128], token[3 * S3_TOKEN_MAX + 1] = "", query[8192], pfx[3 * (PATHKEY_MAX + 2) + 1];
+    if (c->path_style)
+        snprintf(path, sizeof(path), "/%s/", c->bucket);
+    else
+        snprintf(path, sizeof(path), "/");
+    sigv4_uri_encode(c->prefix, 0, pfx, sizeof(pfx));
+    struct sink s = {.fd = -1, .max = LIST_BODY_MAX};
+    int r = 0;
+    for (unsigned pages = 0;; pages++) {
+        if (token[0])
+            snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&prefix=%s", token, pfx);
+        else
+            snprintf(query, sizeof(query), "list-type=2&prefix=%s", pfx);
+        if ((r = request(c, "s3:ListBucket", NULL, path, query, NULL, NULL, &s, e)) < 0)
+            break;
+        struct s3_list_page page;
+        if ((r = s3_parse_list_page(s.buf ? s.buf : "", s.n, c->prefix, fn, ctx, &page, e)) < 0)
+            break;
+        if (!page.truncated)
+            break;
+        sigv4_uri_encode(page.next_token, 0, token, sizeof(token));
+    }
+    free(s.buf);
+    return r;
+}
+
+int s3_get_range(struct s3_client *c, const char *key, const char *etag, uint64_t off, uint64_t len, int fd,
+                 _Atomic uint64_t *progress, const atomic_int *cancel, struct wc_error *e)
+{
+    char path[4 * (PATHKEY_MAX + 80)], range[64], match[160];
+    if (bucket_path(c, key, path, sizeof(path)) < 0)
+        return wc_err(e, -ENAMETOOLONG, "key too long");
+    snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, off, off + len - 1);
+    snprintf(match, sizeof(match), "\"%s\"", etag ? etag : "");
+    struct sink s = {.fd = fd, .off = off, .want = len, .progress = progress, .cancel = cancel};
+    int r = request(c, "s3:GetObject", key, path, NULL, range, etag && *etag ? match : NULL, &s, e);
+    free(s.buf);
+    return r;
+}
