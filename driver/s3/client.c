@@ -221,39 +221,16 @@ static size_t on_header(char *data, size_t sz, size_t nm, void *ud)
     return sz * nm;
 }
 
-/* Maps what S3 said to an errno and a message that says what to do. */
+/* What S3 said, as an errno and a message that says what to check (xml.c). */
 static int s3_failure(struct s3_client *c, const char *op, const char *key, const struct sink *s,
                       struct wc_error *e)
 {
     struct s3_error_info ei;
+    char full[PATHKEY_MAX * 2 + 2], msg[WC_ERROR_MSG_MAX];
     s3_parse_error(s->buf, s->n, s->status, &ei);
-    char what[PATHKEY_MAX + 200];
-    snprintf(what, sizeof(what), "%s on s3://%s/%s%s", op, c->bucket, c->prefix, key ? key : "");
-    const char *code = ei.code[0] ? ei.code : "";
-    if (streq(code, "InvalidAccessKeyId") || streq(code, "SignatureDoesNotMatch"))
-        return wc_err(e, -EACCES, "%s: %s: the access key or secret key is wrong", code, what);
-    if (streq(code, "ExpiredToken") || streq(code, "TokenRefreshRequired"))
-        return wc_err(e, -EACCES, "%s: %s: the session token has expired", code, what);
-    if (streq(code, "AccessDenied") || s->status == 403)
-        return wc_err(e, -EACCES, "%s%s: access denied; check the IAM policy of the credentials warmcache uses "
-                      "(node-stage secrets, or the role of the warmcache service account)",
-                      code[0] ? "AccessDenied: " : "", what);
-    if (streq(code, "NoSuchBucket"))
-        return wc_err(e, -EINVAL, "NoSuchBucket: bucket %s does not exist at %s; check the source", c->bucket,
-                      c->endpoint);
-    if (streq(code, "AuthorizationHeaderMalformed") || streq(code, "PermanentRedirect") || s->status == 301)
-        return wc_err(e, -EINVAL, "%s: %s: the bucket is in %s, not in %s; set region to %s", code[0] ? code : "Redirect",
-                      what, ei.region[0] ? ei.region : "another region", c->region,
-                      ei.region[0] ? ei.region : "the bucket's region");
-    if (streq(code, "NoSuchKey") || s->status == 404 || s->status == 412)
-        return wc_err(e, -ESTALE, "%s: %s: the object changed or disappeared since the source was listed",
-                      code[0] ? code : (s->status == 412 ? "PreconditionFailed" : "NotFound"), what);
-    if (streq(code, "InvalidObjectState"))
-        return wc_err(e, -EINVAL, "InvalidObjectState: %s: the object is archived (Glacier); restore it first", what);
-    if (streq(code, "SlowDown") || s->status == 503 || s->status >= 500)
-        return wc_err(e, -EAGAIN, "%s: %s: S3 answered %ld; retrying", code[0] ? code : "ServerError", what,
-                      s->status);
-    return wc_err(e, -EIO, "%s: %s: HTTP %ld %s", code[0] ? code : "Error", what, s->status, ei.message);
+    snprintf(full, sizeof(full), "%s%s", c->prefix, key ? key : "");
+    int r = s3_error_message(&ei, op, c->bucket, full, msg, sizeof(msg));
+    return wc_err(e, r, "%s", msg);
 }
 
 static void backoff(int attempt)
@@ -381,7 +358,7 @@ int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, struct wc_error *e)
     sigv4_uri_encode(c->prefix, 0, pfx, sizeof(pfx));
     struct sink s = {.fd = -1, .max = LIST_BODY_MAX};
     int r = 0;
-    for (unsigned pages = 0;; pages++) {
+    for (;;) {
         if (token[0])
             snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&prefix=%s", token, pfx);
         else
@@ -393,7 +370,14 @@ int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, struct wc_error *e)
             break;
         if (!page.truncated)
             break;
-        sigv4_uri_encode(page.next_token, 0, token, sizeof(token));
+        char next[3 * S3_TOKEN_MAX + 1];
+        sigv4_uri_encode(page.next_token, 0, next, sizeof(next));
+        if (streq(next, token)) {
+            r = wc_err(e, -EIO, "listing s3://%s/%s: the server returned the same continuation token twice",
+                       c->bucket, c->prefix);
+            break;
+        }
+        memcpy(token, next, sizeof(token));
     }
     free(s.buf);
     return r;

@@ -1,21 +1,40 @@
-/* See sigv4.h. Memory: the canonical pieces are built in growable strings. */
+/*
+ * See sigv4.h. The canonical request is built in one growable string; the
+ * steps follow the AWS description in order: canonical URI (checked, not
+ * rewritten), canonical query (decoded, re-encoded, sorted by key then
+ * value), canonical headers (lower-cased, trimmed, repeated names joined,
+ * sorted by name), signed headers, payload hash; then the string to sign
+ * and the HMAC chain date -> region -> service -> "aws4_request".
+ *
+ * Every check that can fail is done before the secret is touched, and the
+ * secret-derived keys are wiped after use. Messages name what is wrong
+ * (a header name, an offset) but never a value: header values may carry
+ * tokens, and the credentials are never quoted at all.
+ */
 #include "s3/sigv4.h"
 #include "base/macros.h"
 
-#include <ctype.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
-#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-struct buf {
+#define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
+#define SHA256_LEN 32
+#define HEADER_NAME_MAX 256
+
+/* ---- a growable string: an allocation failure is remembered, checked once ---- */
+
+struct strbuf {
     char *s;
     size_t n, cap;
-    int oom;
+    bool oom;
 };
 
-static void buf_add(struct buf *b, const char *s, size_t n)
+static void strbuf_addn(struct strbuf *b, const char *s, size_t n)
 {
     if (b->oom)
         return;
@@ -23,7 +42,7 @@ static void buf_add(struct buf *b, const char *s, size_t n)
         size_t cap = (b->n + n + 1) * 2;
         char *ns = realloc(b->s, cap);
         if (!ns) {
-            b->oom = 1;
+            b->oom = true;
             return;
         }
         b->s = ns;
@@ -34,14 +53,86 @@ static void buf_add(struct buf *b, const char *s, size_t n)
     b->s[b->n] = '\0';
 }
 
-static void buf_str(struct buf *b, const char *s) { buf_add(b, s, strlen(s)); }
+static void strbuf_add(struct strbuf *b, const char *s)
+{
+    strbuf_addn(b, s, strlen(s));
+}
+
+static void strbuf_addc(struct strbuf *b, char c)
+{
+    strbuf_addn(b, &c, 1);
+}
+
+static void strbuf_done(struct strbuf *b)
+{
+    free(b->s);
+    b->s = NULL;
+}
+
+#define _cleanup_strbuf_ _cleanup_(strbuf_done)
+
+/* ---- character classes, ASCII only: isalnum() would follow the locale ---- */
+
+static bool is_unreserved(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+           c == '_' || c == '~';
+}
+
+static int hex_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+static bool is_upper_hex(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F');
+}
+
+/* RFC 9110 token characters: what a header name may consist of. */
+static bool is_tchar(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || strchr("!#$%&'*+-.^_`|~", c);
+}
+
+static void to_hex(const unsigned char *in, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[in[i] >> 4];
+        out[2 * i + 1] = hex[in[i] & 15];
+    }
+    out[2 * n] = '\0';
+}
+
+/* ---- URI encoding -------------------------------------------------------- */
+
+static void uri_encode_into(struct strbuf *b, const char *s, size_t n, bool keep_slash)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (is_unreserved(c) || (keep_slash && c == '/')) {
+            strbuf_addc(b, (char)c);
+        } else {
+            char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
+            strbuf_addn(b, esc, 3);
+        }
+    }
+}
 
 int sigv4_uri_encode(const char *in, int keep_slash, char *out, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     size_t o = 0;
     for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
-        int plain = isalnum(*p) || *p == '-' || *p == '.' || *p == '_' || *p == '~' || (keep_slash && *p == '/');
+        bool plain = is_unreserved(*p) || (keep_slash && *p == '/');
         if (o + (plain ? 1 : 3) >= n)
             return -ENAMETOOLONG;
         if (plain) {
@@ -52,255 +143,465 @@ int sigv4_uri_encode(const char *in, int keep_slash, char *out, size_t n)
             out[o++] = hex[*p & 15];
         }
     }
+    if (n == 0)
+        return -ENAMETOOLONG;
     out[o] = '\0';
     return 0;
 }
 
-static void sha256_hex_of(const char *s, size_t n, char out[65])
+/* ---- canonical URI: S3 takes the path as sent, so we only check it -------- */
+
+static int check_path(const char *path, struct wc_error *e)
 {
-    unsigned char md[32];
-    unsigned int len = 0;
-    EVP_Digest(s, n, md, &len, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        sprintf(out + 2 * i, "%02x", md[i]);
+    if (path[0] != '/')
+        return wc_err(e, -EINVAL, "cannot sign the request: its path does not start with '/'");
+    for (size_t i = 0; path[i]; i++) {
+        unsigned char c = (unsigned char)path[i];
+        if (c == '/' || is_unreserved(c))
+            continue;
+        if (c == '%' && is_upper_hex((unsigned char)path[i + 1]) && is_upper_hex((unsigned char)path[i + 2])) {
+            i += 2;
+            continue;
+        }
+        return wc_err(e, -EINVAL,
+                      "cannot sign the request: its path is not URI-encoded (byte 0x%02x at offset %zu); "
+                      "encode it with sigv4_uri_encode",
+                      c, i);
+    }
+    return 0;
 }
 
-static void hmac(const void *key, size_t klen, const char *msg, unsigned char out[32])
-{
-    unsigned int len = 32;
-    HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, strlen(msg), out, &len);
-}
-
-/* ---- canonical query: split on '&', sort by key then value ------------- */
+/* ---- canonical query ------------------------------------------------------- */
 
 struct qparam {
-    char *k, *v;
+    char *key, *value; /* both encoded */
 };
 
-static int qcmp(const void *a, const void *b)
+static int qparam_cmp(const void *a, const void *b)
 {
     const struct qparam *x = a, *y = b;
-    int c = strcmp(x->k, y->k);
-    return c ? c : strcmp(x->v, y->v);
+    int c = strcmp(x->key, y->key);
+    return c ? c : strcmp(x->value, y->value);
 }
 
-/* The query may arrive encoded or not: decode, then encode the S3 way, so
- * "a b" and "a%20b" sign alike ('+' stays a literal plus, as S3 reads it). */
-static void url_decode(const char *in, size_t n, char *out)
+/* Percent-decodes s[0..n) and appends the S3 encoding of the result to out.
+ * A '+' is taken as a literal plus and signed as %2B, never as a space: our
+ * client encodes spaces as %20 and pluses as %2B, so nothing depends on how
+ * a server reads a bare '+'. The decoded bytes may hold a NUL: they are
+ * handled by length, never as a C string. */
+static int reencode(const char *s, size_t n, struct strbuf *out, size_t at, struct wc_error *e)
 {
-    size_t o = 0;
+    _cleanup_strbuf_ struct strbuf raw = {0};
+    strbuf_addn(&raw, "", 0);
     for (size_t i = 0; i < n; i++) {
-        if (in[i] == '%' && i + 2 < n && isxdigit((unsigned char)in[i + 1]) && isxdigit((unsigned char)in[i + 2])) {
-            char h[3] = {in[i + 1], in[i + 2], 0};
-            out[o++] = (char)strtol(h, NULL, 16);
-            i += 2;
-        } else {
-            out[o++] = in[i];
+        if (s[i] != '%') {
+            strbuf_addc(&raw, s[i]);
+            continue;
         }
+        int h = i + 2 < n ? hex_value((unsigned char)s[i + 1]) : -1;
+        int l = i + 2 < n ? hex_value((unsigned char)s[i + 2]) : -1;
+        if (h < 0 || l < 0)
+            return wc_err(e, -EINVAL, "cannot sign the request: malformed %%-escape in its query at offset %zu",
+                          at + i);
+        strbuf_addc(&raw, (char)(h << 4 | l));
+        i += 2;
     }
-    out[o] = '\0';
+    strbuf_addn(out, "", 0);
+    if (raw.oom)
+        return -ENOMEM;
+    uri_encode_into(out, raw.s, raw.n, false);
+    return out->oom ? -ENOMEM : 0;
 }
 
-static int canonical_query(const char *query, struct buf *b)
+struct qparams {
+    struct qparam *v;
+    size_t n;
+};
+
+static void qparams_done(struct qparams *q)
+{
+    for (size_t i = 0; i < q->n; i++) {
+        free(q->v[i].key);
+        free(q->v[i].value);
+    }
+    free(q->v);
+}
+
+static int canonical_query(const char *query, struct strbuf *b, struct wc_error *e)
 {
     if (!query || !*query)
         return 0;
-    size_t n = 1;
+    size_t max = 1;
     for (const char *p = query; *p; p++)
-        n += *p == '&';
-    struct qparam *v = calloc(n, sizeof(*v));
-    if (!v)
+        max += *p == '&';
+    _cleanup_(qparams_done) struct qparams q = {calloc(max, sizeof(struct qparam)), 0};
+    if (!q.v)
         return -ENOMEM;
-    size_t cnt = 0;
-    int r = 0;
-    for (const char *p = query; *p && r == 0;) {
+    for (const char *p = query;;) {
         const char *amp = strchr(p, '&');
         size_t len = amp ? (size_t)(amp - p) : strlen(p);
-        const char *eq = memchr(p, '=', len);
-        size_t klen = eq ? (size_t)(eq - p) : len;
-        size_t vlen = eq ? len - klen - 1 : 0;
-        char *kd = malloc(klen + 1), *vd = malloc(vlen + 1);
-        char *ke = malloc(klen * 3 + 1), *ve = malloc(vlen * 3 + 1);
-        if (!kd || !vd || !ke || !ve) {
-            r = -ENOMEM;
-        } else if (len > 0) {
-            url_decode(p, klen, kd);
-            url_decode(eq ? eq + 1 : "", vlen, vd);
-            sigv4_uri_encode(kd, 0, ke, klen * 3 + 1);
-            sigv4_uri_encode(vd, 0, ve, vlen * 3 + 1);
-            v[cnt++] = (struct qparam){ke, ve};
-            ke = ve = NULL;
+        if (len > 0) { /* "a&&b" and a trailing '&' carry no parameter */
+            const char *eq = memchr(p, '=', len);
+            size_t klen = eq ? (size_t)(eq - p) : len;
+            _cleanup_strbuf_ struct strbuf k = {0}, v = {0};
+            int r = reencode(p, klen, &k, (size_t)(p - query), e);
+            if (r == 0 && eq)
+                r = reencode(eq + 1, len - klen - 1, &v, (size_t)(eq + 1 - query), e);
+            else if (r == 0)
+                strbuf_addn(&v, "", 0); /* "key" signs as "key=" */
+            if (r == 0 && v.oom)
+                r = -ENOMEM;
+            if (r < 0)
+                return r;
+            q.v[q.n++] = (struct qparam){TAKE_PTR(k.s), TAKE_PTR(v.s)};
         }
-        free(kd);
-        free(vd);
-        free(ke);
-        free(ve);
-        p = amp ? amp + 1 : p + len;
+        if (!amp)
+            break;
+        p = amp + 1;
     }
-    if (r == 0) {
-        qsort(v, cnt, sizeof(*v), qcmp);
-        for (size_t i = 0; i < cnt; i++) {
-            if (i)
-                buf_str(b, "&");
-            buf_str(b, v[i].k);
-            buf_str(b, "=");
-            buf_str(b, v[i].v);
-        }
+    qsort(q.v, q.n, sizeof(*q.v), qparam_cmp);
+    for (size_t i = 0; i < q.n; i++) {
+        if (i)
+            strbuf_addc(b, '&');
+        strbuf_add(b, q.v[i].key);
+        strbuf_addc(b, '=');
+        strbuf_add(b, q.v[i].value);
     }
-    for (size_t i = 0; i < cnt; i++) {
-        free(v[i].k);
-        free(v[i].v);
-    }
-    free(v);
-    return r;
+    return 0;
 }
 
-/* ---- canonical headers ---------------------------------------------------- */
+/* ---- canonical headers ------------------------------------------------------ */
 
-struct hdr {
-    char name[128];
-    char *value;
+struct chdr {
+    char name[HEADER_NAME_MAX]; /* lower case */
+    char *value;                /* canonical */
+    size_t order;               /* position given, so repeated names join in order */
 };
 
-static int hcmp(const void *a, const void *b)
+struct chdrs {
+    struct chdr *v;
+    size_t n;
+};
+
+static void chdrs_done(struct chdrs *h)
 {
-    return strcmp(((const struct hdr *)a)->name, ((const struct hdr *)b)->name);
+    for (size_t i = 0; i < h->n; i++)
+        free(h->v[i].value);
+    free(h->v);
 }
 
-/* Trim, collapse inner runs of white space to one space. */
+static int chdr_cmp(const void *a, const void *b)
+{
+    const struct chdr *x = a, *y = b;
+    int c = strcmp(x->name, y->name);
+    return c ? c : (x->order > y->order) - (x->order < y->order);
+}
+
+static bool is_blank(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Trims and collapses inner runs of blanks to one space ("a   b" -> "a b"). */
 static char *canonical_value(const char *v)
 {
     char *out = malloc(strlen(v) + 1);
     if (!out)
         return NULL;
     size_t o = 0;
-    int space = 0;
-    while (*v == ' ' || *v == '\t')
-        v++;
+    bool blank = false;
     for (; *v; v++) {
-        if (*v == ' ' || *v == '\t') {
-            space = 1;
+        if (is_blank(*v)) {
+            blank = true;
             continue;
         }
-        if (space && o)
+        if (blank && o)
             out[o++] = ' ';
-        space = 0;
+        blank = false;
         out[o++] = *v;
     }
     out[o] = '\0';
     return out;
 }
 
+static int check_value(const char *what, const char *v, struct wc_error *e)
+{
+    for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+        if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+            return wc_err(e, -EINVAL, "cannot sign the request: %s holds a control character (offset %zu)", what,
+                          (size_t)(p - (const unsigned char *)v));
+    return 0;
+}
+
+static int add_header(struct chdrs *h, const char *name, const char *value, struct wc_error *e)
+{
+    struct chdr *c = &h->v[h->n];
+    size_t len = strlen(name);
+    if (len == 0 || len >= sizeof(c->name))
+        return wc_err(e, -EINVAL, "cannot sign the request: a header name is empty or longer than %d bytes",
+                      HEADER_NAME_MAX - 1);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)name[i];
+        if (!is_tchar(ch))
+            return wc_err(e, -EINVAL, "cannot sign the request: header name has an invalid byte 0x%02x at offset %zu",
+                          ch, i);
+        c->name[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch - 'A' + 'a' : ch);
+    }
+    c->name[len] = '\0';
+    char what[HEADER_NAME_MAX + 32];
+    snprintf(what, sizeof(what), "the value of header %s", c->name);
+    int r = check_value(what, value, e);
+    if (r < 0)
+        return r;
+    if (!(c->value = canonical_value(value)))
+        return -ENOMEM;
+    c->order = h->n++;
+    return 0;
+}
+
+static const struct chdr *find_header(const struct chdrs *h, const char *name)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (streq(h->v[i].name, name))
+            return &h->v[i];
+    return NULL;
+}
+
+/* Caller headers plus the ones the signer owns, sorted. */
+static int collect_headers(const struct sigv4_request *rq, const struct sigv4_credentials *cr, const char *service,
+                           const char *amz_date, struct chdrs *h, bool *ret_content_sha256, struct wc_error *e)
+{
+    static const char *const reserved[] = {"x-amz-date", "x-amz-security-token", "authorization"};
+    int r;
+    if (!(h->v = calloc(rq->n_headers + 3, sizeof(*h->v))))
+        return -ENOMEM;
+    for (size_t i = 0; i < rq->n_headers; i++) {
+        if (!rq->headers[i].name || !rq->headers[i].value)
+            return wc_err(e, -EINVAL, "cannot sign the request: header %zu has no name or no value", i);
+        if ((r = add_header(h, rq->headers[i].name, rq->headers[i].value, e)) < 0)
+            return r;
+        for (size_t k = 0; k < ARRAY_SIZE(reserved); k++)
+            if (streq(h->v[h->n - 1].name, reserved[k]))
+                return wc_err(e, -EINVAL, "cannot sign the request: header %s is set by the signer, leave it out",
+                              reserved[k]);
+    }
+    if (!find_header(h, "host"))
+        return wc_err(e, -EINVAL, "cannot sign the request: it has no host header");
+
+    const struct chdr *sha = find_header(h, "x-amz-content-sha256");
+    if (sha) {
+        /* S3 checks the body against this header: one value, the one signed */
+        for (size_t i = 0; i < h->n; i++)
+            if (&h->v[i] != sha && streq(h->v[i].name, sha->name))
+                return wc_err(e, -EINVAL, "cannot sign the request: header x-amz-content-sha256 is given twice");
+        if (!streq(sha->value, rq->payload_sha256))
+            return wc_err(e, -EINVAL,
+                          "cannot sign the request: header x-amz-content-sha256 differs from the payload hash signed");
+    }
+    bool s3 = streq(service, "s3");
+    if (!sha && s3 && (r = add_header(h, "x-amz-content-sha256", rq->payload_sha256, e)) < 0)
+        return r;
+    if ((r = add_header(h, "x-amz-date", amz_date, e)) < 0)
+        return r;
+    /* a bad token is reported by header name only, never quoted */
+    if (cr->session_token && *cr->session_token &&
+        (r = add_header(h, "x-amz-security-token", cr->session_token, e)) < 0)
+        return r;
+    qsort(h->v, h->n, sizeof(*h->v), chdr_cmp);
+    *ret_content_sha256 = sha || s3;
+    return 0;
+}
+
+/* Appends "name:v1,v2\n" per distinct name to creq and "a;b" to signed_headers. */
+static void canonical_headers(const struct chdrs *h, struct strbuf *creq, struct strbuf *signed_headers)
+{
+    for (size_t i = 0; i < h->n;) {
+        if (i)
+            strbuf_addc(signed_headers, ';');
+        strbuf_add(signed_headers, h->v[i].name);
+        strbuf_add(creq, h->v[i].name);
+        strbuf_addc(creq, ':');
+        size_t j = i;
+        for (; j < h->n && streq(h->v[j].name, h->v[i].name); j++) {
+            if (j > i)
+                strbuf_addc(creq, ',');
+            strbuf_add(creq, h->v[j].value);
+        }
+        strbuf_addc(creq, '\n');
+        i = j;
+    }
+}
+
+/* ---- inputs that are not headers -------------------------------------------- */
+
+static bool is_payload_hash(const char *p)
+{
+    static const char *const literals[] = {"UNSIGNED-PAYLOAD", "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+                                           "STREAMING-AWS4-HMAC-SHA256-PAYLOAD",
+                                           "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER"};
+    for (size_t i = 0; i < ARRAY_SIZE(literals); i++)
+        if (streq(p, literals[i]))
+            return true;
+    size_t n = 0;
+    for (; p[n]; n++)
+        if (!((p[n] >= '0' && p[n] <= '9') || (p[n] >= 'a' && p[n] <= 'f')))
+            return false;
+    return n == 2 * SHA256_LEN;
+}
+
+/* Region and service go into the credential scope, between '/'. */
+static int check_scope_part(const char *what, const char *s, struct wc_error *e)
+{
+    if (!s || !*s || strlen(s) > 64)
+        return wc_err(e, -EINVAL, "cannot sign the request: the %s is empty or too long", what);
+    for (const char *p = s; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+            return wc_err(e, -EINVAL,
+                          "cannot sign the request: the %s has a byte (0x%02x at offset %zu) that no AWS %s has", what,
+                          (unsigned char)*p, (size_t)(p - s), what);
+    return 0;
+}
+
+static int check_request(const struct sigv4_request *rq, const struct sigv4_credentials *cr, const char *region,
+                         const char *service, struct wc_error *e)
+{
+    int r;
+    if (!cr || !cr->access_key_id || !*cr->access_key_id || !cr->secret_access_key || !*cr->secret_access_key)
+        return wc_err(e, -EACCES, "no AWS credentials to sign the request with");
+    /* the key id lands in the Authorization header: no separators, no blanks */
+    for (const char *p = cr->access_key_id; *p; p++)
+        if (!is_unreserved((unsigned char)*p))
+            return wc_err(e, -EINVAL, "cannot sign the request: the access key id holds a character that is not "
+                                      "allowed in it (check the credentials)");
+    if (!rq->method || !*rq->method)
+        return wc_err(e, -EINVAL, "cannot sign the request: it has no method");
+    for (const char *p = rq->method; *p; p++)
+        if (!(*p >= 'A' && *p <= 'Z'))
+            return wc_err(e, -EINVAL, "cannot sign the request: its method is not an upper-case HTTP method");
+    if (rq->path && *rq->path && (r = check_path(rq->path, e)) < 0)
+        return r;
+    if (!rq->payload_sha256 || !is_payload_hash(rq->payload_sha256))
+        return wc_err(e, -EINVAL, "cannot sign the request: the payload hash is neither 64 lower-case hex "
+                                  "digits nor UNSIGNED-PAYLOAD");
+    if (rq->n_headers && !rq->headers)
+        return wc_err(e, -EINVAL, "cannot sign the request: headers counted but not given");
+    if ((r = check_scope_part("region", region, e)) < 0 || (r = check_scope_part("service", service, e)) < 0)
+        return r;
+    return 0;
+}
+
+/* ---- the HMAC chain ------------------------------------------------------------ */
+
+static int hmac_sha256(const void *key, size_t klen, const char *msg, unsigned char out[SHA256_LEN])
+{
+    unsigned int len = 0;
+    if (!HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, strlen(msg), out, &len) || len != SHA256_LEN)
+        return -EIO;
+    return 0;
+}
+
+/* signature = HMAC(HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request"), sts) */
+static int sign_string(const char *secret, const char *date, const char *region, const char *service,
+                       const char *sts, char sig_hex[2 * SHA256_LEN + 1])
+{
+    size_t slen = strlen(secret);
+    _cleanup_free_ char *k0 = malloc(slen + 4);
+    if (!k0)
+        return -ENOMEM;
+    memcpy(k0, "AWS4", 4);
+    memcpy(k0 + 4, secret, slen);
+    /* each step keys on the previous one; no buffer is both key and output */
+    unsigned char kdate[SHA256_LEN], kregion[SHA256_LEN], kservice[SHA256_LEN], ksigning[SHA256_LEN];
+    unsigned char sig[SHA256_LEN];
+    int r = hmac_sha256(k0, slen + 4, date, kdate);
+    if (r == 0)
+        r = hmac_sha256(kdate, SHA256_LEN, region, kregion);
+    if (r == 0)
+        r = hmac_sha256(kregion, SHA256_LEN, service, kservice);
+    if (r == 0)
+        r = hmac_sha256(kservice, SHA256_LEN, "aws4_request", ksigning);
+    if (r == 0)
+        r = hmac_sha256(ksigning, SHA256_LEN, sts, sig);
+    OPENSSL_cleanse(k0, slen + 4);
+    OPENSSL_cleanse(kdate, SHA256_LEN);
+    OPENSSL_cleanse(kregion, SHA256_LEN);
+    OPENSSL_cleanse(kservice, SHA256_LEN);
+    OPENSSL_cleanse(ksigning, SHA256_LEN);
+    if (r == 0)
+        to_hex(sig, sizeof(sig), sig_hex);
+    return r;
+}
+
+/* ---- putting it together -------------------------------------------------------- */
+
 int sigv4_sign(const struct sigv4_request *rq, const struct sigv4_credentials *cr, const char *region,
                const char *service, time_t now, struct sigv4_result *ret, struct wc_error *e)
 {
-    if (!cr || !cr->access_key_id || !*cr->access_key_id || !cr->secret_access_key || !*cr->secret_access_key)
-        return wc_err(e, -EACCES, "no AWS credentials to sign the request with");
+    int r = check_request(rq, cr, region, service, e);
+    if (r < 0)
+        return r;
+
     struct sigv4_result res = {0};
     struct tm tm;
-    gmtime_r(&now, &tm);
-    strftime(res.amz_date, sizeof(res.amz_date), "%Y%m%dT%H%M%SZ", &tm);
+    if (!gmtime_r(&now, &tm) || strftime(res.amz_date, sizeof(res.amz_date), "%Y%m%dT%H%M%SZ", &tm) != SIGV4_DATE_LEN)
+        return wc_err(e, -EINVAL, "cannot sign the request: the clock reads a time outside years 1000-9999");
     char date[9];
     memcpy(date, res.amz_date, 8);
     date[8] = '\0';
 
-    /* headers: the caller's, plus x-amz-date and the session token */
-    size_t nh = rq->n_headers + 2;
-    struct hdr *h = calloc(nh, sizeof(*h));
-    if (!h)
-        return -ENOMEM;
-    size_t k = 0;
-    int r = 0;
-    for (size_t i = 0; i < rq->n_headers && r == 0; i++, k++) {
-        snprintf(h[k].name, sizeof(h[k].name), "%s", rq->headers[i].name);
-        for (char *p = h[k].name; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
-        if (!(h[k].value = canonical_value(rq->headers[i].value)))
-            r = -ENOMEM;
-    }
-    if (r == 0) {
-        snprintf(h[k].name, sizeof(h[k].name), "x-amz-date");
-        r = (h[k++].value = strdup(res.amz_date)) ? 0 : -ENOMEM;
-    }
-    if (r == 0 && cr->session_token && *cr->session_token) {
-        snprintf(h[k].name, sizeof(h[k].name), "x-amz-security-token");
-        r = (h[k++].value = strdup(cr->session_token)) ? 0 : -ENOMEM;
-    }
-    qsort(h, k, sizeof(*h), hcmp);
+    _cleanup_(chdrs_done) struct chdrs h = {0};
+    bool content_sha256 = false;
+    if ((r = collect_headers(rq, cr, service, res.amz_date, &h, &content_sha256, e)) < 0)
+        return r == -ENOMEM ? wc_err(e, r, "cannot sign the request: out of memory") : r;
 
-    struct buf creq = {0}, signed_h = {0}, sts = {0};
-    buf_str(&creq, rq->method);
-    buf_str(&creq, "\n");
-    buf_str(&creq, rq->path && *rq->path ? rq->path : "/");
-    buf_str(&creq, "\n");
-    if (r == 0)
-        r = canonical_query(rq->query, &creq);
-    buf_str(&creq, "\n");
-    for (size_t i = 0; i < k; i++) {
-        buf_str(&creq, h[i].name);
-        buf_str(&creq, ":");
-        buf_str(&creq, h[i].value ? h[i].value : "");
-        buf_str(&creq, "\n");
-        if (i)
-            buf_str(&signed_h, ";");
-        buf_str(&signed_h, h[i].name);
-    }
-    buf_str(&creq, "\n");
-    buf_str(&creq, signed_h.s ? signed_h.s : "");
-    buf_str(&creq, "\n");
-    buf_str(&creq, rq->payload_sha256);
+    _cleanup_strbuf_ struct strbuf creq = {0}, signed_headers = {0}, sts = {0};
+    strbuf_add(&creq, rq->method);
+    strbuf_addc(&creq, '\n');
+    strbuf_add(&creq, rq->path && *rq->path ? rq->path : "/");
+    strbuf_addc(&creq, '\n');
+    if ((r = canonical_query(rq->query, &creq, e)) < 0)
+        return r == -ENOMEM ? wc_err(e, r, "cannot sign the request: out of memory") : r;
+    strbuf_addc(&creq, '\n');
+    canonical_headers(&h, &creq, &signed_headers);
+    strbuf_addc(&creq, '\n');
+    strbuf_add(&creq, signed_headers.s ? signed_headers.s : "");
+    strbuf_addc(&creq, '\n');
+    strbuf_add(&creq, rq->payload_sha256);
+    if (creq.oom || signed_headers.oom)
+        return wc_err(e, -ENOMEM, "cannot sign the request: out of memory");
 
-    char scope[256], creq_hash[65];
+    unsigned char md[SHA256_LEN];
+    unsigned int mdlen = 0;
+    char creq_hash[2 * SHA256_LEN + 1], scope[160];
+    if (!EVP_Digest(creq.s, creq.n, md, &mdlen, EVP_sha256(), NULL) || mdlen != SHA256_LEN)
+        return wc_err(e, -EIO, "cannot sign the request: SHA-256 failed in OpenSSL");
+    to_hex(md, sizeof(md), creq_hash);
     snprintf(scope, sizeof(scope), "%s/%s/%s/aws4_request", date, region, service);
-    if (!creq.oom && creq.s)
-        sha256_hex_of(creq.s, creq.n, creq_hash);
-    buf_str(&sts, "AWS4-HMAC-SHA256\n");
-    buf_str(&sts, res.amz_date);
-    buf_str(&sts, "\n");
-    buf_str(&sts, scope);
-    buf_str(&sts, "\n");
-    buf_add(&sts, creq_hash, 64);
+    strbuf_add(&sts, SIGV4_ALGORITHM "\n");
+    strbuf_add(&sts, res.amz_date);
+    strbuf_addc(&sts, '\n');
+    strbuf_add(&sts, scope);
+    strbuf_addc(&sts, '\n');
+    strbuf_add(&sts, creq_hash);
+    if (sts.oom)
+        return wc_err(e, -ENOMEM, "cannot sign the request: out of memory");
 
-    if (r == 0 && (creq.oom || sts.oom || signed_h.oom || !signed_h.s))
-        r = -ENOMEM;
-    if (r == 0) {
-        /* signing key: HMAC chain over date, region, service; the secret only enters here */
-        size_t slen = strlen(cr->secret_access_key);
-        _cleanup_free_ char *k0 = malloc(slen + 5);
-        unsigned char k1[32], k2[32], k3[32], k4[32], sig[32];
-        if (!k0) {
-            r = -ENOMEM;
-        } else {
-            memcpy(k0, "AWS4", 4);
-            memcpy(k0 + 4, cr->secret_access_key, slen + 1);
-            hmac(k0, slen + 4, date, k1);
-            hmac(k1, 32, region, k2);
-            hmac(k2, 32, service, k3);
-            hmac(k3, 32, "aws4_request", k4);
-            hmac(k4, 32, sts.s, sig);
-            explicit_bzero(k0, slen + 4);
-            explicit_bzero(k4, sizeof(k4));
-            char sighex[65];
-            for (int i = 0; i < 32; i++)
-                sprintf(sighex + 2 * i, "%02x", sig[i]);
-            int w = snprintf(res.authorization, sizeof(res.authorization),
-                             "AWS4-HMAC-SHA256 Credential=%s/%s, SignedHeaders=%s, Signature=%s", cr->access_key_id,
-                             scope, signed_h.s, sighex);
-            if (w < 0 || (size_t)w >= sizeof(res.authorization))
-                r = wc_err(e, -ENAMETOOLONG, "the signed headers do not fit in an Authorization header");
-        }
-    }
-    for (size_t i = 0; i < k; i++)
-        free(h[i].value);
-    free(h);
-    free(signed_h.s);
-    if (r < 0) {
-        free(creq.s);
-        free(sts.s);
-        return e->code ? r : wc_err(e, r, "signing the request failed");
-    }
-    res.canonical_request = creq.s;
-    res.string_to_sign = sts.s;
+    char sig[2 * SHA256_LEN + 1];
+    if ((r = sign_string(cr->secret_access_key, date, region, service, sts.s, sig)) < 0)
+        return wc_err(e, r, r == -ENOMEM ? "cannot sign the request: out of memory"
+                                         : "cannot sign the request: HMAC-SHA256 failed in OpenSSL");
+    int w = snprintf(res.authorization, sizeof(res.authorization),
+                     SIGV4_ALGORITHM " Credential=%s/%s, SignedHeaders=%s, Signature=%s", cr->access_key_id, scope,
+                     signed_headers.s, sig);
+    if (w < 0 || (size_t)w >= sizeof(res.authorization))
+        return wc_err(e, -ENAMETOOLONG, "cannot sign the request: %zu signed headers do not fit in an "
+                                        "Authorization header of %d bytes", h.n, SIGV4_AUTH_MAX);
+
+    if (content_sha256)
+        snprintf(res.content_sha256, sizeof(res.content_sha256), "%s", rq->payload_sha256);
+    res.security_token = cr->session_token && *cr->session_token ? cr->session_token : NULL;
+    res.canonical_request = TAKE_PTR(creq.s);
+    res.string_to_sign = TAKE_PTR(sts.s);
     *ret = res;
     return 0;
 }

@@ -1,9 +1,20 @@
 /*
- * S3 response bodies, parsed with expat: streaming (a 1000-key page or a
- * hostile endless one costs the same memory), no DTD, no entity expansion
- * (a DOCTYPE stops the parse), every value bounded. Listings are untrusted:
- * each key must lie under the listed prefix, and the part after it must pass
- * pathkey_check before it becomes a listing entry.
+ * S3 response bodies, parsed with expat: streaming SAX, so a 1000-key page
+ * costs a few KiB however it is laid out; no DTD and no entities (a DOCTYPE
+ * or entity declaration stops the parse, which also rules out "billion
+ * laughs"); every value we keep is bounded (keys 1024 bytes, ETags 128,
+ * continuation tokens 1024, anything else 256) and a longer one is an error
+ * naming the element. Expat rather than libxml2: a listing is untrusted and
+ * can be huge, and we want the smallest parser that does the job.
+ *
+ * Listings: each key must lie under the listed prefix, and the part after it
+ * must pass pathkey_check before it is handed on. Error bodies: parsed
+ * tolerantly, values reduced to printable ASCII, and turned into one message
+ * a cluster admin can act on plus the errno that rpc/status.c maps to the
+ * right gRPC code. Nothing here ever copies request headers or secrets.
+ *
+ * This module knows only base/ (DESIGN.md): objects go to a callback, which
+ * the cache layer points at listing_add.
  */
 #pragma once
 
@@ -12,30 +23,80 @@
 
 #include "base/error.h"
 
+#define S3_KEY_MAX 1024
 #define S3_TOKEN_MAX 1024
+#define S3_ETAG_MAX 128
+#define S3_FIELD_MAX 256
+#define S3_OBJECT_SIZE_MAX (5ULL << 40) /* 5 TiB, S3's limit for one object */
+
+/* Checksum algorithms S3 can list for an object (<ChecksumAlgorithm>). */
+enum {
+    S3_CHECKSUM_CRC32 = 1u << 0,
+    S3_CHECKSUM_CRC32C = 1u << 1,
+    S3_CHECKSUM_CRC64NVME = 1u << 2,
+    S3_CHECKSUM_SHA1 = 1u << 3,
+    S3_CHECKSUM_SHA256 = 1u << 4,
+    S3_CHECKSUM_ALL = (1u << 5) - 1,
+};
 
 struct s3_list_page {
-    int truncated;
-    char next_token[S3_TOKEN_MAX + 1];  /* NextContinuationToken when truncated */
-    unsigned keys;                      /* Contents seen on this page, markers included */
+    int truncated;                     /* another page follows */
+    char next_token[S3_TOKEN_MAX + 1]; /* NextContinuationToken; "" unless truncated */
+    unsigned keys;                     /* <Contents> on the page, markers included */
+    unsigned objects;                  /* handed to fn (markers skipped) */
+    unsigned key_count;                /* <KeyCount> as the server reported it, 0 if absent */
+    /* S3_CHECKSUM_* bits that every object handed to fn carries: AND it over
+     * the pages (start from S3_CHECKSUM_ALL; a page without objects reports
+     * S3_CHECKSUM_ALL) to learn which algorithm the whole copy can verify. */
+    unsigned checksums;
 };
 
 /* Called for each object of a page, with its key relative to the prefix
- * (already through pathkey_check); a negative return stops the parse. */
+ * (already through pathkey_check), its size and its ETag without quotes
+ * (printable ASCII, safe to put into an If-Match header). A negative return
+ * stops the parse and is returned; fn fills e when it has more to say. */
 typedef int (*s3_object_fn)(void *ctx, const char *key, size_t key_len, uint64_t size, const char *etag);
 
-/* Hands the page's objects to fn. Zero-byte "dir/" markers and the prefix
- * itself are skipped. -EINVAL with a message for a malformed or hostile body. */
+/* Parses one ListObjectsV2 page and hands its objects to fn. prefix is the
+ * listed prefix: "" or ending in '/'. Zero-byte keys ending in '/' (folder
+ * markers made by consoles, the prefix itself included) are skipped. The
+ * request must not use encoding-type=url. On error (-EINVAL with a message
+ * naming the element or the key, quoted), objects of this page may already
+ * have been handed to fn: the caller discards the listing. */
 int s3_parse_list_page(const char *body, size_t len, const char *prefix, s3_object_fn fn, void *ctx,
                        struct s3_list_page *ret_page, struct wc_error *e);
 
+/* What an S3 error response said. Every string is printable ASCII (anything
+ * else escaped as \xNN) and "" when absent; elements that can carry request
+ * material (StringToSign, CanonicalRequest, AWSAccessKeyId, ...) are never
+ * kept, and a Message that quotes credentials is withheld. */
 struct s3_error_info {
     long http_status;
     char code[64];
-    char message[256];
-    char region[64];      /* from <Region>, when S3 says which one is right */
-    char request_id[128];
+    char message[320];
+    char region[64];        /* <Region>, or derived from an AWS <Endpoint> */
+    char endpoint[128];
+    char bucket[80];        /* <BucketName> or <Bucket> */
+    char key[160];
+    char request_id[80];
+    char host_id[160];      /* x-amz-id-2: AWS support asks for both ids */
 };
 
-/* Tolerant: an empty or non-XML body leaves only the HTTP status. */
-void s3_parse_error(const char *body, size_t len, long http_status, struct s3_error_info *ret);
+/* Never fails: an empty, truncated or non-XML body (a proxy's HTML page)
+ * leaves only the HTTP status. Returns 1 when the body was an S3 <Error>
+ * with a <Code>, else 0. */
+int s3_parse_error(const char *body, size_t len, long http_status, struct s3_error_info *ret);
+
+/* The negative errno for rpc/status.c: -EACCES (denied, bad or expired
+ * credentials, node clock), -EINVAL (no such bucket, wrong region, archived
+ * object: a person must fix the source), -ESTALE (object deleted, replaced or
+ * shortened since the listing), -EAGAIN (SlowDown, 5xx: retry), -EOPNOTSUPP
+ * (the endpoint lacks the API), -ENOENT (a bare 404), else -EIO. */
+int s3_error_errno(const struct s3_error_info *ei);
+
+/* One line for kubectl describe: "<Code>: <op> on s3://bucket/key <what
+ * happened> — <what to check>", then what S3 said and its request id. op is
+ * the IAM action ("s3:GetObject"); key may be NULL. Cut to fit n. Returns
+ * s3_error_errno(ei), so a caller can `return wc_err(e, r, "%s", msg)`. */
+int s3_error_message(const struct s3_error_info *ei, const char *op, const char *bucket, const char *key, char *out,
+                     size_t n);
