@@ -127,8 +127,8 @@ static int try_adopt(const struct disk_config *cfg, struct mounter *m, char **re
         return 0;
     _cleanup_free_ char *list = strdup(cfg->adopt);
     for (char *save = NULL, *p = strtok_r(list, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
-        if (m->ops->is_mountpoint(m, p) != 1)
-            continue;
+        if (m->ops->whole_fs_at(m, p) != 1)
+            continue; /* an empty directory (or a hostPath bind of one): nothing to adopt */
         char root[PATH_MAX];
         snprintf(root, sizeof(root), "%s/warmcache", p);
         if (fs_mkdir_p(root, 0755) < 0)
@@ -179,7 +179,7 @@ static int prepare_raid0(const struct disk_config *cfg, struct mounter *m, char 
     int r = try_adopt(cfg, m, ret_root);
     if (r != 0)
         return r < 0 ? r : 0;
-    if (m->ops->is_mountpoint(m, cfg->path) == 1)
+    if (m->ops->whole_fs_at(m, cfg->path) == 1)
         goto done; /* prepared by an earlier start */
     struct stat st;
     if (stat(cfg->array, &st) == 0 && S_ISBLK(st.st_mode)) {
@@ -247,7 +247,7 @@ static int prepare_device(const struct disk_config *cfg, struct mounter *m, char
     if (!cfg->device || !*cfg->device)
         return wc_err(e, -EINVAL, "store mode device needs a device (--store-device)");
     int r;
-    if (m->ops->is_mountpoint(m, cfg->path) != 1 &&
+    if (m->ops->whole_fs_at(m, cfg->path) != 1 &&
         ((r = ensure_xfs(cfg, cfg->device, 1, e)) < 0 || (r = mount_xfs(m, cfg->device, cfg->path, e)) < 0))
         return r;
     *ret_root = strdup(cfg->path);

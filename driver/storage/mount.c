@@ -104,12 +104,31 @@ static int lm_is_mountpoint(struct mounter *m, const char *path)
     return r;
 }
 
+static int lm_whole_fs_at(struct mounter *m, const char *path)
+{
+    char real[PATH_MAX];
+    if (!realpath(path, real))
+        return errno == ENOENT ? 0 : -errno;
+    struct libmnt_table *tb = mnt_new_table();
+    if (!tb)
+        return -ENOMEM;
+    int r = mnt_table_parse_file(tb, "/proc/self/mountinfo");
+    if (r == 0) {
+        struct libmnt_fs *fs = mnt_table_find_target(tb, real, MNT_ITER_BACKWARD);
+        const char *root = fs ? mnt_fs_get_root(fs) : NULL;
+        r = root && strcmp(root, "/") == 0;
+    }
+    mnt_unref_table(tb);
+    return r;
+}
+
 static const struct mounter_ops libmount_ops = {
     .bind = lm_bind,
     .overlay = lm_overlay,
     .mount_fs = lm_mount_fs,
     .umount = lm_umount,
     .is_mountpoint = lm_is_mountpoint,
+    .whole_fs_at = lm_whole_fs_at,
 };
 
 struct mounter mounter_libmount = {.ops = &libmount_ops};

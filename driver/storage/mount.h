@@ -21,6 +21,10 @@ struct mounter_ops {
     int (*umount)(struct mounter *m, const char *target, struct wc_error *e);
     /* 1 if path is a mount point, 0 if not, negative errno on error. */
     int (*is_mountpoint)(struct mounter *m, const char *path);
+    /* 1 if a whole file system (its root, not a bind of a subdirectory) is
+     * mounted at path. In a pod, every hostPath volume is a mount point; only
+     * a disk or array the node mounted there is a whole file system. */
+    int (*whole_fs_at)(struct mounter *m, const char *path);
 };
 
 struct mounter {

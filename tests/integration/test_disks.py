@@ -169,3 +169,20 @@ def test_device_mode_formats_a_blank_disk_once_and_refuses_a_foreign_one(work, l
     with pytest.raises(RuntimeError):
         Driver(work).start("--store-mode=device", f"--store-root={work}/mnt/wc2", f"--store-device={foreign}")
     assert "never formats a disk that holds data" in (work / "driver.log").read_text()
+
+
+def test_hostpath_binds_of_plain_directories_are_not_taken_for_arrays(work, loops, model):
+    """In the node plugin's pod every hostPath volume is a mount point: a bind
+    of a plain directory must neither be adopted nor count as prepared."""
+    for d in ("host/mnt-k8s-disks-0", "host/var-lib-warmcache"):
+        (work / d).mkdir(parents=True)
+    (work / "k8s-disks" / "0").mkdir(parents=True)
+    (work / "mnt" / "warmcache").mkdir(parents=True)
+    sh("mount", "--bind", work / "host" / "mnt-k8s-disks-0", work / "k8s-disks" / "0")
+    sh("mount", "--bind", work / "host" / "var-lib-warmcache", work / "mnt" / "warmcache")
+    glob = nvme_disks(work, [loops("nvme0"), loops("nvme1")])
+    d = raid_driver(work, glob)
+    assert len(mdadm_calls(work)) == 1, "a bind of an empty directory is not the node's array"
+    assert len(mkfs_runs(d)) == 1
+    assert d.ctl("status", "--json")["store_root"] == f"{work}/mnt/warmcache"
+    assert d.stop() == 0
