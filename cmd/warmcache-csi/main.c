@@ -30,8 +30,8 @@ static void usage(FILE *f)
             "  --mdadm=PATH --mkfs=PATH          programs to run (default mdadm, mkfs.xfs)\n"
             "  --state-dir=DIR                   controller volume registry (default: memory only)\n"
             "  --fill-wait=SECONDS               node: wait this long for a fill, then ABORTED with progress (default 100)\n"
-            "  --evict-high=PERCENT              node: evict unused copies when a fill would take the store above (default 90)\n"
-            "  --evict-low=PERCENT               node: ... down to this (default 80)\n"
+            "  --evict-high=PERCENT              node: evict unused copies when a fill would take the store above (default 80)\n"
+            "  --evict-low=PERCENT               node: ... down to this (default 70)\n"
             "  --max-calls=N                     concurrent calls (default 64)\n"
             "  --shutdown-grace=SECONDS          time given to in-flight calls on SIGTERM (default 30)\n"
             "  --log-level=debug|info|warn|error (default info)\n"
@@ -72,7 +72,7 @@ int main(int argc, char **argv)
         {0},
     };
     const char *endpoint = getenv("CSI_ENDPOINT"), *mode = "all";
-    struct csi_config cfg = {.node_id = getenv("NODE_NAME"), .fill_wait_s = 100, .high_pct = 90, .low_pct = 80,
+    struct csi_config cfg = {.node_id = getenv("NODE_NAME"), .fill_wait_s = 100, .high_pct = 80, .low_pct = 70,
                              .disks = {.mode = STORE_DIRECTORY, .path = "/var/lib/warmcache",
                                        .disk_glob = DISK_DEFAULT_GLOB, .adopt = DISK_DEFAULT_ADOPT,
                                        .array = DISK_DEFAULT_ARRAY, .mdadm = "mdadm", .mkfs = "mkfs.xfs"}};

@@ -199,7 +199,7 @@ static struct fill_job *start_job_locked(struct fills *f, const struct fill_requ
     return j;
 }
 
-/* "filling file:///m/: 9.8/15.0 GiB (65%), 2.4 GB/s, ETA 2s" */
+/* "filling file:///m/: 9.8 GiB/15.0 GiB (65%), 2.4 GB/s, ETA 2s" */
 static void progress_text(const struct fill_job *j, char *out, size_t n)
 {
     if (j->state == FILL_LISTING) {
@@ -231,8 +231,14 @@ int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, co
         struct wc_error ignored;
         if (source_open(rq->source, &rq->opts, &src, &ignored) == 0) {
             content_id(src->identity, rq->pinned, ret_cid);
-            if (store_content_ready(f->store, ret_cid))
-                return 0;
+            if (store_content_ready(f->store, ret_cid)) {
+                if (store_verify(f->store, ret_cid, &ignored) == 0)
+                    return 0;
+                /* damaged (a file changed or vanished on disk): fill a new copy */
+                log_json(LOG_WARN, "a copy failed verification; filling it again",
+                         json_pack("{s:s, s:s}", "content_id", ret_cid, "error", ignored.msg));
+                store_set_aside(f->store, ret_cid);
+            }
         }
     }
     char key[SHA256_HEX_LEN + 1];

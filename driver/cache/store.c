@@ -70,8 +70,8 @@ int store_open(const char *root, struct store **ret, struct wc_error *e)
     }
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
-    s->high_pct = 90;
-    s->low_pct = 80;
+    s->high_pct = 80;
+    s->low_pct = 70;
     *ret = TAKE_PTR(s);
     return 0;
 }
@@ -720,4 +720,18 @@ int store_verify(const struct store *s, const char *cid, struct wc_error *e)
                       "%llu files, %llu bytes expected", cid, (unsigned long long)walk_files,
                       (unsigned long long)walk_bytes, (unsigned long long)files, (unsigned long long)bytes);
     return 0;
+}
+
+int store_set_aside(struct store *s, const char *cid)
+{
+    char from[PATH_MAX], to[PATH_MAX], meta[PATH_MAX];
+    store_path(s, from, sizeof(from), "content/%s", cid);
+    store_path(s, to, sizeof(to), "tmp/damaged-%s-%ld", cid, (long)time(NULL));
+    store_path(s, meta, sizeof(meta), "meta/%s.json", cid);
+    pthread_mutex_lock(&s->lock);
+    int r = rename(from, to) < 0 ? -errno : 0;
+    if (r == 0)
+        unlink(meta);
+    pthread_mutex_unlock(&s->lock);
+    return r;
 }

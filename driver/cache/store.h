@@ -74,6 +74,10 @@ int store_evict(struct store *s, const char *cid, struct wc_error *e);
  * disk): 0 when it matches, -EBADMSG with what differs, -ENOENT if gone. */
 int store_verify(const struct store *s, const char *cid, struct wc_error *e);
 
+/* Moves a damaged copy out of the way (pods that mount it keep what they
+ * have; the next start deletes it) so the next fill makes a new one. */
+int store_set_aside(struct store *s, const char *cid);
+
 /* Copy metadata (meta/<cid>.json), NULL if there is none. */
 json_t *store_meta(const struct store *s, const char *cid);
 /* Records a use of a copy (last_used), for eviction and status. */

@@ -19,6 +19,7 @@ declare -A sets=(
   [raid0]="--set node.storeMode=raid0 --set node.sourceHostPaths[0]=/fsx"
   [raid0-no-adopt]="--set node.storeMode=raid0 --set node.adoptPaths=null --set controller.replicas=2"
   [no-inline]="--set inlineVolumes=false"
+  [s3-secrets]="--set provisionerSecrets[0]=warmcache-s3"
 )
 for name in "${!sets[@]}"; do
   # shellcheck disable=SC2086

@@ -214,6 +214,11 @@ def test_stats_report_a_damaged_copy_as_abnormal(driver, model, work):
     stats = driver.ctl("stats", "-f", vol, work / "s")
     assert stats["volume_condition"]["abnormal"] is True
     assert "failed verification" in stats["volume_condition"]["message"]
+    # what the message tells the user to do works: unstage, stage again, a fresh copy
+    driver.ctl("unstage", "-f", vol, work / "s")
+    driver.ctl("stage", "-f", vol, work / "s")
+    assert sha256_tree(work / "s") == sha256_tree(model)
+    assert "abnormal" not in driver.ctl("stats", "-f", vol, work / "s")["volume_condition"]
 
 
 def test_unknown_volume_stats_are_not_found(driver, work):
