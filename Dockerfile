@@ -24,7 +24,7 @@ FROM ${BASE}
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc29 libprotobuf-c1 libjansson4 libmount1 libblkid1 libssl3 libcurl4 libexpat1 \
       mdadm xfsprogs util-linux ca-certificates \
-    && rm -rf /var/lib/apt/lists/* /var/cache/debconf/*-old /usr/share/doc/* /usr/share/man/*
+    && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /usr/share/doc/* /usr/share/man/*
 COPY --from=build /build/warmcache-csi /build/warmcachectl /usr/local/bin/
 LABEL org.opencontainers.image.title="warmcache" \
       org.opencontainers.image.description="Kubernetes CSI driver: pre-warmed node-local caches of models and datasets" \

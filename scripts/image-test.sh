@@ -17,7 +17,8 @@ if ! podman image exists "$base"; then
     echo "image-test: debootstrap bookworm (minbase) -> $base"
     dir=$(mktemp -d)
     debootstrap --variant=minbase bookworm "$dir" http://deb.debian.org/debian >/dev/null
-    rm -rf "$dir"/var/cache/apt/archives/*.deb
+    # what an official slim image leaves out: apt caches and lists, docs, man pages
+    rm -rf "$dir"/var/cache/apt/* "$dir"/var/lib/apt/lists/* "$dir"/usr/share/doc/* "$dir"/usr/share/man/*
     tar -C "$dir" -cf "$rootfs" .
     rm -rf "$dir"
   fi
