@@ -89,22 +89,9 @@ static int lm_umount(struct mounter *m, const char *target, struct wc_error *e)
     return r;
 }
 
-static int lm_is_mountpoint(struct mounter *m, const char *path)
-{
-    char real[PATH_MAX];
-    if (!realpath(path, real))
-        return errno == ENOENT ? 0 : -errno;
-    struct libmnt_table *tb = mnt_new_table();
-    if (!tb)
-        return -ENOMEM;
-    int r = mnt_table_parse_file(tb, "/proc/self/mountinfo");
-    if (r == 0)
-        r = mnt_table_find_target(tb, real, MNT_ITER_BACKWARD) != NULL;
-    mnt_unref_table(tb);
-    return r;
-}
-
-static int lm_whole_fs_at(struct mounter *m, const char *path)
+/* 1 if something is mounted at path (and, with whole, if it is a file
+ * system's root rather than a bind of a subdirectory), 0 if not. */
+static int mounted_at(const char *path, int whole)
 {
     char real[PATH_MAX];
     if (!realpath(path, real))
@@ -116,11 +103,14 @@ static int lm_whole_fs_at(struct mounter *m, const char *path)
     if (r == 0) {
         struct libmnt_fs *fs = mnt_table_find_target(tb, real, MNT_ITER_BACKWARD);
         const char *root = fs ? mnt_fs_get_root(fs) : NULL;
-        r = root && strcmp(root, "/") == 0;
+        r = fs && (!whole || (root && strcmp(root, "/") == 0));
     }
     mnt_unref_table(tb);
     return r;
 }
+
+static int lm_is_mountpoint(struct mounter *m, const char *path) { return mounted_at(path, 0); }
+static int lm_whole_fs_at(struct mounter *m, const char *path) { return mounted_at(path, 1); }
 
 static const struct mounter_ops libmount_ops = {
     .bind = lm_bind,
