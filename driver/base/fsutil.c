@@ -88,37 +88,6 @@ int fs_write_atomic(const char *path, const void *buf, size_t len, mode_t mode)
     return fs_fsync_path(dir);
 }
 
-int fs_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len)
-{
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return -errno;
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return -errno;
-    if (!S_ISREG(st.st_mode))
-        return -EINVAL;
-    if ((size_t)st.st_size > max)
-        return -EFBIG;
-    _cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
-    if (!buf)
-        return -ENOMEM;
-    size_t got = 0;
-    while (got < (size_t)st.st_size) {
-        ssize_t n = RETRY_EINTR(read(fd, buf + got, (size_t)st.st_size - got));
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            break;
-        got += (size_t)n;
-    }
-    buf[got] = '\0';
-    if (ret_len)
-        *ret_len = got;
-    *ret_buf = TAKE_PTR(buf);
-    return 0;
-}
-
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
     (void)st;

@@ -14,8 +14,6 @@ int fs_mkdir_p(const char *path, mode_t mode);
 int fs_fsync_path(const char *path);
 /* Parent directory of path is fsynced too, so the rename itself is durable. */
 int fs_write_atomic(const char *path, const void *buf, size_t len, mode_t mode);
-/* Reads a whole (small) file; *ret_buf is NUL-terminated. */
-int fs_read_file(const char *path, size_t max, char **ret_buf, size_t *ret_len);
 /* Removes path and everything under it; refuses to cross a mount point (-EBUSY). */
 int fs_rm_rf(const char *path);
 int fs_is_dir(const char *path);

@@ -395,13 +395,17 @@ void store_touch(const struct store *s, const char *cid)
         fs_write_atomic(p, txt, strlen(txt), 0644);
 }
 
-static int is_content_id(const char *name, size_t len)
+/* If name is "<content id><suffix>", copies the id into cid and returns 1. */
+static int cid_of(const char *name, const char *suffix, char cid[CONTENT_ID_LEN + 1])
 {
-    if (len != CONTENT_ID_LEN)
+    size_t len = strlen(name), sl = strlen(suffix);
+    if (len != CONTENT_ID_LEN + sl || strcmp(name + CONTENT_ID_LEN, suffix) != 0)
         return 0;
-    for (size_t i = 0; i < len; i++)
+    for (size_t i = 0; i < CONTENT_ID_LEN; i++)
         if (!strchr("0123456789abcdef", name[i]))
             return 0;
+    memcpy(cid, name, CONTENT_ID_LEN);
+    cid[CONTENT_ID_LEN] = '\0';
     return 1;
 }
 
@@ -415,13 +419,10 @@ json_t *store_list(const struct store *s)
         return arr;
     struct dirent *de;
     while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        int partial = len == CONTENT_ID_LEN + 8 && streq(de->d_name + CONTENT_ID_LEN, ".partial");
-        if (!is_content_id(de->d_name, partial ? CONTENT_ID_LEN : len))
-            continue;
         char cid[CONTENT_ID_LEN + 1];
-        memcpy(cid, de->d_name, CONTENT_ID_LEN);
-        cid[CONTENT_ID_LEN] = '\0';
+        int partial = cid_of(de->d_name, ".partial", cid);
+        if (!partial && !cid_of(de->d_name, "", cid))
+            continue;
         json_t *m = partial ? NULL : store_meta(s, cid);
         json_t *o = m ? m : json_object();
         json_object_set_new(o, "content_id", json_string(cid));
@@ -523,20 +524,6 @@ static int evict_locked(struct store *s, const char *cid)
     return fs_rm_rf(to);
 }
 
-int store_evict(struct store *s, const char *cid, struct wc_error *e)
-{
-    pthread_mutex_lock(&s->lock);
-    int r;
-    if (bag_index(&s->pins, cid) >= 0 || bag_index(&s->busy, cid) >= 0 || store_refs(s, cid) > 0)
-        r = wc_err(e, -EBUSY, "copy %s is in use by a volume on this node", cid);
-    else if (!store_content_ready(s, cid))
-        r = wc_err(e, -ENOENT, "no copy %s on this node", cid);
-    else if ((r = evict_locked(s, cid)) < 0)
-        wc_err_errno(e, r, "evicting %s", cid);
-    pthread_mutex_unlock(&s->lock);
-    return r;
-}
-
 static void space(const struct store *s, uint64_t *total, uint64_t *avail)
 {
     struct statvfs v;
@@ -627,12 +614,9 @@ json_t *store_reconcile(struct store *s)
     dir_entries(dir, names);
     json_array_foreach(names, i, n) {
         const char *name = json_string_value(n);
-        size_t len = strlen(name);
-        if (len != CONTENT_ID_LEN + 8 || strcmp(name + CONTENT_ID_LEN, ".partial") != 0)
-            continue;
         char cid[CONTENT_ID_LEN + 1];
-        memcpy(cid, name, CONTENT_ID_LEN);
-        cid[CONTENT_ID_LEN] = '\0';
+        if (!cid_of(name, ".partial", cid))
+            continue;
         store_path(s, p, sizeof(p), "meta/%s.fill.json", cid);
         json_t *j = json_load_file(p, 0, NULL);
         if (j) {
@@ -649,11 +633,9 @@ json_t *store_reconcile(struct store *s)
     dir_entries(dir, names);
     json_array_foreach(names, i, n) {
         const char *name = json_string_value(n);
-        if (strlen(name) < CONTENT_ID_LEN)
-            continue;
         char cid[CONTENT_ID_LEN + 1], part[PATH_MAX];
-        memcpy(cid, name, CONTENT_ID_LEN);
-        cid[CONTENT_ID_LEN] = '\0';
+        if (!cid_of(name, ".json", cid) && !cid_of(name, ".fill.json", cid))
+            continue;
         store_path(s, part, sizeof(part), "content/%s.partial", cid);
         if (!store_content_ready(s, cid) && !fs_is_dir(part)) {
             store_path(s, p, sizeof(p), "meta/%s", name);

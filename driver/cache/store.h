@@ -67,8 +67,6 @@ unsigned store_refs(const struct store *s, const char *cid);
 int store_make_room(struct store *s, uint64_t need, const char *what, struct wc_error *e);
 /* Bytes held by ready copies that nothing references (could be evicted). */
 uint64_t store_evictable_bytes(struct store *s);
-/* Removes one unreferenced, unpinned copy now (warmcachectl evict). */
-int store_evict(struct store *s, const char *cid, struct wc_error *e);
 
 /* Re-verifies a ready copy against its metadata (file count and bytes on
  * disk): 0 when it matches, -EBADMSG with what differs, -ENOENT if gone. */
