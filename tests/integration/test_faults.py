@@ -66,7 +66,9 @@ def test_sigterm_with_no_grace_cancels_the_call_and_still_exits_0(work, big):
     assert not mounts_under(work / "s")
 
 
-def test_kill_9_mid_fill_leaves_nothing_partial_visible_and_resumes(work, big):
+def kill_9_mid_fill(work, big):
+    """Starts a plugin, starts filling `big`, and kills the plugin with
+    SIGKILL once at least 8 shards are whole. Returns (driver, volume)."""
     d = Driver(work).start()
     vol = d.create("big", f"file://{big}")
     call = d.ctl_async("stage", "-f", vol, work / "s")
@@ -75,6 +77,11 @@ def test_kill_9_mid_fill_leaves_nothing_partial_visible_and_resumes(work, big):
     d.proc.wait()
     call.wait(timeout=10)
     d.proc = None
+    return d, vol
+
+
+def test_kill_9_mid_fill_leaves_nothing_partial_visible_and_resumes(work, big):
+    d, vol = kill_9_mid_fill(work, big)
     # what a crash leaves: no copy, only whole files in the partial dir
     assert [p for p in (d.store / "content").iterdir() if not p.name.endswith(".partial")] == []
     part = partial_dir(d.store)
@@ -111,14 +118,7 @@ def test_restart_keeps_existing_mounts_working(work, model):
 
 
 def test_restart_resumes_an_interrupted_fill_by_itself(work, big):
-    d = Driver(work).start()
-    vol = d.create("big", f"file://{big}")
-    call = d.ctl_async("stage", "-f", vol, work / "s")
-    assert wait_for(lambda: partial_dir(d.store) is not None and len(list(partial_dir(d.store).iterdir())) >= 8)
-    d.proc.kill()
-    d.proc.wait()
-    call.wait(timeout=10)
-    d.proc = None
+    d, vol = kill_9_mid_fill(work, big)
     d2 = Driver(work).start()
     # no call yet: the plugin picks the fill up from its journal
     assert wait_for(lambda: any(p.is_dir() and not p.name.endswith(".partial")
