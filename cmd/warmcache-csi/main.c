@@ -32,6 +32,8 @@ static void usage(FILE *f)
             "  --fill-wait=SECONDS               node: wait this long for a fill, then ABORTED with progress (default 100)\n"
             "  --evict-high=PERCENT              node: evict unused copies when a fill would take the store above (default 80)\n"
             "  --evict-low=PERCENT               node: ... down to this (default 70)\n"
+            "  --s3-connections=N                node: requests in flight per S3 fill (default 64)\n"
+            "  --part-size=MIB                   node: bytes per request of a fill, in MiB (default 8)\n"
             "  --max-calls=N                     concurrent calls (default 64)\n"
             "  --shutdown-grace=SECONDS          time given to in-flight calls on SIGTERM (default 30)\n"
             "  --log-level=debug|info|warn|error (default info)\n"
@@ -64,7 +66,8 @@ int main(int argc, char **argv)
         {"shutdown-grace", required_argument, NULL, 'g'}, {"log-level", required_argument, NULL, 'l'},
         {"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'h'},
         {"fill-wait", required_argument, NULL, 'w'}, {"evict-high", required_argument, NULL, 'H'},
-        {"evict-low", required_argument, NULL, 'L'},
+        {"evict-low", required_argument, NULL, 'L'}, {"s3-connections", required_argument, NULL, 'C'},
+        {"part-size", required_argument, NULL, 'P'},
         {"store-mode", required_argument, NULL, 'M'}, {"store-device", required_argument, NULL, 'D'},
         {"disk-glob", required_argument, NULL, 'G'}, {"adopt", required_argument, NULL, 'A'},
         {"raid-array", required_argument, NULL, 'R'}, {"force-format", no_argument, NULL, 'F'},
@@ -128,6 +131,20 @@ int main(int argc, char **argv)
                         o == 'w' ? "fill-wait" : o == 'H' ? "evict-high" : "evict-low", optarg);
                 return 2;
             }
+            break;
+        }
+        case 'C':
+        case 'P': {
+            int v;
+            if (parse_int(optarg, 1, o == 'C' ? 1024 : 256, &v) < 0) {
+                fprintf(stderr, "warmcache-csi: --%s wants a number from 1 to %d\n",
+                        o == 'C' ? "s3-connections" : "part-size", o == 'C' ? 1024 : 256);
+                return 2;
+            }
+            if (o == 'C')
+                cfg.s3_connections = (unsigned)v;
+            else
+                cfg.part_size = (uint64_t)v << 20;
             break;
         }
         case 'V': printf("warmcache-csi %s (%s)\n", WC_VERSION, DRIVER_NAME); return 0;

@@ -138,11 +138,7 @@ static void *job_thread(void *arg)
     if (r == -ESTALE && j->resume && j->cid[0]) {
         /* the source moved on: this partial copy can never finish (other
          * failures, such as missing credentials, keep it for the next call) */
-        char p[PATH_MAX];
-        store_path(f->store, p, sizeof(p), "content/%s.partial", j->cid);
-        fs_rm_rf(p);
-        store_path(f->store, p, sizeof(p), "meta/%s.fill.json", j->cid);
-        unlink(p);
+        store_drop_partial(f->store, j->cid);
         log_json(LOG_WARN, "dropped a partial copy that cannot be resumed",
                  json_pack("{s:s, s:s}", "source", j->source, "error", e.msg));
     }
@@ -176,7 +172,8 @@ static struct fill_job *start_job_locked(struct fills *f, const struct fill_requ
                         rq->opts.secret_access_key, rq->opts.session_token};
     for (int i = 0; i < 6; i++)
         j->opt[i] = o[i] ? strdup(o[i]) : NULL;
-    j->opts = (struct source_options){j->opt[0], j->opt[1], j->opt[2], j->opt[3], j->opt[4], j->opt[5]};
+    j->opts = (struct source_options){j->opt[0], j->opt[1], j->opt[2], j->opt[3], j->opt[4], j->opt[5],
+                                      f->connections};
     j->pinned_objects = rq->pinned_objects;
     j->pinned_bytes = rq->pinned_bytes;
     j->state = FILL_LISTING;

@@ -42,6 +42,7 @@ struct fills {
     atomic_int stopping;
     int running_threads;
     _Atomic uint64_t fetched_total; /* bytes written into the store by fills */
+    unsigned connections;       /* per fill (--s3-connections); 0: the source default */
 };
 
 void fills_init(struct fills *f, struct store *s);

@@ -2,10 +2,13 @@
  * A source is where a copy's bytes come from, behind a small vtable (curl
  * style) so that file://, s3:// and test fakes share one fill path.
  *
- * list() returns a finalized listing; fetch() writes one object's bytes into
- * an already-opened, already-sized file, adds them to p->bytes_done as they
- * land (so a 10 GiB file shows progress), and must fail with -ESTALE when the
- * object no longer matches the listing (the copy would mix versions).
+ * list() returns a finalized listing. transfer() fetches the parts the store
+ * asks for (byte ranges of listed objects, in the sink) in any order and with
+ * any parallelism: it writes each part with pwrite at its offset into the fd
+ * the sink gives, calls done() when the part is whole, and adds bytes to
+ * p->bytes_done as they land (so a 10 GiB file shows progress). It must fail
+ * with -ESTALE when an object no longer matches the listing (the copy would
+ * mix versions).
  */
 #pragma once
 
@@ -19,8 +22,23 @@ struct fill_progress {
     _Atomic uint64_t bytes_done;    /* in the copy so far, resumed bytes included */
     _Atomic uint64_t files_done;
     _Atomic uint64_t bytes_resumed; /* found whole from an earlier, interrupted fill */
+    _Atomic uint64_t retries;       /* requests tried again (SlowDown, resets, ...) */
     uint64_t bytes_total;
     uint64_t files_total;
+};
+
+/* One byte range of one listed object. */
+struct fill_part {
+    size_t file;          /* index in the listing */
+    uint64_t off, len;
+};
+
+/* The store's side of a fill (fill.c); fd() and done() are thread-safe. */
+struct fill_sink {
+    const struct fill_part *parts;
+    size_t n;
+    int (*fd)(struct fill_sink *k, size_t part, struct wc_error *e);   /* write part here */
+    int (*done)(struct fill_sink *k, size_t part, struct wc_error *e); /* all of part is written */
 };
 
 struct source;
@@ -28,8 +46,8 @@ struct source;
 struct source_ops {
     const char *scheme;
     int (*list)(struct source *s, struct listing *ret, struct wc_error *e);
-    int (*fetch)(struct source *s, const struct listing_entry *ent, int fd,
-                 const atomic_int *cancel, struct fill_progress *p, struct wc_error *e);
+    int (*transfer)(struct source *s, const struct listing *l, struct fill_sink *k, const atomic_int *cancel,
+                    struct fill_progress *p, struct wc_error *e);
     void (*free)(struct source *s);
 };
 
@@ -44,6 +62,7 @@ struct source {
 struct source_options {
     const char *region, *endpoint, *addressing;
     const char *access_key_id, *secret_access_key, *session_token;
+    unsigned connections;   /* parallel requests of one fill; 0: the default */
 };
 
 /* Checks the URL's form without touching the network or the disk. */

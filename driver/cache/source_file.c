@@ -154,25 +154,25 @@ static int same_version(const struct listing_entry *ent, const struct stat *st)
     return (uint64_t)st->st_size == ent->size && streq(etag_of(st, tag, sizeof(tag)), ent->etag);
 }
 
-static int copy_plain(int in, int out, uint64_t size, const atomic_int *cancel, struct fill_progress *p)
+static int copy_plain(int in, int out, uint64_t off, uint64_t len, const atomic_int *cancel, struct fill_progress *p)
 {
     _cleanup_free_ char *buf = malloc(1 << 20);
     if (!buf)
         return -ENOMEM;
-    uint64_t done = 0;
-    while (done < size) {
+    for (uint64_t done = 0; done < len;) {
         if (cancel && atomic_load(cancel))
             return -ECANCELED;
-        ssize_t n = RETRY_EINTR(read(in, buf, 1 << 20));
+        size_t want = len - done > (1 << 20) ? (1 << 20) : (size_t)(len - done);
+        ssize_t n = RETRY_EINTR(pread(in, buf, want, (off_t)(off + done)));
         if (n < 0)
             return -errno;
         if (n == 0)
             return -ESTALE;
-        for (ssize_t off = 0; off < n;) {
-            ssize_t w = RETRY_EINTR(write(out, buf + off, (size_t)(n - off)));
-            if (w < 0)
+        for (ssize_t w = 0; w < n;) {
+            ssize_t k = RETRY_EINTR(pwrite(out, buf + w, (size_t)(n - w), (off_t)(off + done) + w));
+            if (k < 0)
                 return -errno;
-            off += w;
+            w += k;
         }
         done += (uint64_t)n;
         if (p)
@@ -181,16 +181,17 @@ static int copy_plain(int in, int out, uint64_t size, const atomic_int *cancel, 
     return 0;
 }
 
-static int copy_fd(int in, int out, uint64_t size, const atomic_int *cancel, struct fill_progress *p)
+/* Copies [off, off+len) of in to the same offsets of out, in the kernel when it can. */
+static int copy_range(int in, int out, uint64_t off, uint64_t len, const atomic_int *cancel, struct fill_progress *p)
 {
-    uint64_t done = 0;
-    while (done < size) {
+    loff_t oin = (loff_t)off, oout = (loff_t)off;
+    for (uint64_t done = 0; done < len;) {
         if (cancel && atomic_load(cancel))
             return -ECANCELED;
-        size_t want = size - done > COPY_CHUNK ? COPY_CHUNK : (size_t)(size - done);
-        ssize_t n = RETRY_EINTR(copy_file_range(in, NULL, out, NULL, want, 0));
+        size_t want = len - done > COPY_CHUNK ? COPY_CHUNK : (size_t)(len - done);
+        ssize_t n = RETRY_EINTR(copy_file_range(in, &oin, out, &oout, want, 0));
         if (n < 0 && done == 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP))
-            return copy_plain(in, out, size, cancel, p);
+            return copy_plain(in, out, off, len, cancel, p);
         if (n < 0)
             return -errno;
         if (n == 0)
@@ -202,31 +203,75 @@ static int copy_fd(int in, int out, uint64_t size, const atomic_int *cancel, str
     return 0;
 }
 
-static int file_fetch(struct source *s, const struct listing_entry *ent, int fd,
-                      const atomic_int *cancel, struct fill_progress *p, struct wc_error *e)
+/* Opens a listed file, as long as it is still the listed version. */
+static int open_listed(struct source *s, const struct listing_entry *ent, struct wc_error *e)
 {
     struct file_source *fs = (struct file_source *)s;
     char path[PATH_MAX], q[512];
     pathkey_quote(ent->key, strlen(ent->key), q, sizeof(q));
     if (snprintf(path, sizeof(path), "%s/%s", fs->root, ent->key) >= (int)sizeof(path))
         return wc_err(e, -ENAMETOOLONG, "%s%s: path too long", s->url, q);
-    _cleanup_close_ int in = open(path, O_RDONLY | O_CLOEXEC);
+    int in = open(path, O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return wc_err_errno(e, errno == ENOENT ? -ESTALE : -errno, "reading %s%s", s->url, q);
-    struct stat before, after;
-    if (fstat(in, &before) < 0)
-        return wc_err_errno(e, -errno, "reading %s%s", s->url, q);
-    if (!S_ISREG(before.st_mode) || !same_version(ent, &before))
+    /* what was opened, not what was listed: a symlink swapped since the
+     * listing must not pull a file from outside the source into a pod */
+    char fdp[64], real[PATH_MAX];
+    snprintf(fdp, sizeof(fdp), "/proc/self/fd/%d", in);
+    ssize_t n = readlink(fdp, real, sizeof(real) - 1);
+    size_t rl = strlen(fs->root_real);
+    if (n > 0)
+        real[n] = '\0';
+    if (n <= 0 || strncmp(real, fs->root_real, rl) != 0 || (real[rl] != '/' && !streq(fs->root_real, "/"))) {
+        close(in);
+        return wc_err(e, -ESTALE, "%s%s now resolves outside the source directory", s->url, q);
+    }
+    struct stat st;
+    if (fstat(in, &st) < 0 || !S_ISREG(st.st_mode) || !same_version(ent, &st)) {
+        close(in);
         return wc_err(e, -ESTALE, "%s%s changed since the source was listed", s->url, q);
-    int r = copy_fd(in, fd, ent->size, cancel, p);
-    if (r == -ECANCELED)
-        return wc_err(e, r, "fill cancelled");
-    if (r == -ESTALE)
-        return wc_err(e, r, "%s%s changed while it was being copied", s->url, q);
-    if (r < 0)
-        return wc_err_errno(e, r, "copying %s%s", s->url, q);
-    if (fstat(in, &after) < 0 || !same_version(ent, &after))
-        return wc_err(e, -ESTALE, "%s%s changed while it was being copied", s->url, q);
+    }
+    return in;
+}
+
+/* Parts one after another: a local or shared file system gives its speed to
+ * one reader in the kernel (copy_file_range) about as well as to many. */
+static int file_transfer(struct source *s, const struct listing *l, struct fill_sink *k, const atomic_int *cancel,
+                         struct fill_progress *p, struct wc_error *e)
+{
+    _cleanup_close_ int in = -1;
+    size_t in_file = SIZE_MAX;
+    for (size_t i = 0; i < k->n; i++) {
+        const struct fill_part *pt = &k->parts[i];
+        const struct listing_entry *ent = &l->v[pt->file];
+        if (cancel && atomic_load(cancel))
+            return wc_err(e, -ECANCELED, "fill cancelled");
+        if (pt->file != in_file) {
+            if (in >= 0)
+                close(in);
+            in_file = SIZE_MAX;
+            if ((in = open_listed(s, ent, e)) < 0)
+                return in;
+            in_file = pt->file;
+        }
+        int out = k->fd(k, i, e);
+        if (out < 0)
+            return out;
+        char q[512];
+        pathkey_quote(ent->key, strlen(ent->key), q, sizeof(q));
+        int r = copy_range(in, out, pt->off, pt->len, cancel, p);
+        struct stat st;
+        if (r == 0 && (fstat(in, &st) < 0 || !same_version(ent, &st)))
+            r = -ESTALE;
+        if (r == -ECANCELED)
+            return wc_err(e, r, "fill cancelled");
+        if (r == -ESTALE)
+            return wc_err(e, r, "%s%s changed while it was being copied", s->url, q);
+        if (r < 0)
+            return wc_err_errno(e, r, "copying %s%s", s->url, q);
+        if ((r = k->done(k, i, e)) < 0)
+            return r;
+    }
     return 0;
 }
 
@@ -243,7 +288,7 @@ static void file_free(struct source *s)
 static const struct source_ops file_ops = {
     .scheme = "file",
     .list = file_list,
-    .fetch = file_fetch,
+    .transfer = file_transfer,
     .free = file_free,
 };
 

@@ -1,11 +1,8 @@
 /*
- * s3:// source: lists with ListObjectsV2 and fetches each object in ranged
- * GETs of PART_SIZE with If-Match on the listed ETag, so an object replaced
- * mid-fill is caught (-ESTALE) instead of copied half old, half new.
- *
- * This first version fetches parts one after another on one connection; the
- * parallel engine (curl multi, many connections, small objects batched) is
- * the next step, and the fill path does not change for it.
+ * s3:// source: lists with ListObjectsV2 and fetches the store's parts with
+ * the parallel engine (s3/transfer.c), each a ranged GET with If-Match on the
+ * listed ETag, so an object replaced mid-fill is caught (-ESTALE) instead of
+ * copied half old, half new.
  */
 #include "cache/source.h"
 #include "base/macros.h"
@@ -14,11 +11,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#define PART_SIZE (8ull << 20)
+/* In flight at once per fill: at 60-90 MB/s per S3 connection, 64 reach
+ * the 40 Gbit/s of a large GPU instance's network for one volume. */
+#define S3_CONNECTIONS 64
 
 struct s3_source {
     struct source base;
     struct s3_client *client;
+    unsigned connections;
 };
 
 static int add_entry(void *ctx, const char *key, size_t len, uint64_t size, const char *etag)
@@ -37,17 +37,41 @@ static int s3src_list(struct source *s, struct listing *ret, struct wc_error *e)
     return r;
 }
 
-static int s3src_fetch(struct source *s, const struct listing_entry *ent, int fd, const atomic_int *cancel,
-                       struct fill_progress *p, struct wc_error *e)
+struct xfer {
+    const struct listing *l;
+    struct fill_sink *k;
+};
+
+static void xfer_part(void *ctx, size_t i, struct s3_part *ret)
+{
+    struct xfer *x = ctx;
+    const struct fill_part *p = &x->k->parts[i];
+    const struct listing_entry *ent = &x->l->v[p->file];
+    *ret = (struct s3_part){ent->key, ent->etag, p->off, p->len, ent->size};
+}
+
+static int xfer_fd(void *ctx, size_t i, struct wc_error *e)
+{
+    struct xfer *x = ctx;
+    return x->k->fd(x->k, i, e);
+}
+
+static int xfer_done(void *ctx, size_t i, struct wc_error *e)
+{
+    struct xfer *x = ctx;
+    return x->k->done(x->k, i, e);
+}
+
+static int s3src_transfer(struct source *s, const struct listing *l, struct fill_sink *k, const atomic_int *cancel,
+                          struct fill_progress *p, struct wc_error *e)
 {
     struct s3_source *ss = (struct s3_source *)s;
-    for (uint64_t off = 0; off < ent->size; off += PART_SIZE) {
-        uint64_t len = ent->size - off < PART_SIZE ? ent->size - off : PART_SIZE;
-        int r = s3_get_range(ss->client, ent->key, ent->etag, off, len, fd, p ? &p->bytes_done : NULL, cancel, e);
-        if (r < 0)
-            return r;
-    }
-    return 0;
+    struct xfer x = {l, k};
+    struct s3_transfer t = {
+        .n = k->n, .ctx = &x, .part = xfer_part, .fd = xfer_fd, .done = xfer_done,
+        .connections = ss->connections, .progress = &p->bytes_done, .retries = &p->retries, .cancel = cancel,
+    };
+    return s3_transfer_run(ss->client, &t, e);
 }
 
 static void s3src_free(struct source *s)
@@ -65,7 +89,7 @@ static void s3src_free(struct source *s)
 static const struct source_ops s3_ops = {
     .scheme = "s3",
     .list = s3src_list,
-    .fetch = s3src_fetch,
+    .transfer = s3src_transfer,
     .free = s3src_free,
 };
 
@@ -86,6 +110,7 @@ int source_s3_open(const char *url, const struct source_options *opt, struct sou
         return r;
     }
     ss->base.ops = &s3_ops;
+    ss->connections = opt && opt->connections ? opt->connections : S3_CONNECTIONS;
     ss->base.url = strdup(s3_client_url(ss->client));
     ss->base.identity = strdup(s3_client_identity(ss->client));
     if (opt) {

@@ -1,5 +1,6 @@
 /* See store.h for the layout and the crash-safety argument. */
 #include "cache/store.h"
+#include "cache/fill.h"
 #include "base/fsutil.h"
 #include "base/log.h"
 #include "base/macros.h"
@@ -17,6 +18,20 @@
 #include <time.h>
 
 static void bag_free(struct strbag *b);
+
+/* If name is "<content id><suffix>", copies the id into cid and returns 1. */
+static int cid_of(const char *name, const char *suffix, char cid[CONTENT_ID_LEN + 1])
+{
+    size_t len = strlen(name), sl = strlen(suffix);
+    if (len != CONTENT_ID_LEN + sl || strcmp(name + CONTENT_ID_LEN, suffix) != 0)
+        return 0;
+    for (size_t i = 0; i < CONTENT_ID_LEN; i++)
+        if (!strchr("0123456789abcdef", name[i]))
+            return 0;
+    memcpy(cid, name, CONTENT_ID_LEN);
+    cid[CONTENT_ID_LEN] = '\0';
+    return 1;
+}
 
 static const char *const subdirs[] = {"content", "tmp", "meta", "volumes", "overlays"};
 
@@ -54,15 +69,19 @@ int store_open(const char *root, struct store **ret, struct wc_error *e)
             return wc_err_errno(e, r, "store: cannot create %s", p);
         }
     }
-    /* Leftovers of a killed fill's in-flight file: never part of a copy. */
+    /* tmp/ keeps the written parts of journaled fills (they resume); the
+     * rest is debris of a crash: evicted or damaged copies on their way out. */
     store_path(s, p, sizeof(p), "tmp");
     DIR *d = opendir(p);
     if (d) {
         struct dirent *de;
         while ((de = readdir(d))) {
+            char sub[PATH_MAX], cid[CONTENT_ID_LEN + 1];
             if (de->d_name[0] == '.')
                 continue;
-            char sub[PATH_MAX];
+            if (cid_of(de->d_name, "", cid) && store_path(s, sub, sizeof(sub), "meta/%s.fill.json", cid) == 0 &&
+                access(sub, F_OK) == 0)
+                continue;
             store_path(s, sub, sizeof(sub), "tmp/%s", de->d_name);
             fs_rm_rf(sub);
         }
@@ -167,81 +186,12 @@ void store_unpin(struct store *s, const char *cid)
     pthread_mutex_unlock(&s->lock);
 }
 
+void store_set_part_size(struct store *s, uint64_t bytes) { s->part_size = bytes; }
+
 void store_set_watermarks(struct store *s, int high_pct, int low_pct)
 {
     s->high_pct = high_pct;
     s->low_pct = low_pct < high_pct ? low_pct : high_pct;
-}
-
-/* mkdir -p for the parents of key under base; keys are validated, so no
- * component is "." or "..", and the tree under base is only ever ours. */
-static int make_parents(const char *base, const char *key)
-{
-    char p[PATH_MAX];
-    if (snprintf(p, sizeof(p), "%s/%s", base, key) >= (int)sizeof(p))
-        return -ENAMETOOLONG;
-    char *slash = strrchr(p, '/');
-    *slash = '\0';
-    return fs_mkdir_p(p, 0755);
-}
-
-static int fsync_dir_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)ftw;
-    return flag == FTW_D ? fs_fsync_path(path) : 0;
-}
-
-static int fill_one(struct store *s, struct source *src, const struct listing_entry *ent, size_t idx,
-                    const char *partial, const char *tmpdir, const atomic_int *cancel,
-                    struct fill_progress *p, struct wc_error *e)
-{
-    char dst[PATH_MAX], tmp[PATH_MAX];
-    if (snprintf(dst, sizeof(dst), "%s/%s", partial, ent->key) >= (int)sizeof(dst) ||
-        snprintf(tmp, sizeof(tmp), "%s/%zu", tmpdir, idx) >= (int)sizeof(tmp))
-        return wc_err(e, -ENAMETOOLONG, "path of %s is too long for the store", ent->key);
-    struct stat st;
-    if (lstat(dst, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == ent->size) {
-        /* renamed in only after fsync: a file here is whole (resume) */
-        atomic_fetch_add(&p->bytes_done, ent->size);
-        atomic_fetch_add(&p->bytes_resumed, ent->size);
-        atomic_fetch_add(&p->files_done, 1);
-        return 0;
-    }
-    int r = make_parents(partial, ent->key);
-    if (r < 0)
-        return wc_err_errno(e, r, "store: creating the directory of %s", ent->key);
-    unlink(tmp);
-    _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0)
-        return wc_err_errno(e, -errno, "store: creating %s", tmp);
-    if (ent->size > 0 && fallocate(fd, 0, 0, (off_t)ent->size) < 0 && errno != EOPNOTSUPP) {
-        r = -errno;
-        unlink(tmp);
-        if (r == -ENOSPC)
-            return wc_err(e, r, "the node store %s is full: %s needs %llu bytes", s->root, ent->key,
-                          (unsigned long long)ent->size);
-        return wc_err_errno(e, r, "store: reserving space for %s", ent->key);
-    }
-    uint64_t before = atomic_load(&p->bytes_done);
-    r = src->ops->fetch(src, ent, fd, cancel, p, e);
-    if (r == 0 && fchmod(fd, 0644) < 0)
-        r = wc_err_errno(e, -errno, "store: chmod %s", tmp);
-    if (r == 0 && (fstat(fd, &st) < 0 || (uint64_t)st.st_size != ent->size))
-        r = wc_err(e, -EIO, "%s: wrote %lld bytes, the listing says %llu", ent->key,
-                   (long long)st.st_size, (unsigned long long)ent->size);
-    if (r == 0 && fsync(fd) < 0)
-        r = wc_err_errno(e, -errno, "store: fsync %s", ent->key);
-    if (r == 0 && rename(tmp, dst) < 0)
-        r = wc_err_errno(e, -errno, "store: placing %s", ent->key);
-    if (r < 0) {
-        unlink(tmp);
-        /* the bytes of a failed file will be fetched again: do not count them */
-        atomic_store(&p->bytes_done, before);
-        return r;
-    }
-    atomic_fetch_add(&p->files_done, 1);
-    return 0;
 }
 
 static int write_meta(struct store *s, struct source *src, const struct listing *l, const char *cid,
@@ -327,16 +277,8 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
     if ((r = write_journal(s, src, l, cid, e)) < 0)
         return r;
     double t0 = now_s();
-    for (size_t i = 0; i < l->n; i++) {
-        if (cancel && atomic_load(cancel))
-            return wc_err(e, -ECANCELED, "fill cancelled by the caller; it resumes on the next call");
-        r = fill_one(s, src, &l->v[i], i, partial, tmpdir, cancel, p, e);
-        if (r < 0)
-            return r;
-    }
-    /* Every directory entry made durable before the copy is published. */
-    if ((r = nftw(partial, fsync_dir_cb, 32, FTW_PHYS | FTW_MOUNT)) != 0)
-        return wc_err(e, -EIO, "store: fsync of the copy's directories failed");
+    if ((r = fill_transfer(s, src, l, partial, tmpdir, s->part_size, cancel, p, e)) < 0)
+        return r;
     uint64_t fetched = atomic_load(&p->bytes_done) - atomic_load(&p->bytes_resumed);
     if ((r = write_meta(s, src, l, cid, now_s() - t0, fetched, e)) < 0)
         return r;
@@ -375,6 +317,17 @@ int store_fill(struct store *s, struct source *src, const struct listing *l, con
     return r;
 }
 
+void store_drop_partial(struct store *s, const char *cid)
+{
+    char p[PATH_MAX];
+    store_path(s, p, sizeof(p), "content/%s.partial", cid);
+    fs_rm_rf(p);
+    store_path(s, p, sizeof(p), "tmp/%s", cid);
+    fs_rm_rf(p);
+    store_path(s, p, sizeof(p), "meta/%s.fill.json", cid);
+    unlink(p);
+}
+
 json_t *store_meta(const struct store *s, const char *cid)
 {
     char p[PATH_MAX];
@@ -393,20 +346,6 @@ void store_touch(const struct store *s, const char *cid)
     char p[PATH_MAX];
     if (txt && store_path(s, p, sizeof(p), "meta/%s.json", cid) == 0)
         fs_write_atomic(p, txt, strlen(txt), 0644);
-}
-
-/* If name is "<content id><suffix>", copies the id into cid and returns 1. */
-static int cid_of(const char *name, const char *suffix, char cid[CONTENT_ID_LEN + 1])
-{
-    size_t len = strlen(name), sl = strlen(suffix);
-    if (len != CONTENT_ID_LEN + sl || strcmp(name + CONTENT_ID_LEN, suffix) != 0)
-        return 0;
-    for (size_t i = 0; i < CONTENT_ID_LEN; i++)
-        if (!strchr("0123456789abcdef", name[i]))
-            return 0;
-    memcpy(cid, name, CONTENT_ID_LEN);
-    cid[CONTENT_ID_LEN] = '\0';
-    return 1;
 }
 
 json_t *store_list(const struct store *s)

@@ -3,13 +3,15 @@
  *
  *   content/<cid>/          a complete, verified, immutable copy
  *   content/<cid>.partial/  a fill in progress: only complete files appear here
- *   tmp/<cid>/<n>           the file being written now (never visible to pods)
+ *   tmp/<cid>/<n>           files being written now, in parts (never visible to pods)
+ *   tmp/<cid>/parts         the part journal: which parts of them are written
  *   meta/<cid>.json         what the copy is: source, digest, bytes, files, times
  *   volumes/                node volume records (csi/node.c)
  *   overlays/               upper/work dirs of writable publishes
  *
- * A file reaches content/<cid>.partial/ only by rename after fsync, so a
- * killed fill leaves whole files there and resumes by skipping them. The copy
+ * A file reaches content/<cid>.partial/ only by rename after a sync, so a
+ * killed fill leaves whole files there and resumes by skipping them, and
+ * skips the journaled parts of the others (fill.c). The copy
  * becomes visible by one rename of the partial directory after every file and
  * directory is fsynced and the metadata is written.
  *
@@ -37,6 +39,7 @@ struct strbag {              /* a small multiset of strings */
 struct store {
     char *root;
     int high_pct, low_pct;   /* eviction watermarks, percent of the store used */
+    uint64_t part_size;      /* bytes per request of a fill; 0: FILL_PART_SIZE */
     pthread_mutex_t lock;    /* guards busy and pins */
     pthread_cond_t cond;
     struct strbag busy;      /* content ids being filled now */
@@ -45,6 +48,7 @@ struct store {
 
 int store_open(const char *root, struct store **ret, struct wc_error *e);
 void store_set_watermarks(struct store *s, int high_pct, int low_pct);
+void store_set_part_size(struct store *s, uint64_t bytes);
 void store_free(struct store *s);
 
 /* Path of a store subdirectory or file: store_path(s, buf, n, "content/%s", cid). */
@@ -56,6 +60,10 @@ int store_content_ready(const struct store *s, const char *cid);
  * Waits if another thread fills the same content. Returns 0 when ready. */
 int store_fill(struct store *s, struct source *src, const struct listing *l, const char *cid,
                const atomic_int *cancel, struct fill_progress *p, struct wc_error *e);
+
+/* Forgets a fill that can never finish (its source changed): the partial
+ * copy, its written parts and its journal. */
+void store_drop_partial(struct store *s, const char *cid);
 
 /* A pinned copy is never evicted; pin before using a copy, unpin after. */
 void store_pin(struct store *s, const char *cid);

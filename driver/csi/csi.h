@@ -31,6 +31,8 @@ struct csi_config {
     const char *state_dir;   /* controller: volume registry (optional) */
     int fill_wait_s;         /* node: how long a call waits for a fill before ABORTED */
     int high_pct, low_pct;   /* node: eviction watermarks */
+    unsigned s3_connections; /* node: per S3 fill; 0: the default */
+    uint64_t part_size;      /* node: bytes per request; 0: the default */
 };
 
 struct csi_ctx {

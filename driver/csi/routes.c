@@ -57,7 +57,9 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
             (r = store_open(root, &c->store, e)) < 0)
             return r;
         store_set_watermarks(c->store, cfg->high_pct, cfg->low_pct);
+        store_set_part_size(c->store, cfg->part_size);
         fills_init(&c->fills, c->store);
+        c->fills.connections = cfg->s3_connections;
         c->fill_wait_ms = cfg->fill_wait_s * 1000;
         json_t *rec _cleanup_json_ = store_reconcile(c->store);
         log_json(LOG_INFO, "store reconciled", json_incref(rec));

@@ -1,5 +1,6 @@
 /* See client.h. One curl easy handle per client, reused (keep-alive). */
 #include "s3/client.h"
+#include "s3/internal.h"
 #include "base/macros.h"
 #include "base/pathkey.h"
 #include "s3/sigv4.h"
@@ -17,20 +18,6 @@
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define LIST_BODY_MAX (16u << 20)
 #define ERROR_BODY_MAX (64u << 10)
-#define RETRIES 6
-
-struct s3_client {
-    CURL *curl;
-    char bucket[64];
-    char prefix[PATHKEY_MAX + 2];
-    char url[PATHKEY_MAX + 80];
-    char identity[PATHKEY_MAX + 400];
-    char region[64];
-    char endpoint[256];   /* scheme://host[:port], no trailing slash */
-    char host[256];       /* the Host header value */
-    int path_style;
-    char *akid, *secret, *token;
-};
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
@@ -151,18 +138,6 @@ const char *s3_client_identity(const struct s3_client *c) { return c->identity; 
 
 /* ---- one request ----------------------------------------------------------- */
 
-struct sink {
-    /* list or error body into memory, object bytes into fd at an offset */
-    char *buf;
-    size_t n, cap, max;
-    int fd;
-    uint64_t off, written, want;
-    _Atomic uint64_t *progress;
-    const atomic_int *cancel;
-    int io_error;
-    long status;
-};
-
 static size_t on_body(char *data, size_t sz, size_t nm, void *ud)
 {
     struct sink *s = ud;
@@ -233,111 +208,129 @@ static int s3_failure(struct s3_client *c, const char *op, const char *key, cons
     return wc_err(e, r, "%s", msg);
 }
 
-static void backoff(int attempt)
+unsigned s3_backoff_ms(int attempt)
 {
     unsigned ms = 100u << (attempt < 6 ? attempt : 6);
     if (ms > 5000)
         ms = 5000;
-    ms = ms / 2 + (unsigned)(rand() % (int)(ms / 2 + 1)); /* jitter */
-    usleep(ms * 1000);
+    return ms / 2 + (unsigned)(rand() % (int)(ms / 2 + 1)); /* jitter */
 }
 
-/* Sends one signed GET; retries transient failures. path_and_query: the
- * encoded path after the bucket part, and the encoded query or NULL. */
+int s3_req_build(struct s3_client *c, const char *path, const char *query, const char *range, const char *if_match,
+                 struct s3_req *rq, struct wc_error *e)
+{
+    rq->headers = NULL;
+    int w = snprintf(rq->url, sizeof(rq->url), "%s%s%s%s", c->endpoint, path, query ? "?" : "", query ? query : "");
+    if (w < 0 || (size_t)w >= sizeof(rq->url))
+        return wc_err(e, -ENAMETOOLONG, "request URL too long");
+    struct sigv4_header h[5] = {{"host", c->host}, {"x-amz-content-sha256", EMPTY_SHA256}};
+    size_t nh = 2;
+    if (range)
+        h[nh++] = (struct sigv4_header){"range", range};
+    if (if_match)
+        h[nh++] = (struct sigv4_header){"if-match", if_match};
+    struct sigv4_request sr = {"GET", path, query, h, nh, EMPTY_SHA256};
+    struct sigv4_credentials cr = {c->akid, c->secret, c->token};
+    struct sigv4_result sig;
+    int r = sigv4_sign(&sr, &cr, c->region, "s3", time(NULL), &sig, e);
+    if (r < 0)
+        return r;
+    char line[SIGV4_AUTH_MAX + 64];
+    struct curl_slist *hl = NULL;
+#define ADD(...) (snprintf(line, sizeof(line), __VA_ARGS__), hl = curl_slist_append(hl, line))
+    ADD("Authorization: %s", sig.authorization);
+    ADD("x-amz-date: %s", sig.amz_date);
+    ADD("x-amz-content-sha256: %s", EMPTY_SHA256);
+    if (c->token)
+        ADD("x-amz-security-token: %s", c->token);
+    if (range)
+        ADD("Range: %s", range);
+    if (if_match)
+        ADD("If-Match: %s", if_match);
+    ADD("Host: %s", c->host);
+#undef ADD
+    explicit_bzero(line, sizeof(line));
+    sigv4_result_free(&sig);
+    rq->headers = hl;
+    return 0;
+}
+
+void s3_req_done(struct s3_req *rq)
+{
+    curl_slist_free_all(rq->headers); /* signatures and tokens only; they expire */
+    rq->headers = NULL;
+}
+
+void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s)
+{
+    curl_easy_reset(h);
+    curl_easy_setopt(h, CURLOPT_URL, rq->url);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, rq->headers);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, s);
+    curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(h, CURLOPT_HEADERDATA, s);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);  /* a stalled or slowloris body */
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L << 10);   /* fewer callbacks and pwrites per GiB */
+    s->n = 0;
+    s->written = 0;
+    s->io_error = 0;
+    s->status = 0;
+}
+
+int s3_outcome(struct s3_client *c, const char *op, const char *key, CURLcode cc, struct sink *s, struct wc_error *e)
+{
+    const char *k = key ? key : "";
+    if (s->io_error == EMSGSIZE)
+        return wc_err(e, -EIO, "%s on s3://%s/%s%s: the server sent more bytes than asked for", op, c->bucket,
+                      c->prefix, k);
+    if (s->io_error == ENOSPC)
+        return wc_err(e, -ENOSPC, "the node store is full while writing s3://%s/%s%s", c->bucket, c->prefix, k);
+    if (s->io_error && s->io_error != EFBIG)
+        return wc_err_errno(e, -s->io_error, "writing s3://%s/%s%s", c->bucket, c->prefix, k);
+    if (cc != CURLE_OK)
+        return wc_err(e, -EAGAIN, "%s on s3://%s/%s%s: cannot reach %s: %s", op, c->bucket, c->prefix, k,
+                      c->endpoint, curl_easy_strerror(cc));
+    if (s->status >= 200 && s->status < 300) {
+        if (s->fd >= 0 && s->written != s->want)
+            return wc_err(e, -EAGAIN, "%s on s3://%s/%s%s: got %" PRIu64 " of %" PRIu64 " bytes", op, c->bucket,
+                          c->prefix, k, s->written, s->want);
+        return 0;
+    }
+    return s3_failure(c, op, key, s, e);
+}
+
+/* Sends one signed GET; retries what a retry may cure. */
 static int request(struct s3_client *c, const char *op, const char *key, const char *path, const char *query,
                    const char *range, const char *if_match, struct sink *s, struct wc_error *e)
 {
-    char url[4096];
-    snprintf(url, sizeof(url), "%s%s%s%s", c->endpoint, path, query ? "?" : "", query ? query : "");
     int r = -EIO;
-    for (int attempt = 0; attempt < RETRIES; attempt++) {
+    for (int attempt = 0; attempt < S3_RETRIES; attempt++) {
         if (attempt)
-            backoff(attempt);
+            usleep(s3_backoff_ms(attempt) * 1000);
         if (s->cancel && atomic_load(s->cancel))
             return wc_err(e, -ECANCELED, "cancelled");
-        struct sigv4_header h[5] = {{"host", c->host}, {"x-amz-content-sha256", EMPTY_SHA256}};
-        size_t nh = 2;
-        if (range)
-            h[nh++] = (struct sigv4_header){"range", range};
-        if (if_match)
-            h[nh++] = (struct sigv4_header){"if-match", if_match};
-        struct sigv4_request rq = {"GET", path, query, h, nh, EMPTY_SHA256};
-        struct sigv4_credentials cr = {c->akid, c->secret, c->token};
-        struct sigv4_result sig;
-        if ((r = sigv4_sign(&rq, &cr, c->region, "s3", time(NULL), &sig, e)) < 0)
+        struct s3_req rq;
+        if ((r = s3_req_build(c, path, query, range, if_match, &rq, e)) < 0)
             return r;
-        struct curl_slist *hl = NULL;
-        char line[SIGV4_AUTH_MAX + 64];
-        snprintf(line, sizeof(line), "Authorization: %s", sig.authorization);
-        hl = curl_slist_append(hl, line);
-        snprintf(line, sizeof(line), "x-amz-date: %s", sig.amz_date);
-        hl = curl_slist_append(hl, line);
-        hl = curl_slist_append(hl, "x-amz-content-sha256: " EMPTY_SHA256);
-        if (c->token) {
-            snprintf(line, sizeof(line), "x-amz-security-token: %s", c->token);
-            hl = curl_slist_append(hl, line);
-        }
-        if (range) {
-            snprintf(line, sizeof(line), "Range: %s", range);
-            hl = curl_slist_append(hl, line);
-        }
-        if (if_match) {
-            snprintf(line, sizeof(line), "If-Match: %s", if_match);
-            hl = curl_slist_append(hl, line);
-        }
-        snprintf(line, sizeof(line), "Host: %s", c->host);
-        hl = curl_slist_append(hl, line);
-        sigv4_result_free(&sig);
-
-        CURL *h2 = c->curl;
-        curl_easy_reset(h2);
-        curl_easy_setopt(h2, CURLOPT_URL, url);
-        curl_easy_setopt(h2, CURLOPT_HTTPHEADER, hl);
-        curl_easy_setopt(h2, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(h2, CURLOPT_WRITEDATA, s);
-        curl_easy_setopt(h2, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(h2, CURLOPT_HEADERDATA, s);
-        curl_easy_setopt(h2, CURLOPT_CONNECTTIMEOUT, 10L);
-        curl_easy_setopt(h2, CURLOPT_LOW_SPEED_LIMIT, 1024L);  /* a stalled or slowloris body */
-        curl_easy_setopt(h2, CURLOPT_LOW_SPEED_TIME, 30L);
-        curl_easy_setopt(h2, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h2, CURLOPT_PROTOCOLS_STR, "http,https");
-        s->n = 0;
-        s->written = 0;
-        s->io_error = 0;
-        s->status = 0;
-        CURLcode cc = curl_easy_perform(h2);
-        curl_slist_free_all(hl);
+        s3_easy_setup(c->curl, &rq, s);
+        CURLcode cc = curl_easy_perform(c->curl);
+        s3_req_done(&rq);
         if (s->cancel && atomic_load(s->cancel))
             return wc_err(e, -ECANCELED, "cancelled");
-        if (s->io_error == EMSGSIZE)
-            return wc_err(e, -EIO, "%s on s3://%s/%s%s: the server sent more bytes than asked for", op, c->bucket,
-                          c->prefix, key ? key : "");
-        if (s->io_error && s->io_error != EFBIG)
-            return wc_err_errno(e, -s->io_error, "writing s3://%s/%s%s", c->bucket, c->prefix, key ? key : "");
-        if (cc != CURLE_OK) {
-            r = wc_err(e, -ECONNRESET, "%s on s3://%s/%s%s: cannot reach %s: %s", op, c->bucket, c->prefix,
-                       key ? key : "", c->endpoint, curl_easy_strerror(cc));
-            continue;
-        }
-        if (s->status >= 200 && s->status < 300) {
-            if (s->fd >= 0 && s->written != s->want) {
-                r = wc_err(e, -EAGAIN, "%s on s3://%s/%s%s: got %" PRIu64 " of %" PRIu64 " bytes", op, c->bucket,
-                           c->prefix, key ? key : "", s->written, s->want);
-                if (s->progress)
-                    atomic_fetch_sub(s->progress, s->written);
-                continue;
-            }
-            return 0;
-        }
-        r = s3_failure(c, op, key, s, e);
-        if (r != -EAGAIN)
+        if (s->progress && s->status >= 200 && s->status < 300 && s->written != s->want)
+            atomic_fetch_sub(s->progress, s->written);
+        if ((r = s3_outcome(c, op, key, cc, s, e)) != -EAGAIN)
             return r;
     }
-    return r == -EAGAIN || r == -ECONNRESET ? wc_err_prefix(e, "gave up after %d attempts: ", RETRIES) : r;
+    return wc_err_prefix(e, "gave up after %d attempts: ", S3_RETRIES);
 }
 
-static int bucket_path(struct s3_client *c, const char *key, char *out, size_t n)
+int s3_object_path(struct s3_client *c, const char *key, char *out, size_t n)
 {
     char enc[3 * (PATHKEY_MAX * 2 + 2) + 1];
     char full[PATHKEY_MAX * 2 + 2];
@@ -379,20 +372,6 @@ int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, struct wc_error *e)
         }
         memcpy(token, next, sizeof(token));
     }
-    free(s.buf);
-    return r;
-}
-
-int s3_get_range(struct s3_client *c, const char *key, const char *etag, uint64_t off, uint64_t len, int fd,
-                 _Atomic uint64_t *progress, const atomic_int *cancel, struct wc_error *e)
-{
-    char path[4 * (PATHKEY_MAX + 80)], range[64], match[160];
-    if (bucket_path(c, key, path, sizeof(path)) < 0)
-        return wc_err(e, -ENAMETOOLONG, "key too long");
-    snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, off, off + len - 1);
-    snprintf(match, sizeof(match), "\"%s\"", etag ? etag : "");
-    struct sink s = {.fd = fd, .off = off, .want = len, .progress = progress, .cancel = cancel};
-    int r = request(c, "s3:GetObject", key, path, NULL, range, etag && *etag ? match : NULL, &s, e);
     free(s.buf);
     return r;
 }

@@ -41,7 +41,28 @@ const char *s3_client_identity(const struct s3_client *c);
 /* Lists every object under the prefix, page by page. */
 int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, struct wc_error *e);
 
-/* GETs [off, off+len) of prefix+key, as long as its ETag is still etag, and
- * writes it at the same offset of fd; adds the bytes to *progress. */
-int s3_get_range(struct s3_client *c, const char *key, const char *etag, uint64_t off, uint64_t len, int fd,
-                 _Atomic uint64_t *progress, const atomic_int *cancel, struct wc_error *e);
+/* One byte range of one object under the prefix, for s3_transfer_run. */
+struct s3_part {
+    const char *key, *etag;   /* the listed key and ETag (If-Match) */
+    uint64_t off, len, size;  /* size: the whole object's, so a whole-object part needs no Range */
+};
+
+/* Many parts at once on one curl multi handle: up to `connections`
+ * requests in flight on kept-alive connections, each part's bytes written
+ * with pwrite at its offset as they arrive. A part that fails in a way a
+ * retry may cure (503 SlowDown, 5xx, a reset, a short body) is retried after
+ * a capped, jittered backoff while the others go on; anything else, or a part
+ * failing S3_RETRIES times, stops the whole transfer with that part's error. */
+struct s3_transfer {
+    size_t n;                                                 /* parts */
+    void *ctx;
+    void (*part)(void *ctx, size_t i, struct s3_part *ret);
+    int (*fd)(void *ctx, size_t i, struct wc_error *e);       /* where part i goes */
+    int (*done)(void *ctx, size_t i, struct wc_error *e);     /* part i is all written */
+    unsigned connections;
+    _Atomic uint64_t *progress;                               /* bytes written (a retried part's are taken back) */
+    _Atomic uint64_t *retries;                                /* optional: retried requests */
+    const atomic_int *cancel;
+};
+
+int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_error *e);

@@ -1,0 +1,62 @@
+/*
+ * Shared by client.c (one request at a time: listing) and transfer.c (the
+ * parallel engine): how a signed request is built, how a response lands, and
+ * how its outcome is judged. Not part of the S3 API of the rest of warmcache.
+ */
+#pragma once
+
+#include <curl/curl.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "base/error.h"
+#include "base/pathkey.h"
+#include "s3/client.h"
+
+#define S3_RETRIES 6
+
+struct s3_client {
+    CURL *curl;
+    char bucket[64];
+    char prefix[PATHKEY_MAX + 2];
+    char url[PATHKEY_MAX + 80];
+    char identity[PATHKEY_MAX + 400];
+    char region[64];
+    char endpoint[256];   /* scheme://host[:port], no trailing slash */
+    char host[256];       /* the Host header value */
+    int path_style;
+    char *akid, *secret, *token;
+};
+
+/* Where a response goes: a list or error body into memory, object bytes
+ * into fd at an offset (only for a 2xx; an error body is always kept). */
+struct sink {
+    char *buf;
+    size_t n, cap, max;
+    int fd;
+    uint64_t off, written, want;
+    _Atomic uint64_t *progress;
+    const atomic_int *cancel;
+    int io_error;
+    long status;
+};
+
+/* A signed request ready for curl. */
+struct s3_req {
+    char url[4096];
+    struct curl_slist *headers;
+};
+
+/* Signs GET path?query (both encoded) with optional Range and If-Match. */
+int s3_req_build(struct s3_client *c, const char *path, const char *query, const char *range, const char *if_match,
+                 struct s3_req *rq, struct wc_error *e);
+void s3_req_done(struct s3_req *rq);
+/* Points h at rq and s (resetting s for a new attempt). */
+void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s);
+/* 0 on success; -EAGAIN for what a retry may cure (5xx, SlowDown, resets,
+ * short bodies); another negative errno for what it will not. */
+int s3_outcome(struct s3_client *c, const char *op, const char *key, CURLcode cc, struct sink *s, struct wc_error *e);
+/* Capped exponential backoff with jitter, in ms, before attempt n (n >= 1). */
+unsigned s3_backoff_ms(int attempt);
+/* The encoded request path of prefix+key. */
+int s3_object_path(struct s3_client *c, const char *key, char *out, size_t n);
