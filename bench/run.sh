@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
 # make bench: the benchmarks, run here on loopback, results merged into
 # bench/results/latest.json (one row per bench/dataset/tool; rows of benches
-# not run now are kept). Today: the warm path (NodeStage + NodePublish of a
-# copy already on the node). The S3 fill comparison joins when the engine does.
+# not run now are kept): the warm path (NodeStage + NodePublish of a copy
+# already on the node), then the S3 fill against s5cmd, rclone and the AWS CLI
+# (bench/fill_bench.py; BENCH_ARGS="--disk DIR" fills onto a real disk,
+# "--quick" shrinks the data sets 16x for a smoke run).
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/$build"
 [ "$(id -u)" = 0 ] || { echo "make bench mounts file systems: run it as root"; exit 1; }
+bash "$root/scripts/setup.sh" --bench
 work=$(mktemp -d /tmp/wc-bench.XXXXXX)
 driver=""
 cleanup() {
@@ -45,3 +48,6 @@ json.dump(keep + new, open(path, "w"), indent=2)
 open(path, "a").write("\n")
 print(f"bench: results in {path}")
 PY
+
+# shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
+python3 "$root/bench/fill_bench.py" --build "$build" ${BENCH_ARGS:-}

@@ -70,3 +70,29 @@ if [ ! -x "$tools/bin/versitygw" ] || [ "$(cat "$tools/versitygw.version" 2>/dev
   echo "$VERSITYGW_VERSION" > "$tools/versitygw.version"
 fi
 python3 -c 'import boto3' 2>/dev/null || pip_install boto3
+
+# `make bench` only (setup.sh --bench): the tools a user would otherwise pick,
+# and matplotlib for the plot. s5cmd pinned from the Go module proxy (built in
+# a scratch module: the proxy refuses its version list, which `go install`
+# asks for); rclone and AWS CLI v2 from Debian.
+if [ "${1:-}" = "--bench" ]; then
+  bench_pkgs=(rclone awscli python3-matplotlib curl time)
+  missing=()
+  for p in "${bench_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  S5CMD_VERSION=v2.3.0
+  if [ ! -x "$tools/bin/s5cmd" ] || [ "$(cat "$tools/s5cmd.version" 2>/dev/null)" != "$S5CMD_VERSION" ]; then
+    echo "setup: building s5cmd $S5CMD_VERSION"
+    scratch=$(mktemp -d)
+    printf 'module s5build\ngo 1.22\nrequire github.com/peak/s5cmd/v2 %s\n' "$S5CMD_VERSION" > "$scratch/go.mod"
+    (cd "$scratch" && GOFLAGS=-mod=mod "$GO" build -o "$tools/bin/s5cmd" github.com/peak/s5cmd/v2)
+    rm -rf "$scratch"
+    echo "$S5CMD_VERSION" > "$tools/s5cmd.version"
+  fi
+fi

@@ -43,6 +43,8 @@ static void usage(FILE *f)
         "  delete (VOLUME_ID | -f FILE)\n"
         "  stats (VOLUME_ID | -f FILE) PATH\n"
         "  status [--json]\n"
+        "  fill SOURCE DIR [-p region=R] [-p endpoint=URL] [--connections N] [--part-size MIB] [--json]\n"
+        "       (no plugin needed: fills DIR from SOURCE with the node plugin's engine)\n"
         "options: -s/--socket PATH (default /var/lib/kubelet/plugins/warmcache.csi.dev/csi.sock, env WARMCACHE_SOCKET)\n"
         "         --access ReadOnlyMany (default) | ReadWriteOnce | ReadWriteOncePod\n"
         "         --timeout SECONDS (default 600)\n");
@@ -295,8 +297,12 @@ out:
     return r;
 }
 
+int cmd_fill(int argc, char **argv); /* fill.c */
+
 int main(int argc, char **argv)
 {
+    if (argc >= 2 && streq(argv[1], "fill"))
+        return cmd_fill(argc - 1, argv + 1);
     static const struct option opts[] = {
         {"socket", required_argument, NULL, 's'}, {"param", required_argument, NULL, 'p'},
         {"context", required_argument, NULL, 'c'}, {"file", required_argument, NULL, 'f'},

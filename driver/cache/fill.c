@@ -28,7 +28,9 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,6 +47,7 @@ struct filler {
     const struct listing *l;
     struct fill_progress *p;
     uint64_t part_size;
+    int reserve;                  /* fallocate files: not on tmpfs, where it only zeroes pages twice */
     char partial[PATH_MAX], tmpdir[PATH_MAX];
     struct fill_file *files;
     struct fill_part *parts;
@@ -165,7 +168,9 @@ static int open_tmp_locked(struct filler *f, size_t file, struct wc_error *e)
         return wc_err_errno(e, -errno, "store: creating %s", tmp);
     struct stat st;
     if (fstat(fd, &st) == 0 && (uint64_t)st.st_size != ent->size && ent->size > 0) {
-        int r = fallocate(fd, 0, 0, (off_t)ent->size) < 0 ? -errno : 0;
+        int r = -EOPNOTSUPP;
+        if (f->reserve)
+            r = fallocate(fd, 0, 0, (off_t)ent->size) < 0 ? -errno : 0;
         if (r == -EOPNOTSUPP)
             r = ftruncate(fd, (off_t)ent->size) < 0 ? -errno : 0;
         if (r < 0) {
@@ -299,6 +304,8 @@ static int plan(struct filler *f, struct wc_error *e)
     }
     if ((f->journal = open(jpath, O_WRONLY | O_APPEND | O_CLOEXEC)) < 0)
         return wc_err_errno(e, -errno, "store: opening %s", jpath);
+    struct statfs sfs;
+    f->reserve = fstatfs(f->journal, &sfs) < 0 || sfs.f_type != TMPFS_MAGIC;
 
     for (size_t i = 0; i < l->n; i++) {
         const struct listing_entry *ent = &l->v[i];

@@ -1,14 +1,18 @@
 /*
- * The parallel fill engine: one thread drives up to `connections` ranged GETs
- * on a curl multi handle. Parts are started in order, so a file's parts finish
- * close together and few files are open at once; a retried part waits out its
- * backoff in a small list while every connection keeps working.
+ * The parallel fill engine: a few threads (one per CPU, at most 8), each
+ * driving its share of the connections on its own curl multi handle. Receiving
+ * and writing a byte costs kernel time on the receiving core, so one thread
+ * tops out near one core's copy bandwidth; more threads use the others. Parts
+ * are taken in order from a shared cursor, so a file's parts finish close
+ * together and few files are open at once; a retried part waits out its
+ * backoff in its thread's list while every connection keeps working.
  */
 #include "s3/client.h"
 #include "base/macros.h"
 #include "s3/internal.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,16 +31,28 @@ struct retry {
     double due;
 };
 
+/* What the threads share. */
+struct shared {
+    struct s3_client *c;
+    const struct s3_transfer *t;
+    pthread_mutex_t lock;
+    size_t next;               /* first part never started */
+    atomic_int stop;           /* a thread failed: the others finish now */
+    int err;
+    struct wc_error e;
+    uint8_t *attempts;         /* per part; a part belongs to one thread at a time */
+};
+
 struct engine {
+    struct shared *sh;
     struct s3_client *c;
     const struct s3_transfer *t;
     CURLM *m;
     struct slot *slots;
     unsigned nslots, active;
-    size_t next;               /* first part never started */
-    uint8_t *attempts;         /* per part */
-    struct retry *retry;       /* parts waiting out a backoff */
-    unsigned nretry;
+    struct retry *retry;       /* this thread's parts waiting out a backoff */
+    unsigned nretry, retry_cap;
+    struct wc_error e;
 };
 
 static double now_s(void)
@@ -89,11 +105,21 @@ static int pick(struct engine *g, double now, size_t *ret)
             g->retry[k] = g->retry[--g->nretry];
             return 1;
         }
-    if (g->next < g->t->n) {
-        *ret = g->next++;
-        return 1;
-    }
-    return 0;
+    struct shared *sh = g->sh;
+    pthread_mutex_lock(&sh->lock);
+    int got = sh->next < g->t->n;
+    if (got)
+        *ret = sh->next++;
+    pthread_mutex_unlock(&sh->lock);
+    return got;
+}
+
+static int more_parts(struct engine *g)
+{
+    pthread_mutex_lock(&g->sh->lock);
+    int more = g->sh->next < g->t->n;
+    pthread_mutex_unlock(&g->sh->lock);
+    return more;
 }
 
 static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_error *e)
@@ -112,11 +138,20 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
         atomic_fetch_sub(t->progress, sl->sink.written); /* these bytes come again */
     if (r != -EAGAIN)
         return r;
-    if (++g->attempts[sl->part] >= S3_RETRIES)
+    uint8_t *attempts = &g->sh->attempts[sl->part];
+    if (++*attempts >= S3_RETRIES)
         return wc_err_prefix(e, "gave up after %d attempts: ", S3_RETRIES);
     if (t->retries)
         atomic_fetch_add(t->retries, 1);
-    g->retry[g->nretry++] = (struct retry){sl->part, now_s() + s3_backoff_ms(g->attempts[sl->part]) / 1000.0};
+    if (g->nretry == g->retry_cap) {
+        unsigned cap = g->retry_cap ? g->retry_cap * 2 : 16;
+        struct retry *nr = realloc(g->retry, cap * sizeof(*nr));
+        if (!nr)
+            return wc_err(e, -ENOMEM, "out of memory");
+        g->retry = nr;
+        g->retry_cap = cap;
+    }
+    g->retry[g->nretry++] = (struct retry){sl->part, now_s() + s3_backoff_ms(*attempts) / 1000.0};
     return 0;
 }
 
@@ -126,6 +161,8 @@ static int run(struct engine *g, struct wc_error *e)
     for (;;) {
         if (t->cancel && atomic_load(t->cancel))
             return wc_err(e, -ECANCELED, "fill cancelled");
+        if (atomic_load(&g->sh->stop))
+            return -ECANCELED; /* another thread failed; its error is the one reported */
         double now = now_s();
         for (unsigned k = 0; k < g->nslots && g->active < g->nslots; k++) {
             size_t i;
@@ -135,7 +172,7 @@ static int run(struct engine *g, struct wc_error *e)
             if (r < 0)
                 return r;
         }
-        if (g->active == 0 && g->nretry == 0 && g->next >= t->n)
+        if (g->active == 0 && g->nretry == 0 && !more_parts(g))
             return 0;
         int running;
         curl_multi_perform(g->m, &running);
@@ -155,42 +192,20 @@ static int run(struct engine *g, struct wc_error *e)
         for (unsigned k = 0; k < g->nretry; k++)
             if (g->retry[k].due - now < wait)
                 wait = g->retry[k].due - now;
-        if (g->active < g->nslots && g->next < t->n)
+        if (g->active < g->nslots && more_parts(g))
             wait = 0;
         if (wait > 0)
             curl_multi_poll(g->m, NULL, 0, (int)(wait * 1000) + 1, NULL);
     }
 }
 
-int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_error *e)
+static void engine_free(struct engine *g)
 {
-    if (t->n == 0)
-        return 0;
-    unsigned n = t->connections ? t->connections : 16;
-    if (n > t->n)
-        n = (unsigned)t->n;
-    struct engine g = {.c = c, .t = t, .nslots = n};
-    g.m = curl_multi_init();
-    g.slots = calloc(n, sizeof(*g.slots));
-    g.retry = calloc(t->n, sizeof(*g.retry)); /* at most one wait per part */
-    g.attempts = calloc(t->n, 1);
-    int r = 0;
-    if (!g.m || !g.slots || !g.retry || !g.attempts)
-        r = -ENOMEM;
-    for (unsigned k = 0; r == 0 && k < n; k++)
-        if (!(g.slots[k].h = curl_easy_init()))
-            r = -ENOMEM;
-    if (r == 0) {
-        curl_multi_setopt(g.m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n);
-        curl_multi_setopt(g.m, CURLMOPT_MAXCONNECTS, (long)n);
-        r = run(&g, e);
-    } else {
-        r = wc_err(e, r, "out of memory starting %u connections", n);
-    }
-    for (unsigned k = 0; g.slots && k < n; k++) {
-        struct slot *sl = &g.slots[k];
+    const struct s3_transfer *t = g->t;
+    for (unsigned k = 0; g->slots && k < g->nslots; k++) {
+        struct slot *sl = &g->slots[k];
         if (sl->busy) {
-            curl_multi_remove_handle(g.m, sl->h);
+            curl_multi_remove_handle(g->m, sl->h);
             s3_req_done(&sl->rq);
             if (t->progress && sl->sink.written)
                 atomic_fetch_sub(t->progress, sl->sink.written);
@@ -199,10 +214,86 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
             curl_easy_cleanup(sl->h);
         free(sl->sink.buf);
     }
-    if (g.m)
-        curl_multi_cleanup(g.m);
-    free(g.slots);
-    free(g.retry);
-    free(g.attempts);
+    if (g->m)
+        curl_multi_cleanup(g->m);
+    free(g->slots);
+    free(g->retry);
+}
+
+static void *engine_main(void *arg)
+{
+    struct engine *g = arg;
+    struct shared *sh = g->sh;
+    wc_error_clear(&g->e);
+    int r = 0;
+    g->m = curl_multi_init();
+    g->slots = calloc(g->nslots, sizeof(*g->slots));
+    if (!g->m || !g->slots)
+        r = -ENOMEM;
+    for (unsigned k = 0; r == 0 && k < g->nslots; k++)
+        if (!(g->slots[k].h = curl_easy_init()))
+            r = -ENOMEM;
+    if (r == 0) {
+        curl_multi_setopt(g->m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g->nslots);
+        curl_multi_setopt(g->m, CURLMOPT_MAXCONNECTS, (long)g->nslots);
+        r = run(g, &g->e);
+    } else {
+        r = wc_err(&g->e, r, "out of memory starting %u connections", g->nslots);
+    }
+    engine_free(g);
+    if (r < 0) {
+        pthread_mutex_lock(&sh->lock);
+        if (!sh->err && !(r == -ECANCELED && atomic_load(&sh->stop))) {
+            sh->err = r;
+            sh->e = g->e;
+        }
+        atomic_store(&sh->stop, 1);
+        pthread_mutex_unlock(&sh->lock);
+    }
+    return NULL;
+}
+
+int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_error *e)
+{
+    if (t->n == 0)
+        return 0;
+    unsigned conns = t->connections ? t->connections : 16;
+    if (conns > t->n)
+        conns = (unsigned)t->n;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned nthreads = cpus < 1 ? 1 : cpus > 8 ? 8 : (unsigned)cpus;
+    if (nthreads > (conns + 3) / 4)
+        nthreads = (conns + 3) / 4; /* at least 4 connections a thread */
+    struct shared sh = {.c = c, .t = t};
+    struct engine *gs = calloc(nthreads, sizeof(*gs));
+    sh.attempts = calloc(t->n, 1);
+    pthread_t *tids = calloc(nthreads, sizeof(*tids));
+    if (!gs || !sh.attempts || !tids) {
+        free(gs);
+        free(sh.attempts);
+        free(tids);
+        return wc_err(e, -ENOMEM, "out of memory starting a transfer of %zu parts", t->n);
+    }
+    pthread_mutex_init(&sh.lock, NULL);
+    unsigned started = 0;
+    for (unsigned k = 0; k < nthreads; k++) {
+        gs[k] = (struct engine){.sh = &sh, .c = c, .t = t,
+                                .nslots = conns / nthreads + (k < conns % nthreads ? 1 : 0)};
+        if (k > 0 && pthread_create(&tids[k], NULL, engine_main, &gs[k]) != 0)
+            break;
+        started++;
+    }
+    engine_main(&gs[0]); /* this thread is one of them */
+    for (unsigned k = 1; k < started; k++)
+        pthread_join(tids[k], NULL);
+    int r = sh.err;
+    if (r < 0)
+        *e = sh.e;
+    else if (sh.next < t->n) /* a thread could not start and the rest stopped: impossible, but never silent */
+        r = wc_err(e, -EIO, "transfer stopped with %zu parts not started", t->n - sh.next);
+    pthread_mutex_destroy(&sh.lock);
+    free(gs);
+    free(sh.attempts);
+    free(tids);
     return r;
 }

@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""make bench, the S3 fill comparison.
+
+One local S3 server (versitygw, posix backend on a tmpfs), three data sets on
+it, and every tool fills each of them the same number of times, interleaved,
+into a tmpfs (default) or into a directory on the real disk (--disk DIR; tools
+that do not fsync get a `sync` inside their timing). Per tool and data set the
+median run is reported: wall seconds, GB/s, CPU seconds per GB (user + system,
+children included) and peak RSS, with the ratio to s5cmd and the fraction of
+the server's own ceiling (bench_s3_ceiling: many ranged GETs into /dev/null).
+
+Also measured here: a warmcache fill killed with SIGKILL at about half of L and
+run again (bytes fetched twice), and warmcache through a proxy that breaks 10%
+of requests (503 SlowDown, resets, cut bodies): every file must still hash the
+same as the server's copy.
+
+Writes rows into bench/results/latest.json (rows of other benches are kept),
+a table on stdout and bench/results/fill.png.
+"""
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from faultproxy import FaultProxy  # noqa: E402
+
+KEY, SECRET = "wc-bench-key", "wc-bench-secret-51d2"
+GB = 1e9
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_datasets(src, names, quick):
+    """L: 4 x 1 GiB; S: 20,000 x 64 KiB; M: 2 x 2 GiB + 50 small files (a model)."""
+    scale = 16 if quick else 1
+
+    def write(path, size, seed):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            for off in range(0, size, 8 << 20):
+                f.write(os.urandom(min(8 << 20, size - off)))
+
+    for name in names:
+        d = src / name
+        if name == "L":
+            for i in range(4):
+                write(d / f"part-{i}.bin", (1 << 30) // scale, i)
+        elif name == "S":
+            for i in range(20000 // scale):
+                write(d / f"shard-{i // 1000:02d}" / f"{i:05d}.bin", 64 << 10, i)
+        elif name == "M":
+            for i in range(2):
+                write(d / f"model-0000{i + 1}-of-00002.safetensors", (2 << 30) // scale, i)
+            for i in range(50):
+                write(d / "tokenizer" / f"extra-{i:02d}.json", 4096 + 977 * i, i)
+
+
+def tree_stats(d):
+    n = b = 0
+    for p in Path(d).rglob("*"):
+        if p.is_file():
+            n += 1
+            b += p.stat().st_size
+    return n, b
+
+
+def sha_tree(d):
+    out = {}
+    for p in sorted(Path(d).rglob("*")):
+        if p.is_file():
+            h = hashlib.sha256()
+            with open(p, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+            out[str(p.relative_to(d))] = h.hexdigest()
+    return out
+
+
+def timed(cmd, env, sync_after):
+    """Runs cmd under GNU time: (wall, cpu, peak RSS MiB)."""
+    tf = "/tmp/wc-bench-time.txt"
+    full = ["/usr/bin/time", "-o", tf, "-f", "%e %U %S %M"] + cmd
+    t0 = time.monotonic()
+    r = subprocess.run(full, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if sync_after:
+        os.sync()
+    wall = time.monotonic() - t0
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({r.returncode}): {r.stderr[-2000:]}")
+    e, u, s, m = open(tf).read().split()[-4:]
+    return wall, float(u) + float(s), int(m) / 1024
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--disk", help="fill into this directory on a real disk instead of a tmpfs")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--datasets", default="L,S,M")
+    ap.add_argument("--tools", default="warmcache,s5cmd,rclone,awscli")
+    ap.add_argument("--quick", action="store_true", help="data sets 16x smaller (a smoke run)")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    a = ap.parse_args()
+    build = (ROOT / a.build).resolve()
+    tools_bin = ROOT / ".tools" / "bin"
+    names = a.datasets.split(",")
+    tools = a.tools.split(",")
+
+    work = Path("/tmp/wc-fillbench")
+    subprocess.run(["umount", "-l", str(work)], stderr=subprocess.DEVNULL)
+    work.mkdir(exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20g", "tmpfs", str(work)], check=True)
+    procs = []
+    try:
+        port = free_port()
+        endpoint = f"http://127.0.0.1:{port}"
+        (work / "gw").mkdir()
+        gw = subprocess.Popen([str(tools_bin / "versitygw"), "--port", f"127.0.0.1:{port}", "--access", KEY,
+                               "--secret", SECRET, "posix", str(work / "gw")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(gw)
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1",
+                   AWS_CONFIG_FILE=str(work / "aws.cfg"))
+        env.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 cannot load one with its own transport
+        (work / "aws.cfg").write_text("[default]\nregion = us-east-1\ns3 =\n    max_concurrent_requests = 64\n"
+                                      "    multipart_chunksize = 16MB\n    multipart_threshold = 16MB\n")
+        for _ in range(100):
+            if subprocess.run(["curl", "-s", "-o", "/dev/null", endpoint]).returncode == 0:
+                break
+            time.sleep(0.05)
+        s5 = str(tools_bin / "s5cmd")
+        subprocess.run([s5, "--endpoint-url", endpoint, "mb", "s3://bench"], env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+        print("generating and uploading the data sets ...", flush=True)
+        make_datasets(work / "src", names, a.quick)
+        for n in names:
+            subprocess.run([s5, "--endpoint-url", endpoint, "cp", str(work / "src" / n) + "/", f"s3://bench/{n}/"],
+                           env=env, check=True, stdout=subprocess.DEVNULL)
+            shutil.rmtree(work / "src" / n)
+        served = {n: work / "gw" / "bench" / n for n in names}  # the posix backend: the objects as files
+        truth = {n: tree_stats(served[n]) for n in names}
+
+        out_root = Path(a.disk) if a.disk else work / "out"
+        out_root.mkdir(parents=True, exist_ok=True)
+        sync_after = bool(a.disk)
+
+        def command(tool, n, dest):
+            src = f"s3://bench/{n}/"
+            if tool == "warmcache":
+                # fsyncs what it writes (syncfs per group of files): no extra sync needed
+                return [str(build / "warmcachectl"), "fill", src, str(dest), "-p", f"endpoint={endpoint}"], False
+            if tool == "s5cmd":  # README: more workers for many files, more parts in flight for big ones
+                return [s5, "--endpoint-url", endpoint, "--numworkers", "256", "cp", "--concurrency", "16",
+                        "--part-size", "16", src + "*", str(dest) + "/"], sync_after
+            if tool == "rclone":  # docs: --transfers and multi-thread streams for throughput
+                return ["rclone", "copy", f":s3:bench/{n}", str(dest), "--s3-provider", "Other", "--s3-endpoint",
+                        endpoint, "--s3-env-auth", "--transfers", "64", "--checkers", "64",
+                        "--multi-thread-streams", "16", "--multi-thread-cutoff", "64M", "--no-check-dest",
+                        "--s3-no-check-bucket", "-q"], sync_after
+            if tool == "awscli":  # max_concurrent_requests and chunk size in aws.cfg
+                return ["aws", "--endpoint-url", endpoint, "s3", "cp", "--recursive", "--only-show-errors", src,
+                        str(dest)], sync_after
+            raise ValueError(tool)
+
+        results = {}
+        ceiling = {}
+        for n in names:
+            runs = []
+            for _ in range(a.runs):
+                r = subprocess.run([str(build / "bench_s3_ceiling"), f"s3://bench/{n}/", endpoint, "64"], env=env,
+                                   capture_output=True, text=True, check=True)
+                runs.append(json.loads(r.stdout)["seconds"])
+            ceiling[n] = statistics.median(runs)
+            print(f"{n}: {truth[n][0]} files, {truth[n][1] / GB:.2f} GB; server ceiling "
+                  f"{truth[n][1] / GB / ceiling[n]:.2f} GB/s", flush=True)
+            for rep in range(a.runs):
+                for tool in tools:
+                    dest = out_root / f"{tool}-{n}"
+                    shutil.rmtree(dest, ignore_errors=True)
+                    cmd, sync = command(tool, n, dest)
+                    wall, cpu, rss = timed(cmd, env, sync)
+                    got = tree_stats(dest)
+                    if got != truth[n]:
+                        raise RuntimeError(f"{tool} on {n}: {got} files/bytes, expected {truth[n]}")
+                    if tool == "warmcache" and rep == 0 and sha_tree(dest) != sha_tree(served[n]):
+                        raise RuntimeError(f"warmcache on {n}: a file differs from the server's")
+                    results.setdefault((n, tool), []).append((wall, cpu, rss))
+                    print(f"  {n} {tool:10s} run {rep + 1}: {wall:6.2f} s  {truth[n][1] / GB / wall:5.2f} GB/s  "
+                          f"cpu {cpu:6.2f} s  rss {rss:6.1f} MiB", flush=True)
+                    shutil.rmtree(dest, ignore_errors=True)
+
+        rows = []
+        for n in names:
+            gb = truth[n][1] / GB
+            rows.append({"bench": "fill", "dataset": n, "tool": "server-ceiling", "seconds": round(ceiling[n], 3),
+                         "gb_per_s": round(gb / ceiling[n], 3), "cpu_s_per_gb": None, "peak_rss_mib": None})
+            for tool in tools:
+                rs = sorted(results[(n, tool)])
+                wall, cpu, _ = rs[len(rs) // 2]
+                rows.append({"bench": "fill", "dataset": n, "tool": tool, "seconds": round(wall, 3),
+                             "gb_per_s": round(gb / wall, 3), "cpu_s_per_gb": round(cpu / gb, 3),
+                             "peak_rss_mib": round(max(r[2] for r in rs), 1)})
+        base = {(r["dataset"]): r for r in rows if r["tool"] == "s5cmd"}
+        ceil = {(r["dataset"]): r for r in rows if r["tool"] == "server-ceiling"}
+        for r in rows:
+            if r["tool"] != "server-ceiling" and r["dataset"] in base:
+                b = base[r["dataset"]]
+                r["throughput_vs_s5cmd"] = round(r["gb_per_s"] / b["gb_per_s"], 2)
+                r["cpu_vs_s5cmd"] = round(r["cpu_s_per_gb"] / b["cpu_s_per_gb"], 2)
+            if r["tool"] != "server-ceiling":
+                r["fraction_of_ceiling"] = round(r["gb_per_s"] / ceil[r["dataset"]]["gb_per_s"], 2)
+            r["target"] = "disk" if a.disk else "tmpfs"
+            if a.quick:
+                r["quick"] = True
+
+        # kill -9 at about half of L, then the same command again
+        if "L" in names and "warmcache" in tools:
+            rows.append(resume_row(build, endpoint, env, out_root / "resume-L", truth["L"][1], served["L"]))
+        # 10% of requests broken by a proxy: still byte-identical
+        for n in names if "warmcache" in tools else []:
+            rows.append(fault_row(build, endpoint, env, out_root / f"faults-{n}", n, truth[n][1], served[n]))
+
+        print_table(rows)
+        save(a.out, rows)
+        plot(rows, Path(a.out).parent / "fill.png")
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+        subprocess.run(["umount", "-l", str(work)])
+
+
+def resume_row(build, endpoint, env, dest, total, served):
+    shutil.rmtree(dest, ignore_errors=True)
+    work = Path(str(dest) + ".warmcache-fill")
+    shutil.rmtree(work, ignore_errors=True)
+    cmd = [str(build / "warmcachectl"), "fill", "s3://bench/L/", str(dest), "-p", f"endpoint={endpoint}", "--json"]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    written = 0
+    while p.poll() is None:
+        # allocated bytes of the work directory: what the fill has written so far
+        du = subprocess.run(["du", "-sB1", str(work)], capture_output=True, text=True).stdout.split()
+        written = int(du[0]) if du else 0
+        if written >= total // 2:
+            p.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    p.wait()
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    second = json.loads(r.stdout)
+    ok = sha_tree(dest) == sha_tree(served)
+    refetched = max(0, written - second["resumed_bytes"])
+    row = {"bench": "fill-resume", "dataset": "L", "tool": "warmcache", "killed_at_bytes": written,
+           "resumed_bytes": second["resumed_bytes"], "refetched_bytes": refetched,
+           "bound_bytes": 64 * (8 << 20), "byte_identical": ok, "second_run_seconds": second["seconds"]}
+    shutil.rmtree(dest, ignore_errors=True)
+    if not ok:
+        raise RuntimeError("resumed fill of L differs from the server's copy")
+    return row
+
+
+def fault_row(build, endpoint, env, dest, n, total, served):
+    shutil.rmtree(dest, ignore_errors=True)
+    with FaultProxy(endpoint, rate=0.10, seed=7) as fp:
+        cmd = [str(build / "warmcachectl"), "fill", f"s3://bench/{n}/", str(dest), "-p", f"endpoint={fp.endpoint}",
+               "--json"]
+        t0 = time.monotonic()
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        wall = time.monotonic() - t0
+        faults = dict(fp.counts)
+    if r.returncode != 0:
+        raise RuntimeError(f"fill of {n} through the fault proxy failed: {r.stderr}")
+    ok = sha_tree(dest) == sha_tree(served)
+    shutil.rmtree(dest, ignore_errors=True)
+    if not ok:
+        raise RuntimeError(f"fill of {n} through the fault proxy differs from the server's copy")
+    return {"bench": "fill-faults", "dataset": n, "tool": "warmcache", "fault_rate": 0.10, "faults": faults,
+            "retries": json.loads(r.stdout)["retries"], "seconds": round(wall, 3), "byte_identical": ok}
+
+
+def print_table(rows):
+    print(f"\n{'data set':8s} {'tool':15s} {'seconds':>8s} {'GB/s':>6s} {'CPU s/GB':>9s} {'RSS MiB':>8s} "
+          f"{'vs s5cmd':>9s} {'CPU vs s5':>9s} {'of ceiling':>10s}")
+    for r in rows:
+        if r["bench"] != "fill":
+            continue
+        f = lambda k, fmt: (fmt % r[k]) if r.get(k) is not None else "-"  # noqa: E731
+        print(f"{r['dataset']:8s} {r['tool']:15s} {f('seconds', '%.2f'):>8s} {f('gb_per_s', '%.2f'):>6s} "
+              f"{f('cpu_s_per_gb', '%.2f'):>9s} {f('peak_rss_mib', '%.0f'):>8s} {f('throughput_vs_s5cmd', '%.2f'):>9s} "
+              f"{f('cpu_vs_s5cmd', '%.2f'):>9s} {f('fraction_of_ceiling', '%.2f'):>10s}")
+    for r in rows:
+        if r["bench"] != "fill":
+            print(json.dumps(r))
+
+
+def save(path, rows):
+    old = []
+    if os.path.exists(path):
+        old = [r for r in json.load(open(path)) if not r.get("bench", "").startswith("fill")]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(old + rows, f, indent=1)
+        f.write("\n")
+
+
+def plot(rows, png):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib missing: no plot")
+        return
+    fill = [r for r in rows if r["bench"] == "fill"]
+    sets = sorted({r["dataset"] for r in fill}, key="LSM".index)
+    tools = [t for t in ["server-ceiling", "warmcache", "s5cmd", "rclone", "awscli"] if any(r["tool"] == t for r in fill)]
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    w = 0.8 / len(tools)
+    for i, t in enumerate(tools):
+        xs = [k + i * w for k in range(len(sets))]
+        g = [next((r["gb_per_s"] for r in fill if r["tool"] == t and r["dataset"] == s), 0) for s in sets]
+        c = [next((r["cpu_s_per_gb"] or 0 for r in fill if r["tool"] == t and r["dataset"] == s), 0) for s in sets]
+        ax[0].bar(xs, g, w, label=t)
+        if t != "server-ceiling":
+            ax[1].bar(xs, c, w, label=t)
+    for a_, title in zip(ax, ["GB/s (higher is better)", "CPU seconds per GB (lower is better)"]):
+        a_.set_xticks([k + 0.4 - w / 2 for k in range(len(sets))])
+        a_.set_xticklabels(sets)
+        a_.set_title(title)
+    ax[0].legend(fontsize=8)
+    fig.suptitle("S3 fill on one 2-core machine, server on loopback")
+    fig.tight_layout()
+    fig.savefig(png, dpi=90)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""A small HTTP/1.1 proxy that breaks a share of the requests passing through
+it, for fault-injection tests and the bench: between warmcache and the S3
+server, it answers 503 SlowDown, resets the connection, or cuts a response
+body in half, at a seeded random rate (or for every request: rate=1.0).
+
+It understands just enough HTTP for S3 GETs: request heads without bodies
+(a request with a body is passed through whole), responses with
+Content-Length or chunked bodies, keep-alive on both sides.
+"""
+import random
+import socket
+import struct
+import threading
+
+SLOWDOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>"
+            b"<Message>Please reduce your request rate.</Message><RequestId>faultproxy</RequestId></Error>")
+KINDS = ("slowdown", "reset", "truncate")
+
+
+def _read_head(sock, buf):
+    while b"\r\n\r\n" not in buf:
+        data = sock.recv(65536)
+        if not data:
+            return None, b""
+        buf += data
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    return head + b"\r\n\r\n", rest
+
+
+def _header(head, name):
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        if k.strip().lower() == name:
+            return v.strip()
+    return None
+
+
+class FaultProxy:
+    def __init__(self, upstream, rate=0.1, seed=1, kinds=KINDS):
+        host, port = upstream.split("://", 1)[1].split(":")
+        self.up = (host, int(port.rstrip("/")))
+        self.rate, self.kinds = rate, kinds
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+        self.counts = {"requests": 0, **{k: 0 for k in kinds}}
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(256)
+        self.endpoint = f"http://127.0.0.1:{self.ls.getsockname()[1]}"
+        self.stopping = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping = True
+        self.ls.close()
+
+    def _accept(self):
+        while not self.stopping:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _pick(self):
+        with self.lock:
+            self.counts["requests"] += 1
+            if self.rng.random() >= self.rate:
+                return None
+            k = self.rng.choice(self.kinds)
+            self.counts[k] += 1
+            return k
+
+    def _serve(self, c):
+        up = None
+        buf = b""
+        try:
+            while True:
+                head, buf = _read_head(c, buf)
+                if head is None:
+                    return
+                n = int(_header(head, b"content-length") or 0)
+                while len(buf) < n:
+                    buf += c.recv(65536)
+                body, buf = buf[:n], buf[n:]
+                kind = self._pick()
+                if kind == "slowdown":
+                    c.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: "
+                              + str(len(SLOWDOWN)).encode() + b"\r\n\r\n" + SLOWDOWN)
+                    continue
+                if kind == "reset":
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return
+                if up is None:
+                    up = socket.create_connection(self.up)
+                up.sendall(head + body)
+                if not self._relay(up, c, truncate=kind == "truncate"):
+                    return
+        except OSError:
+            return
+        finally:
+            c.close()
+            if up is not None:
+                up.close()
+
+    def _relay(self, up, c, truncate):
+        """Relays one response; False when either connection is done."""
+        head, rest = _read_head(up, b"")
+        if head is None:
+            return False
+        length = _header(head, b"content-length")
+        if length is not None:
+            n = int(length)
+            if truncate:
+                n //= 2
+            c.sendall(head)
+            sent = 0
+            while sent < n:
+                chunk = rest if rest else up.recv(1 << 20)
+                rest = b""
+                if not chunk:
+                    return False
+                chunk = chunk[: n - sent]
+                c.sendall(chunk)
+                sent += len(chunk)
+            return not truncate
+        # chunked: relay chunk by chunk, framing included
+        c.sendall(head)
+        buf = rest
+
+        def need(k):
+            nonlocal buf
+            while len(buf) < k:
+                more = up.recv(1 << 20)
+                if not more:
+                    raise OSError("upstream closed")
+                buf += more
+
+        while True:
+            while b"\r\n" not in buf:
+                need(len(buf) + 1)
+            line, _, _ = buf.partition(b"\r\n")
+            size = int(line.split(b";")[0], 16)
+            total = len(line) + 2 + size + 2
+            need(total)
+            frame, buf = buf[:total], buf[total:]
+            if truncate:
+                c.sendall(frame[: len(frame) // 2])
+                return False
+            c.sendall(frame)
+            if size == 0:
+                return True
