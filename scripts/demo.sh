@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # make demo: the main job end to end on this machine, with the real driver.
-# A sample model tree stands in for a shared file system (file:// source);
-# the driver creates a volume from it, fills a node-local copy, stages it and
-# publishes it into two "pods", and shows what a person would look at.
+# A local S3 server (versitygw, which checks SigV4 signatures like S3) holds a
+# sample model; the driver creates a volume from its prefix, fills a
+# node-local copy with the parallel engine, stages it and publishes it into
+# two "pods", and shows what a person would look at.
 set -euo pipefail
 build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,19 +18,32 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" -v f="$2" 'BEGIN { printf f, b - a }'; }
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 driver=""
+s3=""
 cleanup() {
   if [ -n "$driver" ]; then kill -TERM "$driver" 2>/dev/null; wait "$driver" 2>/dev/null || true; fi
+  if [ -n "$s3" ]; then kill -TERM "$s3" 2>/dev/null; wait "$s3" 2>/dev/null || true; fi
   grep -o " $demo[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount 2>/dev/null || true
   rm -rf "$demo"
 }
 trap cleanup EXIT
 
-say "A sample model on a shared file system: $demo/fsx/models/tiny-llama/"
-m="$demo/fsx/models/tiny-llama"
+say "A local S3 server on loopback (versitygw; it checks request signatures like S3)"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+endpoint="http://127.0.0.1:$port"
+key=demo-key secret=demo-secret-0f3a
+mkdir -p "$demo/s3"
+"$root/.tools/bin/versitygw" --port "127.0.0.1:$port" --access "$key" --secret "$secret" posix "$demo/s3" \
+  > "$demo/s3.log" 2>&1 &
+s3=$!
+echo "  $endpoint (pid $s3)"
+
+say "A sample model, uploaded to s3://models/tiny-llama/"
+m="$demo/upload/tiny-llama"
 mkdir -p "$m/tokenizer"
-python3 - "$m" <<'PY'
-import json, os, random, sys
-m = sys.argv[1]
+python3 - "$m" "$endpoint" "$key" "$secret" <<'PY'
+import json, os, random, sys, time
+import boto3
+m, endpoint, key, secret = sys.argv[1:]
 rnd = random.Random(7)   # the same model every run
 for i, mib in enumerate((48, 16)):
     with open(f"{m}/model-0000{i+1}-of-00002.safetensors", "wb") as f:
@@ -38,8 +52,21 @@ json.dump({"architectures": ["LlamaForCausalLM"], "hidden_size": 512, "num_hidde
           open(f"{m}/config.json", "w"), indent=2)
 json.dump({"max_new_tokens": 256}, open(f"{m}/generation_config.json", "w"))
 json.dump({"version": "1.0", "vocab": {f"tok{i}": i for i in range(2000)}}, open(f"{m}/tokenizer/tokenizer.json", "w"))
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=key, aws_secret_access_key=secret,
+                  region_name="us-east-1")
+for _ in range(100):
+    try:
+        s3.create_bucket(Bucket="models")
+        break
+    except Exception:  # not listening yet
+        time.sleep(0.1)
+for root, _, files in os.walk(m):
+    for f in files:
+        p = os.path.join(root, f)
+        s3.upload_file(p, "models", "tiny-llama/" + os.path.relpath(p, m))
+for o in s3.list_objects_v2(Bucket="models", Prefix="tiny-llama/")["Contents"]:
+    print(f"  s3://models/{o['Key']}  {o['Size']} bytes")
 PY
-(cd "$m" && find . -type f -printf '  %P  %s bytes\n' | sort)
 
 say "Start the plugin (controller + node in one process)"
 "$bin/warmcache-csi" --endpoint "unix://$demo/csi.sock" --store-root "$demo/nvme/warmcache" \
@@ -55,16 +82,26 @@ cat <<YAML
   metadata: {name: tiny-llama}
   provisioner: warmcache.csi.dev
   parameters:
-    source: file://$m/
+    source: s3://models/tiny-llama/
+    endpoint: $endpoint
+    csi.storage.k8s.io/node-stage-secret-name: tiny-llama-s3     # awsAccessKeyId, awsSecretAccessKey
+    csi.storage.k8s.io/node-stage-secret-namespace: ml
 YAML
-ctl create pvc-0b1c -p "source=file://$m/" --capacity $((100 << 20)) | tee "$demo/vol.json"
+creds=(--secret "awsAccessKeyId=$key" --secret "awsSecretAccessKey=$secret")
+ctl create pvc-0b1c -p source=s3://models/tiny-llama/ -p "endpoint=$endpoint" --capacity $((100 << 20)) \
+  "${creds[@]}" | tee "$demo/vol.json"
 
 say "A mistake in a StorageClass gets an error that says what to fix"
-ctl create pvc-bad -p "source=file://$m/" -p sourceChangePolicy=Sometimes || true
+ctl create pvc-bad -p source=s3://models/tiny-llama/ -p "endpoint=$endpoint" -p sourceChangePolicy=Sometimes \
+  "${creds[@]}" || true
 
-say "NodeStageVolume: fill the node-local copy, verify it, bind it read-only"
+say "A wrong secret in the node-stage Secret: S3 refuses, and the error says what to check"
+ctl stage -f "$demo/vol.json" "$demo/kubelet/staging/wrong" --secret "awsAccessKeyId=$key" \
+  --secret "awsSecretAccessKey=not-the-secret" || true
+
+say "NodeStageVolume: fill the node-local copy from S3, verify it, bind it read-only"
 t0=$(now)
-ctl stage -f "$demo/vol.json" "$demo/kubelet/staging/pvc-0b1c"
+ctl stage -f "$demo/vol.json" "$demo/kubelet/staging/pvc-0b1c" "${creds[@]}"
 since "$t0" '  filled and staged in %.2f s\n'
 
 say "NodePublishVolume into two pods: each gets a read-only bind of the one copy"

@@ -95,21 +95,25 @@ int s3_client_new(const char *url, const struct s3_options *opt, struct s3_clien
         snprintf(c->host, sizeof(c->host), "%s.%s", c->bucket, hoststart);
     snprintf(c->identity, sizeof(c->identity), "%s %s", custom ? c->endpoint : "aws", c->url);
 
-    const char *akid = opt && opt->access_key_id && *opt->access_key_id ? opt->access_key_id : getenv("AWS_ACCESS_KEY_ID");
-    const char *secret = opt && opt->secret_access_key && *opt->secret_access_key ? opt->secret_access_key
-                                                                                  : getenv("AWS_SECRET_ACCESS_KEY");
-    const char *token = opt && opt->access_key_id && *opt->access_key_id ? opt->session_token : getenv("AWS_SESSION_TOKEN");
-    if (!akid || !*akid || !secret || !*secret) {
-        free(c);
-        return wc_err(e, -EACCES, "no AWS credentials for %s: give the volume node-stage secrets "
-                      "(awsAccessKeyId, awsSecretAccessKey) or set them in the plugin's environment; "
-                      "IRSA, Pod Identity and instance roles are not supported by this version yet", url);
+    if (opt && opt->access_key_id && *opt->access_key_id) {
+        c->akid = strdup(opt->access_key_id);
+        c->secret = strdup(opt->secret_access_key ? opt->secret_access_key : "");
+        c->token = opt->session_token && *opt->session_token ? strdup(opt->session_token) : NULL;
+        if (!c->akid || !c->secret) {
+            s3_client_free(c);
+            return -ENOMEM;
+        }
     }
-    c->akid = strdup(akid);
-    c->secret = strdup(secret);
-    c->token = token && *token ? strdup(token) : NULL;
+    /* find credentials now, so a volume without any fails at once and says why */
+    struct creds cr;
+    struct creds_static given = {c->akid, c->secret, c->token};
+    if ((r = creds_get(&given, c->region, &cr, e)) < 0) {
+        s3_client_free(c);
+        return wc_err_prefix(e, "%s: ", url);
+    }
+    creds_clear(&cr);
     c->curl = curl_easy_init();
-    if (!c->akid || !c->secret || !c->curl) {
+    if (!c->curl) {
         s3_client_free(c);
         return -ENOMEM;
     }
@@ -230,19 +234,26 @@ int s3_req_build(struct s3_client *c, const char *path, const char *query, const
     if (if_match)
         h[nh++] = (struct sigv4_header){"if-match", if_match};
     struct sigv4_request sr = {"GET", path, query, h, nh, EMPTY_SHA256};
-    struct sigv4_credentials cr = {c->akid, c->secret, c->token};
-    struct sigv4_result sig;
-    int r = sigv4_sign(&sr, &cr, c->region, "s3", time(NULL), &sig, e);
+    struct creds k;
+    struct creds_static given = {c->akid, c->secret, c->token};
+    int r = creds_get(&given, c->region, &k, e);
     if (r < 0)
         return r;
+    struct sigv4_credentials cr = {k.access_key_id, k.secret_access_key, k.session_token};
+    struct sigv4_result sig;
+    r = sigv4_sign(&sr, &cr, c->region, "s3", time(NULL), &sig, e);
+    if (r < 0) {
+        creds_clear(&k);
+        return r;
+    }
     char line[SIGV4_AUTH_MAX + 64];
     struct curl_slist *hl = NULL;
 #define ADD(...) (snprintf(line, sizeof(line), __VA_ARGS__), hl = curl_slist_append(hl, line))
     ADD("Authorization: %s", sig.authorization);
     ADD("x-amz-date: %s", sig.amz_date);
     ADD("x-amz-content-sha256: %s", EMPTY_SHA256);
-    if (c->token)
-        ADD("x-amz-security-token: %s", c->token);
+    if (k.session_token[0])
+        ADD("x-amz-security-token: %s", k.session_token);
     if (range)
         ADD("Range: %s", range);
     if (if_match)
@@ -250,6 +261,7 @@ int s3_req_build(struct s3_client *c, const char *path, const char *query, const
     ADD("Host: %s", c->host);
 #undef ADD
     explicit_bzero(line, sizeof(line));
+    creds_clear(&k);
     sigv4_result_free(&sig);
     rq->headers = hl;
     return 0;

@@ -12,6 +12,7 @@
 #include "base/error.h"
 #include "base/pathkey.h"
 #include "s3/client.h"
+#include "s3/creds.h"
 
 #define S3_RETRIES 6
 
@@ -25,7 +26,7 @@ struct s3_client {
     char endpoint[256];   /* scheme://host[:port], no trailing slash */
     char host[256];       /* the Host header value */
     int path_style;
-    char *akid, *secret, *token;
+    char *akid, *secret, *token; /* the volume's Secret, if it gave one; else the chain (creds.h) */
 };
 
 /* Where a response goes: a list or error body into memory, object bytes

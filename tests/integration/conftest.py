@@ -46,13 +46,21 @@ class Driver:
         self.log = self.work / "driver.log"
         self.proc = None
 
-    def start(self, *extra):
+    def start(self, *extra, env=None):
+        """env: variables to set (None values unset); the instance metadata
+        service is off unless a test sets it up (no probe of 169.254.169.254)."""
         self.mark = len(self.log_lines()) if self.log.exists() else 0
         self.logf = open(self.log, "a")
+        full = dict(os.environ, AWS_EC2_METADATA_DISABLED="true")
+        for k, v in (env or {}).items():
+            if v is None:
+                full.pop(k, None)
+            else:
+                full[k] = v
         self.proc = subprocess.Popen(
             [str(DRIVER), f"--endpoint=unix://{self.sock}", f"--store-root={self.store}",
              f"--state-dir={self.work / 'state'}", "--node-id=it-node", *extra],
-            stderr=self.logf, stdout=self.logf)
+            stderr=self.logf, stdout=self.logf, env=full)
         # "serving" is logged once the socket listens; a stale socket from a
         # killed predecessor may still be on disk until then
         served = self.log.read_text().count('"msg":"serving"')

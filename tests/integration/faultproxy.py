@@ -1,7 +1,8 @@
 """A small HTTP/1.1 proxy that breaks a share of the requests passing through
 it, for fault-injection tests and the bench: between warmcache and the S3
 server, it answers 503 SlowDown, resets the connection, or cuts a response
-body in half, at a seeded random rate (or for every request: rate=1.0).
+body in half, at a seeded random rate (or for every request: rate=1.0); it
+can also slow each connection down, so a test can stop a fill half way.
 
 It understands just enough HTTP for S3 GETs: request heads without bodies
 (a request with a body is passed through whole), responses with
@@ -11,6 +12,7 @@ import random
 import socket
 import struct
 import threading
+import time
 
 SLOWDOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>"
             b"<Message>Please reduce your request rate.</Message><RequestId>faultproxy</RequestId></Error>")
@@ -36,13 +38,15 @@ def _header(head, name):
 
 
 class FaultProxy:
-    def __init__(self, upstream, rate=0.1, seed=1, kinds=KINDS):
+    def __init__(self, upstream, rate=0.1, seed=1, kinds=KINDS, bytes_per_s=0):
         host, port = upstream.split("://", 1)[1].split(":")
         self.up = (host, int(port.rstrip("/")))
         self.rate, self.kinds = rate, kinds
+        self.bytes_per_s = bytes_per_s  # per connection, 0: as fast as it goes
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.counts = {"requests": 0, **{k: 0 for k in kinds}}
+        self.heads = []  # every request head, for tests that check what was sent
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.ls.bind(("127.0.0.1", 0))
@@ -87,6 +91,8 @@ class FaultProxy:
                 while len(buf) < n:
                     buf += c.recv(65536)
                 body, buf = buf[:n], buf[n:]
+                with self.lock:
+                    self.heads.append(head.decode(errors="replace"))
                 kind = self._pick()
                 if kind == "slowdown":
                     c.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: "
@@ -120,13 +126,15 @@ class FaultProxy:
             c.sendall(head)
             sent = 0
             while sent < n:
-                chunk = rest if rest else up.recv(1 << 20)
+                chunk = rest if rest else up.recv(256 << 10)
                 rest = b""
                 if not chunk:
                     return False
                 chunk = chunk[: n - sent]
                 c.sendall(chunk)
                 sent += len(chunk)
+                if self.bytes_per_s:
+                    time.sleep(len(chunk) / self.bytes_per_s)
             return not truncate
         # chunked: relay chunk by chunk, framing included
         c.sendall(head)

@@ -1,0 +1,127 @@
+"""The parallel S3 fill engine against a real S3 server (versitygw, which
+checks signatures), alone (`warmcachectl fill`) and in the plugin: parts of a
+large object fetched at once and placed whole, faults between us and the
+server (a proxy answering 503 SlowDown, resetting connections and cutting
+bodies), faults that never stop, and a fill killed with SIGKILL half way that
+resumes from its journaled parts."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import sha256_tree
+from faultproxy import FaultProxy
+
+
+@pytest.fixture
+def bucket(s3server, model):
+    s3server.s3.create_bucket(Bucket="models")
+    s3server.upload_tree("models", "tiny-llm/", model)
+    s3server.s3.put_object(Bucket="models", Key="tiny-llm/shards/big.bin", Body=os.urandom(24 << 20 | 12345))
+    return "models"
+
+
+def served(s3server, bucket, prefix="tiny-llm/"):
+    """sha256 of every object, as the server has it."""
+    import hashlib
+    out = {}
+    for page in s3server.s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            body = s3server.s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read()
+            out[o["Key"][len(prefix):]] = hashlib.sha256(body).hexdigest()
+    return out
+
+
+def fill(s3server, endpoint, dest, *extra, check=True):
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=s3server.key, AWS_SECRET_ACCESS_KEY=s3server.secret)
+    ctl = os.path.join(os.environ["WC_BUILD"], "warmcachectl")
+    return subprocess.run([ctl, "fill", "s3://models/tiny-llm/", str(dest), "-p", f"endpoint={endpoint}", "--json",
+                           *extra], env=env, capture_output=True, text=True, check=check, timeout=120)
+
+
+def test_fill_alone_is_byte_identical_and_leaves_no_work_dir(s3server, bucket, work):
+    r = fill(s3server, s3server.endpoint, work / "copy", "--part-size", "1", "--connections", "8")
+    out = json.loads(r.stdout)
+    assert out["files"] == 6 and out["fetched_bytes"] == out["bytes"] and out["retries"] == 0
+    assert sha256_tree(work / "copy") == served(s3server, bucket)
+    assert not (work / "copy.warmcache-fill").exists()
+
+
+def test_fill_alone_refuses_a_directory_with_files(s3server, bucket, work):
+    (work / "copy").mkdir()
+    (work / "copy" / "mine.txt").write_text("keep me")
+    r = fill(s3server, s3server.endpoint, work / "copy", check=False)
+    assert r.returncode == 2 and "is not empty" in r.stderr
+    assert (work / "copy" / "mine.txt").read_text() == "keep me"
+
+
+def test_ten_percent_of_requests_broken_still_byte_identical(s3server, bucket, work):
+    with FaultProxy(s3server.endpoint, rate=0.10, seed=11) as fp:
+        r = fill(s3server, fp.endpoint, work / "copy", "--part-size", "1", "--connections", "8")
+        counts = dict(fp.counts)
+    out = json.loads(r.stdout)
+    faults = counts["slowdown"] + counts["reset"] + counts["truncate"]
+    assert faults >= 3, counts  # 30 requests or more: the seed gives a few of each kind
+    assert out["retries"] >= 1
+    assert sha256_tree(work / "copy") == served(s3server, bucket)
+
+
+def test_plugin_fill_through_faults_is_byte_identical(work, s3server, bucket):
+    from conftest import Driver
+    d = Driver(work)
+    d.start("--part-size", "1")
+    try:
+        with FaultProxy(s3server.endpoint, rate=0.10, seed=5) as fp:
+            vol = d.ctl("create", "v", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={fp.endpoint}",
+                        *s3server.secrets())
+            f = work / "v.json"
+            f.write_text(json.dumps(vol))
+            d.ctl("stage", "-f", f, work / "s", *s3server.secrets())
+            assert fp.counts["requests"] > 25
+        assert sha256_tree(work / "s") == served(s3server, bucket)
+        d.ctl("unstage", "-f", f, work / "s")
+    finally:
+        d.stop()
+
+
+def test_faults_that_never_stop_end_in_a_clear_error(s3server, bucket, work):
+    with FaultProxy(s3server.endpoint, rate=1.0, kinds=("slowdown",)) as fp:
+        t0 = time.monotonic()
+        r = fill(s3server, fp.endpoint, work / "copy", check=False)
+        took = time.monotonic() - t0
+    assert r.returncode == 1
+    assert "gave up after 6 attempts" in r.stderr and "SlowDown" in r.stderr, r.stderr
+    assert took < 30  # capped backoff: seconds, not minutes
+    assert not (work / "copy").exists()
+
+
+def test_kill9_half_way_resumes_from_written_parts(s3server, bucket, work):
+    """SIGKILL at about half of the large object; the same command again
+    fetches again at most what was in flight: connections x part size."""
+    conns, part = 4, 1 << 20
+    with FaultProxy(s3server.endpoint, rate=0.0, bytes_per_s=6 << 20) as fp:
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=s3server.key, AWS_SECRET_ACCESS_KEY=s3server.secret)
+        ctl = os.path.join(os.environ["WC_BUILD"], "warmcachectl")
+        cmd = [ctl, "fill", "s3://models/tiny-llm/", str(work / "copy"), "-p", f"endpoint={fp.endpoint}", "--json",
+               "--part-size", "1", "--connections", str(conns)]
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wd = work / "copy.warmcache-fill"
+        written = 0
+        deadline = time.monotonic() + 60
+        while p.poll() is None and time.monotonic() < deadline:
+            du = subprocess.run(["du", "-sB1", str(wd)], capture_output=True, text=True).stdout.split()
+            written = int(du[0]) if du else 0
+            if written >= 14 << 20:  # about half of the 24 MiB object (and the small files)
+                p.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        p.wait()
+        assert p.returncode == -signal.SIGKILL, f"the fill ended before it could be killed: {p.stderr.read()}"
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=True)
+    out = json.loads(r.stdout)
+    assert out["resumed_bytes"] >= written - conns * part - (1 << 20), (written, out)  # 1 MiB: du's own blocks
+    assert out["fetched_bytes"] + out["resumed_bytes"] == out["bytes"]
+    assert sha256_tree(work / "copy") == served(s3server, bucket)
