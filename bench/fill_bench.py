@@ -114,7 +114,11 @@ def main():
     ap.add_argument("--tools", default="warmcache,s5cmd,rclone,awscli")
     ap.add_argument("--quick", action="store_true", help="data sets 16x smaller (a smoke run)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    ap.add_argument("--plot-only", action="store_true", help="redraw the plot from --out and stop")
     a = ap.parse_args()
+    if a.plot_only:
+        plot(json.load(open(a.out)), Path(a.out).parent / "fill.png")
+        return
     build = (ROOT / a.build).resolve()
     tools_bin = ROOT / ".tools" / "bin"
     names = a.datasets.split(",")
@@ -334,13 +338,15 @@ def plot(rows, png):
         xs = [k + i * w for k in range(len(sets))]
         g = [next((r["gb_per_s"] for r in fill if r["tool"] == t and r["dataset"] == s), 0) for s in sets]
         c = [next((r["cpu_s_per_gb"] or 0 for r in fill if r["tool"] == t and r["dataset"] == s), 0) for s in sets]
-        ax[0].bar(xs, g, w, label=t)
+        color = f"C{i}"  # one colour per tool in both panels
+        ax[0].bar(xs, g, w, label=t, color=color)
         if t != "server-ceiling":
-            ax[1].bar(xs, c, w, label=t)
-    for a_, title in zip(ax, ["GB/s (higher is better)", "CPU seconds per GB (lower is better)"]):
+            ax[1].bar(xs, c, w, label=t, color=color)
+    for a_, title in zip(ax, ["GB/s (higher is better)", "CPU seconds per GB, log scale (lower is better)"]):
         a_.set_xticks([k + 0.4 - w / 2 for k in range(len(sets))])
         a_.set_xticklabels(sets)
         a_.set_title(title)
+    ax[1].set_yscale("log")
     ax[0].legend(fontsize=8)
     fig.suptitle("S3 fill on one 2-core machine, server on loopback")
     fig.tight_layout()

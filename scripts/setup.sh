@@ -86,6 +86,7 @@ if [ "${1:-}" = "--bench" ]; then
     SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   fi
+  python3 -c 'import matplotlib' 2>/dev/null || pip_install matplotlib  # python3 may not be Debian's
   S5CMD_VERSION=v2.3.0
   if [ ! -x "$tools/bin/s5cmd" ] || [ "$(cat "$tools/s5cmd.version" 2>/dev/null)" != "$S5CMD_VERSION" ]; then
     echo "setup: building s5cmd $S5CMD_VERSION"
