@@ -267,6 +267,9 @@ static int file_transfer(struct source *s, const struct listing *l, struct fill_
             return wc_err(e, r, "fill cancelled");
         if (r == -ESTALE)
             return wc_err(e, r, "%s%s changed while it was being copied", s->url, q);
+        if (r == -ENOSPC || r == -EDQUOT)
+            return wc_err(e, -ENOSPC, "the node store is full while copying %s%s (%" PRIu64 " bytes); what was "
+                          "written stays and the fill resumes once there is room", s->url, q, ent->size);
         if (r < 0)
             return wc_err_errno(e, r, "copying %s%s", s->url, q);
         if ((r = k->done(k, i, e)) < 0)

@@ -77,7 +77,8 @@ def test_stage_without_credentials_says_what_to_give(driver, s3server, bucket, w
     vol = create(driver, s3server, "v", "s3://models/tiny-llm/")
     with pytest.raises(CtlError) as ei:
         driver.ctl("stage", "-f", vol, work / "s")
-    assert ei.value.code == "PERMISSION_DENIED" and "node-stage secrets" in ei.value.message
+    assert ei.value.code == "PERMISSION_DENIED" and "node-stage Secret (awsAccessKeyId" in ei.value.message
+    assert "IRSA or EKS Pod Identity" in ei.value.message
 
 
 def test_an_object_changed_after_create_is_caught(driver, s3server, bucket, work):
