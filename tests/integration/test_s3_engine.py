@@ -120,7 +120,8 @@ def test_kill9_half_way_resumes_from_written_parts(s3server, bucket, work):
             time.sleep(0.02)
         p.wait()
         assert p.returncode == -signal.SIGKILL, f"the fill ended before it could be killed: {p.stderr.read()}"
-        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, check=True)
+        r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["resumed_bytes"] >= written - conns * part - (1 << 20), (written, out)  # 1 MiB: du's own blocks
     assert out["fetched_bytes"] + out["resumed_bytes"] == out["bytes"]
