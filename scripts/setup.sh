@@ -8,7 +8,7 @@ tools="$here/.tools"
 mkdir -p "$tools/bin"
 
 apt_pkgs=(cmake ninja-build pkg-config gcc make libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
-          libjansson-dev libcurl4-openssl-dev libmount-dev libblkid-dev libcmocka-dev libssl-dev libexpat1-dev
+          libjansson-dev libcurl4-openssl-dev libmount-dev libblkid-dev libcmocka-dev libssl-dev libexpat1-dev libisal-dev
           xfsprogs util-linux mount python3 python3-pytest)
 missing=()
 for p in "${apt_pkgs[@]}"; do

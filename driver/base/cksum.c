@@ -1,0 +1,152 @@
+/* See cksum.h. */
+#include "base/cksum.h"
+#include "base/macros.h"
+
+#include <ctype.h>
+#include <isa-l/crc.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+static const char *const names[] = {"", "CRC32", "CRC32C", "CRC64NVME", "SHA1", "SHA256"};
+
+enum cksum_alg cksum_alg_from_name(const char *name, size_t len)
+{
+    for (size_t i = 1; i < ARRAY_SIZE(names); i++)
+        if (strlen(names[i]) == len && strncasecmp(name, names[i], len) == 0)
+            return (enum cksum_alg)i;
+    return CKSUM_NONE;
+}
+
+const char *cksum_alg_name(enum cksum_alg a) { return names[a]; }
+
+/* CRC-64/NVME: reflected, polynomial 0xad93d23594c93659, init and xorout all ones. */
+static uint64_t crc64_table[8][256];
+static pthread_once_t crc64_once = PTHREAD_ONCE_INIT;
+
+static void crc64_init(void)
+{
+    const uint64_t poly = 0x9a6c9329ac4bc9b5ull; /* the polynomial, bit-reversed */
+    for (int i = 0; i < 256; i++) {
+        uint64_t c = (uint64_t)i;
+        for (int k = 0; k < 8; k++)
+            c = c & 1 ? (c >> 1) ^ poly : c >> 1;
+        crc64_table[0][i] = c;
+    }
+    for (int i = 0; i < 256; i++)
+        for (int t = 1; t < 8; t++)
+            crc64_table[t][i] = (crc64_table[t - 1][i] >> 8) ^ crc64_table[0][crc64_table[t - 1][i] & 0xff];
+}
+
+static uint64_t crc64nvme_update(uint64_t crc, const unsigned char *p, size_t n)
+{
+    while (n >= 8) { /* slice by 8 */
+        uint64_t v;
+        memcpy(&v, p, 8);
+        v ^= crc;
+        crc = crc64_table[7][v & 0xff] ^ crc64_table[6][(v >> 8) & 0xff] ^ crc64_table[5][(v >> 16) & 0xff] ^
+              crc64_table[4][(v >> 24) & 0xff] ^ crc64_table[3][(v >> 32) & 0xff] ^
+              crc64_table[2][(v >> 40) & 0xff] ^ crc64_table[1][(v >> 48) & 0xff] ^ crc64_table[0][v >> 56];
+        p += 8;
+        n -= 8;
+    }
+    while (n--)
+        crc = (crc >> 8) ^ crc64_table[0][(crc ^ *p++) & 0xff];
+    return crc;
+}
+
+struct state {
+    enum cksum_alg alg;
+    uint32_t c32;
+    uint64_t c64;
+    EVP_MD_CTX *md;
+};
+
+static int st_init(struct state *s, enum cksum_alg a)
+{
+    *s = (struct state){.alg = a, .c32 = a == CKSUM_CRC32C ? 0xffffffffu : 0, .c64 = ~0ull};
+    pthread_once(&crc64_once, crc64_init);
+    if (a == CKSUM_SHA1 || a == CKSUM_SHA256) {
+        s->md = EVP_MD_CTX_new();
+        if (!s->md || !EVP_DigestInit_ex(s->md, a == CKSUM_SHA1 ? EVP_sha1() : EVP_sha256(), NULL))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
+static void st_update(struct state *s, const void *p, size_t n)
+{
+    switch (s->alg) {
+    case CKSUM_CRC32: s->c32 = crc32_gzip_refl(s->c32, (unsigned char *)p, n); break;
+    case CKSUM_CRC32C: s->c32 = crc32_iscsi((unsigned char *)p, (int)n, s->c32); break;
+    case CKSUM_CRC64NVME: s->c64 = crc64nvme_update(s->c64, p, n); break;
+    case CKSUM_SHA1:
+    case CKSUM_SHA256: EVP_DigestUpdate(s->md, p, n); break;
+    case CKSUM_NONE: break;
+    }
+}
+
+static void st_final(struct state *s, char out[CKSUM_VALUE_MAX])
+{
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    switch (s->alg) {
+    case CKSUM_CRC32:
+    case CKSUM_CRC32C: {
+        uint32_t v = s->alg == CKSUM_CRC32C ? ~s->c32 : s->c32;
+        for (int i = 0; i < 4; i++)
+            d[i] = (unsigned char)(v >> (24 - 8 * i));
+        len = 4;
+        break;
+    }
+    case CKSUM_CRC64NVME: {
+        uint64_t v = ~s->c64;
+        for (int i = 0; i < 8; i++)
+            d[i] = (unsigned char)(v >> (56 - 8 * i));
+        len = 8;
+        break;
+    }
+    case CKSUM_SHA1:
+    case CKSUM_SHA256: EVP_DigestFinal_ex(s->md, d, &len); break;
+    case CKSUM_NONE: break;
+    }
+    EVP_MD_CTX_free(s->md);
+    s->md = NULL;
+    EVP_EncodeBlock((unsigned char *)out, d, (int)len);
+}
+
+void cksum_buf(const void *p, size_t n, enum cksum_alg a, char out[CKSUM_VALUE_MAX])
+{
+    struct state s;
+    out[0] = '\0';
+    if (st_init(&s, a) < 0)
+        return;
+    /* ISA-L takes an int length: feed large buffers in slices */
+    for (size_t off = 0; off < n; off += 1u << 30)
+        st_update(&s, (const char *)p + off, n - off < (1u << 30) ? n - off : 1u << 30);
+    st_final(&s, out);
+}
+
+int cksum_fd(int fd, uint64_t size, enum cksum_alg a, char out[CKSUM_VALUE_MAX], struct wc_error *e)
+{
+    enum { CHUNK = 1 << 20 };
+    _cleanup_free_ char *buf = malloc(CHUNK);
+    struct state s;
+    if (!buf || st_init(&s, a) < 0)
+        return -ENOMEM;
+    for (uint64_t off = 0; off < size;) {
+        ssize_t n = RETRY_EINTR(pread(fd, buf, size - off < CHUNK ? (size_t)(size - off) : CHUNK, (off_t)off));
+        if (n <= 0) {
+            EVP_MD_CTX_free(s.md);
+            return n < 0 ? wc_err_errno(e, -errno, "reading back for the checksum")
+                         : wc_err(e, -EIO, "the file is shorter than its listing while checksumming");
+        }
+        st_update(&s, buf, (size_t)n);
+        off += (uint64_t)n;
+    }
+    st_final(&s, out);
+    return 0;
+}

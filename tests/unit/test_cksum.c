@@ -1,0 +1,81 @@
+/*
+ * Object checksums must equal what S3 computes, byte for byte in S3's
+ * base64 form: the standard check values of each CRC ("123456789"), SHA-1
+ * and SHA-256, and over a file longer than the read-back buffer the same
+ * value as over the buffer (values of the 3 MiB pattern from Python's zlib
+ * and hashlib).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/cksum.h"
+
+static void check_values(void **state)
+{
+    static const struct { enum cksum_alg a; const char *want; } v[] = {
+        {CKSUM_CRC32, "y/Q5Jg=="},
+        {CKSUM_CRC32C, "4waSgw=="},
+        {CKSUM_CRC64NVME, "rosUhgp5mIg="},
+        {CKSUM_SHA1, "98O8HYCOBHMq32eZZczDTKeuNEE="},
+        {CKSUM_SHA256, "FeKw08M4keuw8e9gnsQZQgwg4yDOlMZfvIwzEkSOsiU="},
+    };
+    for (size_t i = 0; i < sizeof(v) / sizeof(*v); i++) {
+        char out[CKSUM_VALUE_MAX];
+        cksum_buf("123456789", 9, v[i].a, out);
+        if (strcmp(out, v[i].want) != 0)
+            fail_msg("%s: %s, want %s", cksum_alg_name(v[i].a), out, v[i].want);
+    }
+}
+
+static void names_from_headers(void **state)
+{
+    assert_int_equal(cksum_alg_from_name("crc64nvme", 9), CKSUM_CRC64NVME);
+    assert_int_equal(cksum_alg_from_name("CRC32C", 6), CKSUM_CRC32C);
+    assert_int_equal(cksum_alg_from_name("crc32", 5), CKSUM_CRC32);
+    assert_int_equal(cksum_alg_from_name("md5", 3), CKSUM_NONE);
+    assert_int_equal(cksum_alg_from_name("type", 4), CKSUM_NONE);
+}
+
+static void a_file_in_chunks_gives_the_buffer_value(void **state)
+{
+    size_t n = 3 * 1024 * 1024 + 17;
+    unsigned char *b = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)(i * 7 + i / 4096);
+    char path[] = "/tmp/wc-cksum.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, b, n), (ssize_t)n);
+    unlink(path);
+    struct wc_error e;
+    for (enum cksum_alg a = CKSUM_CRC32; a <= CKSUM_SHA256; a++) {
+        char x[CKSUM_VALUE_MAX], y[CKSUM_VALUE_MAX];
+        cksum_buf(b, n, a, x);
+        assert_int_equal(cksum_fd(fd, n, a, y, &e), 0);
+        assert_string_equal(x, y);
+        if (a == CKSUM_CRC32)
+            assert_string_equal(x, "Lpj+iA==");
+        if (a == CKSUM_SHA256)
+            assert_string_equal(x, "GiNfOKhwvzM5naHDMHMQa+lmhPLvp9TacmwkPX2xVYQ=");
+    }
+    char z[CKSUM_VALUE_MAX];
+    assert_int_equal(cksum_fd(fd, n + 1, CKSUM_CRC32C, z, &e), -EIO); /* shorter than its listing */
+    close(fd);
+    free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(check_values),
+        cmocka_unit_test(names_from_headers),
+        cmocka_unit_test(a_file_in_chunks_gives_the_buffer_value),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
