@@ -156,10 +156,12 @@ static int fill(const char *url, const char *dir_arg, const struct source_option
                      ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
         if (json) {
             printf("{\"source\": \"%s\", \"dir\": \"%s\", \"files\": %zu, \"bytes\": %" PRIu64 ", \"fetched_bytes\": %"
-                   PRIu64 ", \"resumed_bytes\": %" PRIu64 ", \"retries\": %" PRIu64 ", \"seconds\": %.3f, "
+                   PRIu64 ", \"resumed_bytes\": %" PRIu64 ", \"retries\": %" PRIu64 ", \"checksummed_files\": %" PRIu64
+                   ", \"seconds\": %.3f, "
                    "\"cpu_seconds\": %.3f, \"peak_rss_kib\": %ld}\n",
                    src->url, dir, l.n, l.bytes, fetched, (uint64_t)atomic_load(&p.bytes_resumed),
-                   (uint64_t)atomic_load(&p.retries), secs, cpu, ru.ru_maxrss);
+                   (uint64_t)atomic_load(&p.retries), (uint64_t)atomic_load(&p.files_checksummed), secs, cpu,
+                   ru.ru_maxrss);
         } else {
             char b[32], rate[32];
             fmt_bytes(l.bytes, b, sizeof(b));

@@ -27,8 +27,18 @@ const char *cksum_alg_name(enum cksum_alg a) { return names[a]; }
 static uint64_t crc64_table[8][256];
 static pthread_once_t crc64_once = PTHREAD_ONCE_INIT;
 
+#if defined(__x86_64__)
+static void fold_init(void);
+static int have_clmul;
+#endif
+
 static void crc64_init(void)
 {
+#if defined(__x86_64__)
+    __builtin_cpu_init();
+    have_clmul = __builtin_cpu_supports("pclmul") && __builtin_cpu_supports("sse4.1");
+    fold_init();
+#endif
     const uint64_t poly = 0x9a6c9329ac4bc9b5ull; /* the polynomial, bit-reversed */
     for (int i = 0; i < 256; i++) {
         uint64_t c = (uint64_t)i;
@@ -41,7 +51,7 @@ static void crc64_init(void)
             crc64_table[t][i] = (crc64_table[t - 1][i] >> 8) ^ crc64_table[0][crc64_table[t - 1][i] & 0xff];
 }
 
-static uint64_t crc64nvme_update(uint64_t crc, const unsigned char *p, size_t n)
+static uint64_t crc64nvme_table(uint64_t crc, const unsigned char *p, size_t n)
 {
     while (n >= 8) { /* slice by 8 */
         uint64_t v;
@@ -56,6 +66,97 @@ static uint64_t crc64nvme_update(uint64_t crc, const unsigned char *p, size_t n)
     while (n--)
         crc = (crc >> 8) ^ crc64_table[0][(crc ^ *p++) & 0xff];
     return crc;
+}
+
+/*
+ * The same with carry-less multiplication, about ten times faster: the data
+ * is folded 64 bytes at a time into four 128-bit lanes, the lanes into one,
+ * and the last 16 bytes go through the table. Folding a 128-bit chunk F =
+ * F_hi x^64 + F_lo forward by d bits is F_hi (x^(d+64) mod P) + F_lo (x^d mod
+ * P); in the bit-reflected domain a carry-less product comes out shifted one
+ * bit, so the constants are x^(d+63) and x^(d-1) mod P, bit-reflected. The
+ * first 8 bytes of a chunk are its high-order terms (the low qword).
+ */
+static uint64_t xpow_mod(unsigned k) /* x^k mod P, bit-reflected */
+{
+    const uint64_t poly = 0xad93d23594c93659ull;
+    uint64_t r = 1;
+    for (unsigned i = 0; i < k; i++)
+        r = (r << 1) ^ (r >> 63 ? poly : 0);
+    uint64_t rev = 0;
+    for (int i = 0; i < 64; i++)
+        rev |= ((r >> i) & 1) << (63 - i);
+    return rev;
+}
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define LANES 4
+static uint64_t k_fold[LANES][2]; /* by 128 * (i + 1) bits: {for the low qword, for the high one} */
+
+static void fold_init(void)
+{
+    for (unsigned i = 0; i < LANES; i++) {
+        unsigned d = 128 * (i + 1);
+        k_fold[i][0] = xpow_mod(d + 63);
+        k_fold[i][1] = xpow_mod(d - 1);
+    }
+}
+
+__attribute__((target("pclmul,sse4.1"))) static inline __m128i fold(__m128i v, __m128i k)
+{
+    return _mm_xor_si128(_mm_clmulepi64_si128(v, k, 0x00), _mm_clmulepi64_si128(v, k, 0x11));
+}
+
+__attribute__((target("pclmul,sse4.1"))) static inline __m128i kvec(const uint64_t k[2])
+{
+    return _mm_set_epi64x((long long)k[1], (long long)k[0]);
+}
+
+__attribute__((target("pclmul,sse4.1"))) static uint64_t crc64nvme_clmul(uint64_t crc, const unsigned char *p,
+                                                                          size_t n)
+{
+    /* four lanes written out: an array of them ends up in memory, at half the speed */
+    const __m128i k128 = kvec(k_fold[0]), k512 = kvec(k_fold[3]);
+    __m128i x0 = _mm_loadu_si128((const __m128i *)p), x1 = _mm_loadu_si128((const __m128i *)(p + 16));
+    __m128i x2 = _mm_loadu_si128((const __m128i *)(p + 32)), x3 = _mm_loadu_si128((const __m128i *)(p + 48));
+    x0 = _mm_xor_si128(x0, _mm_cvtsi64_si128((long long)crc));
+    p += 64;
+    n -= 64;
+    for (; n >= 64; p += 64, n -= 64) {
+        x0 = _mm_xor_si128(fold(x0, k512), _mm_loadu_si128((const __m128i *)p));
+        x1 = _mm_xor_si128(fold(x1, k512), _mm_loadu_si128((const __m128i *)(p + 16)));
+        x2 = _mm_xor_si128(fold(x2, k512), _mm_loadu_si128((const __m128i *)(p + 32)));
+        x3 = _mm_xor_si128(fold(x3, k512), _mm_loadu_si128((const __m128i *)(p + 48)));
+    }
+    __m128i f = _mm_xor_si128(_mm_xor_si128(fold(x0, kvec(k_fold[2])), fold(x1, kvec(k_fold[1]))),
+                              _mm_xor_si128(fold(x2, k128), x3));
+    for (; n >= 16; p += 16, n -= 16)
+        f = _mm_xor_si128(fold(f, k128), _mm_loadu_si128((const __m128i *)p));
+    unsigned char last[16];
+    _mm_storeu_si128((__m128i *)last, f);
+    return crc64nvme_table(crc64nvme_table(0, last, 16), p, n);
+}
+#endif
+
+static uint64_t crc64nvme_update(uint64_t crc, const unsigned char *p, size_t n)
+{
+#if defined(__x86_64__)
+    if (have_clmul && n >= 16 * LANES)
+        return crc64nvme_clmul(crc, p, n);
+#endif
+    return crc64nvme_table(crc, p, n);
+}
+
+/* For the tests: the table alone. */
+uint64_t cksum_crc64nvme_table_for_test(uint64_t crc, const void *p, size_t n);
+uint64_t cksum_crc64nvme_table_for_test(uint64_t crc, const void *p, size_t n) { return crc64nvme_table(crc, p, n); }
+uint64_t cksum_crc64nvme_for_test(uint64_t crc, const void *p, size_t n);
+uint64_t cksum_crc64nvme_for_test(uint64_t crc, const void *p, size_t n)
+{
+    pthread_once(&crc64_once, crc64_init);
+    return crc64nvme_update(crc, p, n);
 }
 
 struct state {

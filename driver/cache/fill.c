@@ -11,6 +11,12 @@
  * previous group was being synced, so 20,000 small files cost a handful of
  * flushes, not 20,000 fsyncs, and the transfer never waits for the disk.
  *
+ * Before a file is placed, it is checked against the checksum the source
+ * keeps for it (CRC32C, CRC64NVME, SHA-256, ... when S3 has one): learnt
+ * from the GET when one request fetched the whole object, else asked for
+ * with a HEAD. A mismatch drops the file's parts and fails the fill with
+ * DATA_LOSS; size and ETag are checked for every file regardless.
+ *
  * Resume: whole files in the partial copy are skipped; parts in the journal
  * are skipped if the journal was written since the last boot (a kill -9
  * leaves the page cache, so what was written is there; a reboot may not, so
@@ -37,13 +43,16 @@
 #define JOURNAL_MAGIC "warmcache-parts 1"
 
 struct fill_file {
-    int fd;        /* open while parts are written, else -1 */
-    size_t left;   /* parts not yet written */
+    int fd;          /* open while parts are written, else -1 */
+    size_t left;     /* parts not yet written */
+    int known;       /* want is what the source said (else: ask it before placing) */
+    struct cksum want;
 };
 
 struct filler {
     struct fill_sink sink;        /* first: the source sees only this */
     struct store *s;
+    struct source *src;
     const struct listing *l;
     struct fill_progress *p;
     uint64_t part_size;
@@ -103,6 +112,37 @@ static int place(struct filler *f, size_t file, struct wc_error *e)
     return 0;
 }
 
+/* The file as written against the source's own checksum of the object. */
+static int verify(struct filler *f, size_t file, struct wc_error *e)
+{
+    struct fill_file *ff = &f->files[file];
+    const struct listing_entry *ent = &f->l->v[file];
+    if (!ff->known && f->src->ops->checksum) {
+        int r = f->src->ops->checksum(f->src, ent, &ff->want, e);
+        if (r < 0)
+            return wc_err_prefix(e, "checksum of %s: ", ent->key);
+        ff->known = 1;
+    }
+    if (!ff->known || ff->want.alg == CKSUM_NONE || ff->want.composite)
+        return 0; /* size and ETag only: the source keeps no whole-object checksum for it */
+    char tmp[PATH_MAX], got[CKSUM_VALUE_MAX];
+    tmp_path(f, file, tmp, sizeof(tmp));
+    _cleanup_close_ int fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0)
+        return wc_err_errno(e, -errno, "store: reading back %s", ent->key);
+    int r = cksum_fd(fd, ent->size, ff->want.alg, got, e);
+    if (r < 0)
+        return wc_err_prefix(e, "%s: ", ent->key);
+    if (!streq(got, ff->want.value)) {
+        unlink(tmp); /* its journaled parts go with it: the next fill fetches it again */
+        return wc_err(e, -EBADMSG, "%s: %s of the bytes received is %s, the source says %s: the object does not "
+                      "match its own checksum (damaged in the source or on the way); it is fetched again on the "
+                      "next try", ent->key, cksum_alg_name(ff->want.alg), got, ff->want.value);
+    }
+    atomic_fetch_add(&f->p->files_checksummed, 1);
+    return 0;
+}
+
 static void *placer_main(void *arg)
 {
     struct filler *f = arg;
@@ -120,8 +160,10 @@ static void *placer_main(void *arg)
         pthread_mutex_unlock(&f->lock);
         struct wc_error e;
         int r = 0;
+        for (size_t i = 0; !failed && r == 0 && i < n; i++)
+            r = verify(f, batch[i], &e);
         /* one flush makes the whole group durable before any of it is renamed */
-        if (!failed && syncfs(dirfd) < 0)
+        if (!failed && r == 0 && syncfs(dirfd) < 0)
             r = wc_err_errno(&e, -errno, "store: syncing %s", f->tmpdir);
         for (size_t i = 0; !failed && r == 0 && i < n; i++)
             r = place(f, batch[i], &e);
@@ -196,6 +238,15 @@ static int sink_fd(struct fill_sink *k, size_t part, struct wc_error *e)
     int r = open_tmp_locked(f, f->parts[part].file, e);
     pthread_mutex_unlock(&f->lock);
     return r;
+}
+
+static void sink_expect(struct fill_sink *k, size_t file, const struct cksum *c)
+{
+    struct filler *f = (struct filler *)k;
+    pthread_mutex_lock(&f->lock);
+    f->files[file].want = *c;
+    f->files[file].known = 1;
+    pthread_mutex_unlock(&f->lock);
 }
 
 static int sink_done(struct fill_sink *k, size_t part, struct wc_error *e)
@@ -343,7 +394,8 @@ static int plan(struct filler *f, struct wc_error *e)
                 return -ENOMEM;
         }
     }
-    f->sink = (struct fill_sink){.parts = f->parts, .n = f->nparts, .fd = sink_fd, .done = sink_done};
+    f->sink = (struct fill_sink){.parts = f->parts, .n = f->nparts, .fd = sink_fd, .done = sink_done,
+                                 .expect = sink_expect};
     return 0;
 }
 
@@ -382,7 +434,7 @@ int fill_transfer(struct store *s, struct source *src, const struct listing *l, 
                   const char *tmpdir, uint64_t part_size, const atomic_int *cancel, struct fill_progress *p,
                   struct wc_error *e)
 {
-    struct filler f = {.s = s, .l = l, .p = p, .part_size = part_size ? part_size : FILL_PART_SIZE, .journal = -1};
+    struct filler f = {.s = s, .src = src, .l = l, .p = p, .part_size = part_size ? part_size : FILL_PART_SIZE, .journal = -1};
     snprintf(f.partial, sizeof(f.partial), "%s", partial);
     snprintf(f.tmpdir, sizeof(f.tmpdir), "%s", tmpdir);
     pthread_mutex_init(&f.lock, NULL);

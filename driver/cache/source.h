@@ -15,6 +15,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "base/cksum.h"
 #include "base/error.h"
 #include "cache/listing.h"
 
@@ -23,6 +24,7 @@ struct fill_progress {
     _Atomic uint64_t files_done;
     _Atomic uint64_t bytes_resumed; /* found whole from an earlier, interrupted fill */
     _Atomic uint64_t retries;       /* requests tried again (SlowDown, resets, ...) */
+    _Atomic uint64_t files_checksummed; /* whole files checked against the source's checksum */
     uint64_t bytes_total;
     uint64_t files_total;
 };
@@ -39,6 +41,8 @@ struct fill_sink {
     size_t n;
     int (*fd)(struct fill_sink *k, size_t part, struct wc_error *e);   /* write part here */
     int (*done)(struct fill_sink *k, size_t part, struct wc_error *e); /* all of part is written */
+    /* the source's checksum of a whole file, when it learns it on the way */
+    void (*expect)(struct fill_sink *k, size_t file, const struct cksum *c);
 };
 
 struct source;
@@ -48,6 +52,9 @@ struct source_ops {
     int (*list)(struct source *s, struct listing *ret, struct wc_error *e);
     int (*transfer)(struct source *s, const struct listing *l, struct fill_sink *k, const atomic_int *cancel,
                     struct fill_progress *p, struct wc_error *e);
+    /* optional: the checksum the source keeps for a whole object (alg
+     * CKSUM_NONE: none); the store verifies each file against it */
+    int (*checksum)(struct source *s, const struct listing_entry *ent, struct cksum *ret, struct wc_error *e);
     void (*free)(struct source *s);
 };
 

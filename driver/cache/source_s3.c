@@ -62,6 +62,17 @@ static int xfer_done(void *ctx, size_t i, struct wc_error *e)
     return x->k->done(x->k, i, e);
 }
 
+static void xfer_checksum(void *ctx, size_t i, const struct cksum *c)
+{
+    struct xfer *x = ctx;
+    x->k->expect(x->k, x->k->parts[i].file, c);
+}
+
+static int s3src_checksum(struct source *s, const struct listing_entry *ent, struct cksum *ret, struct wc_error *e)
+{
+    return s3_object_checksum(((struct s3_source *)s)->client, ent->key, ent->etag, ret, e);
+}
+
 static int s3src_transfer(struct source *s, const struct listing *l, struct fill_sink *k, const atomic_int *cancel,
                           struct fill_progress *p, struct wc_error *e)
 {
@@ -69,6 +80,7 @@ static int s3src_transfer(struct source *s, const struct listing *l, struct fill
     struct xfer x = {l, k};
     struct s3_transfer t = {
         .n = k->n, .ctx = &x, .part = xfer_part, .fd = xfer_fd, .done = xfer_done,
+        .checksum = k->expect ? xfer_checksum : NULL,
         .connections = ss->connections, .progress = &p->bytes_done, .retries = &p->retries, .cancel = cancel,
     };
     return s3_transfer_run(ss->client, &t, e);
@@ -90,6 +102,7 @@ static const struct source_ops s3_ops = {
     .scheme = "s3",
     .list = s3src_list,
     .transfer = s3src_transfer,
+    .checksum = s3src_checksum,
     .free = s3src_free,
 };
 

@@ -195,7 +195,7 @@ void store_set_watermarks(struct store *s, int high_pct, int low_pct)
 }
 
 static int write_meta(struct store *s, struct source *src, const struct listing *l, const char *cid,
-                      double seconds, uint64_t fetched, struct wc_error *e)
+                      double seconds, uint64_t fetched, uint64_t checksummed, struct wc_error *e)
 {
     char digest[LISTING_DIGEST_LEN + 1], p[PATH_MAX];
     listing_digest(l, digest);
@@ -204,9 +204,11 @@ static int write_meta(struct store *s, struct source *src, const struct listing 
         "content_id", cid, "source", src->url, "listing_digest", digest,
         "files", (json_int_t)l->n, "bytes", (json_int_t)l->bytes,
         "filled_at", (json_int_t)now, "last_used", (json_int_t)now,
-        "fill_seconds", seconds, "verified", "size and source version of every file");
-    if (m)
+        "fill_seconds", seconds, "verified", "size and source version (ETag) of every file, and the source's checksum of every file that has one");
+    if (m) {
         json_object_set_new(m, "fetched_bytes", json_integer((json_int_t)fetched));
+        json_object_set_new(m, "checksummed_files", json_integer((json_int_t)checksummed));
+    }
     _cleanup_free_ char *txt = m ? json_dumps(m, JSON_INDENT(2) | JSON_PRESERVE_ORDER) : NULL;
     if (!txt)
         return -ENOMEM;
@@ -280,7 +282,7 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
     if ((r = fill_transfer(s, src, l, partial, tmpdir, s->part_size, cancel, p, e)) < 0)
         return r;
     uint64_t fetched = atomic_load(&p->bytes_done) - atomic_load(&p->bytes_resumed);
-    if ((r = write_meta(s, src, l, cid, now_s() - t0, fetched, e)) < 0)
+    if ((r = write_meta(s, src, l, cid, now_s() - t0, fetched, atomic_load(&p->files_checksummed), e)) < 0)
         return r;
     if (rename(partial, final) < 0)
         return wc_err_errno(e, -errno, "store: publishing the copy %s", final);

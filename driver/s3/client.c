@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -189,15 +190,53 @@ static size_t on_body(char *data, size_t sz, size_t nm, void *ud)
     return len;
 }
 
+/* "x-amz-checksum-crc32c: <base64>" and "x-amz-checksum-type: COMPOSITE" */
+static void checksum_header(struct sink *s, const char *data, size_t len)
+{
+    static const char pfx[] = "x-amz-checksum-";
+    const size_t pl = sizeof(pfx) - 1;
+    if (len <= pl || strncasecmp(data, pfx, pl) != 0)
+        return;
+    const char *colon = memchr(data, ':', len);
+    if (!colon)
+        return;
+    const char *v = colon + 1, *end = data + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == '\r' || end[-1] == '\n' || end[-1] == ' '))
+        end--;
+    size_t nl = (size_t)(colon - data) - pl, vl = (size_t)(end - v);
+    if (nl == 4 && strncasecmp(data + pl, "type", 4) == 0) {
+        if (vl == 9 && strncasecmp(v, "COMPOSITE", 9) == 0)
+            s->cks.composite = 1;
+        return;
+    }
+    enum cksum_alg a = cksum_alg_from_name(data + pl, nl);
+    if (a == CKSUM_NONE || s->cks.alg != CKSUM_NONE || vl == 0 || vl >= CKSUM_VALUE_MAX)
+        return;
+    for (size_t i = 0; i < vl; i++)
+        if (!isalnum((unsigned char)v[i]) && !strchr("+/=-", v[i]))
+            return; /* not base64 (with a composite's -N): ignore rather than trust */
+    s->cks.alg = a;
+    memcpy(s->cks.value, v, vl);
+    s->cks.value[vl] = '\0';
+    if (memchr(v, '-', vl))
+        s->cks.composite = 1;
+}
+
 static size_t on_header(char *data, size_t sz, size_t nm, void *ud)
 {
     struct sink *s = ud;
-    if (nm * sz > 9 && strncmp(data, "HTTP/", 5) == 0) {
-        const char *sp = strchr(data, ' ');
+    size_t len = sz * nm; /* not NUL-terminated */
+    if (len > 9 && strncmp(data, "HTTP/", 5) == 0) {
+        const char *sp = memchr(data, ' ', len);
         s->status = sp ? strtol(sp + 1, NULL, 10) : 0;
         s->n = 0; /* a new response (after a 100 Continue or redirect) */
+        s->cks = (struct cksum){0};
+        return len;
     }
-    return sz * nm;
+    checksum_header(s, data, len);
+    return len;
 }
 
 /* What S3 said, as an errno and a message that says what to check (xml.c). */
@@ -220,20 +259,23 @@ unsigned s3_backoff_ms(int attempt)
     return ms / 2 + (unsigned)(rand() % (int)(ms / 2 + 1)); /* jitter */
 }
 
-int s3_req_build(struct s3_client *c, const char *path, const char *query, const char *range, const char *if_match,
-                 struct s3_req *rq, struct wc_error *e)
+int s3_req_build(struct s3_client *c, const char *path, const struct s3_req_opts *o, struct s3_req *rq,
+                 struct wc_error *e)
 {
+    const char *query = o->query, *range = o->range, *if_match = o->if_match;
     rq->headers = NULL;
     int w = snprintf(rq->url, sizeof(rq->url), "%s%s%s%s", c->endpoint, path, query ? "?" : "", query ? query : "");
     if (w < 0 || (size_t)w >= sizeof(rq->url))
         return wc_err(e, -ENAMETOOLONG, "request URL too long");
-    struct sigv4_header h[5] = {{"host", c->host}, {"x-amz-content-sha256", EMPTY_SHA256}};
+    struct sigv4_header h[6] = {{"host", c->host}, {"x-amz-content-sha256", EMPTY_SHA256}};
     size_t nh = 2;
     if (range)
         h[nh++] = (struct sigv4_header){"range", range};
     if (if_match)
         h[nh++] = (struct sigv4_header){"if-match", if_match};
-    struct sigv4_request sr = {"GET", path, query, h, nh, EMPTY_SHA256};
+    if (o->checksum_mode)
+        h[nh++] = (struct sigv4_header){"x-amz-checksum-mode", "ENABLED"};
+    struct sigv4_request sr = {o->method ? o->method : "GET", path, query, h, nh, EMPTY_SHA256};
     struct creds k;
     struct creds_static given = {c->akid, c->secret, c->token};
     int r = creds_get(&given, c->region, &k, e);
@@ -258,6 +300,8 @@ int s3_req_build(struct s3_client *c, const char *path, const char *query, const
         ADD("Range: %s", range);
     if (if_match)
         ADD("If-Match: %s", if_match);
+    if (o->checksum_mode)
+        ADD("x-amz-checksum-mode: ENABLED");
     ADD("Host: %s", c->host);
 #undef ADD
     explicit_bzero(line, sizeof(line));
@@ -273,9 +317,11 @@ void s3_req_done(struct s3_req *rq)
     rq->headers = NULL;
 }
 
-void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s)
+void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s, int head)
 {
     curl_easy_reset(h);
+    if (head)
+        curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
     curl_easy_setopt(h, CURLOPT_URL, rq->url);
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, rq->headers);
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -292,6 +338,7 @@ void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s)
     s->written = 0;
     s->io_error = 0;
     s->status = 0;
+    s->cks = (struct cksum){0};
 }
 
 int s3_outcome(struct s3_client *c, const char *op, const char *key, CURLcode cc, struct sink *s, struct wc_error *e)
@@ -317,8 +364,8 @@ int s3_outcome(struct s3_client *c, const char *op, const char *key, CURLcode cc
 }
 
 /* Sends one signed GET; retries what a retry may cure. */
-static int request(struct s3_client *c, const char *op, const char *key, const char *path, const char *query,
-                   const char *range, const char *if_match, struct sink *s, struct wc_error *e)
+static int request(struct s3_client *c, const char *op, const char *key, const char *path,
+                   const struct s3_req_opts *o, struct sink *s, struct wc_error *e)
 {
     int r = -EIO;
     for (int attempt = 0; attempt < S3_RETRIES; attempt++) {
@@ -327,9 +374,9 @@ static int request(struct s3_client *c, const char *op, const char *key, const c
         if (s->cancel && atomic_load(s->cancel))
             return wc_err(e, -ECANCELED, "cancelled");
         struct s3_req rq;
-        if ((r = s3_req_build(c, path, query, range, if_match, &rq, e)) < 0)
+        if ((r = s3_req_build(c, path, o, &rq, e)) < 0)
             return r;
-        s3_easy_setup(c->curl, &rq, s);
+        s3_easy_setup(c->curl, &rq, s, o->method && streq(o->method, "HEAD"));
         CURLcode cc = curl_easy_perform(c->curl);
         s3_req_done(&rq);
         if (s->cancel && atomic_load(s->cancel))
@@ -368,7 +415,8 @@ int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, struct wc_error *e)
             snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&prefix=%s", token, pfx);
         else
             snprintf(query, sizeof(query), "list-type=2&prefix=%s", pfx);
-        if ((r = request(c, "s3:ListBucket", NULL, path, query, NULL, NULL, &s, e)) < 0)
+        struct s3_req_opts o = {.query = query};
+        if ((r = request(c, "s3:ListBucket", NULL, path, &o, &s, e)) < 0)
             break;
         struct s3_list_page page;
         if ((r = s3_parse_list_page(s.buf ? s.buf : "", s.n, c->prefix, fn, ctx, &page, e)) < 0)
@@ -385,5 +433,20 @@ int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, struct wc_error *e)
         memcpy(token, next, sizeof(token));
     }
     free(s.buf);
+    return r;
+}
+
+int s3_object_checksum(struct s3_client *c, const char *key, const char *etag, struct cksum *ret, struct wc_error *e)
+{
+    char path[4 * (PATHKEY_MAX + 80)], match[160];
+    if (s3_object_path(c, key, path, sizeof(path)) < 0)
+        return wc_err(e, -ENAMETOOLONG, "key too long");
+    snprintf(match, sizeof(match), "\"%s\"", etag ? etag : "");
+    struct s3_req_opts o = {.method = "HEAD", .if_match = etag && *etag ? match : NULL, .checksum_mode = 1};
+    struct sink s = {.fd = -1, .max = ERROR_BODY_MAX};
+    int r = request(c, "s3:GetObject", key, path, &o, &s, e);
+    free(s.buf);
+    if (r == 0)
+        *ret = s.cks;
     return r;
 }

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "base/cksum.h"
 #include "base/error.h"
 #include "s3/xml.h"
 
@@ -59,6 +60,9 @@ struct s3_transfer {
     void (*part)(void *ctx, size_t i, struct s3_part *ret);
     int (*fd)(void *ctx, size_t i, struct wc_error *e);       /* where part i goes */
     int (*done)(void *ctx, size_t i, struct wc_error *e);     /* part i is all written */
+    /* optional: what S3 says the whole object's checksum is, learnt from a
+     * part that is the whole object (alg CKSUM_NONE: it has none) */
+    void (*checksum)(void *ctx, size_t i, const struct cksum *c);
     unsigned connections;
     _Atomic uint64_t *progress;                               /* bytes written (a retried part's are taken back) */
     _Atomic uint64_t *retries;                                /* optional: retried requests */
@@ -66,3 +70,7 @@ struct s3_transfer {
 };
 
 int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_error *e);
+
+/* The whole object's checksum as S3 stores it (HEAD with checksum mode, as
+ * long as its ETag is still etag); alg CKSUM_NONE if it has none. */
+int s3_object_checksum(struct s3_client *c, const char *key, const char *etag, struct cksum *ret, struct wc_error *e);

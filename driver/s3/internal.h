@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "base/cksum.h"
 #include "base/error.h"
 #include "base/pathkey.h"
 #include "s3/client.h"
@@ -40,6 +41,7 @@ struct sink {
     const atomic_int *cancel;
     int io_error;
     long status;
+    struct cksum cks;            /* x-amz-checksum-* of the response, if it carried one */
 };
 
 /* A signed request ready for curl. */
@@ -48,12 +50,21 @@ struct s3_req {
     struct curl_slist *headers;
 };
 
-/* Signs GET path?query (both encoded) with optional Range and If-Match. */
-int s3_req_build(struct s3_client *c, const char *path, const char *query, const char *range, const char *if_match,
-                 struct s3_req *rq, struct wc_error *e);
+/* What to send besides the path: all optional. */
+struct s3_req_opts {
+    const char *method;        /* "GET" (default) or "HEAD" */
+    const char *query;         /* encoded */
+    const char *range, *if_match;
+    int checksum_mode;         /* x-amz-checksum-mode: ENABLED (whole objects and HEAD only: S3 sends
+                                  no checksum for a range) */
+};
+
+/* Signs a request for path (encoded) with the current credentials. */
+int s3_req_build(struct s3_client *c, const char *path, const struct s3_req_opts *o, struct s3_req *rq,
+                 struct wc_error *e);
 void s3_req_done(struct s3_req *rq);
-/* Points h at rq and s (resetting s for a new attempt). */
-void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s);
+/* Points h at rq and s (resetting s for a new attempt); head: no body. */
+void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s, int head);
 /* 0 on success; -EAGAIN for what a retry may cure (5xx, SlowDown, resets,
  * short bodies); another negative errno for what it will not. */
 int s3_outcome(struct s3_client *c, const char *op, const char *key, CURLcode cc, struct sink *s, struct wc_error *e);

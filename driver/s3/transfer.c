@@ -76,7 +76,9 @@ static int start(struct engine *g, struct slot *sl, size_t i, struct wc_error *e
     int whole = p.off == 0 && p.len == p.size;
     snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, p.off, p.off + p.len - 1);
     snprintf(match, sizeof(match), "\"%s\"", p.etag ? p.etag : "");
-    int r = s3_req_build(g->c, path, NULL, whole ? NULL : range, p.etag && *p.etag ? match : NULL, &sl->rq, e);
+    struct s3_req_opts o = {.range = whole ? NULL : range, .if_match = p.etag && *p.etag ? match : NULL,
+                            .checksum_mode = whole && t->checksum};
+    int r = s3_req_build(g->c, path, &o, &sl->rq, e);
     if (r < 0)
         return r;
     sl->sink.fd = fd;
@@ -84,7 +86,7 @@ static int start(struct engine *g, struct slot *sl, size_t i, struct wc_error *e
     sl->sink.want = p.len;
     sl->sink.progress = t->progress;
     sl->sink.cancel = t->cancel;
-    s3_easy_setup(sl->h, &sl->rq, &sl->sink);
+    s3_easy_setup(sl->h, &sl->rq, &sl->sink, 0);
     curl_easy_setopt(sl->h, CURLOPT_PRIVATE, sl);
     if (curl_multi_add_handle(g->m, sl->h) != CURLM_OK) {
         s3_req_done(&sl->rq);
@@ -132,6 +134,8 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
     struct s3_part p;
     t->part(t->ctx, sl->part, &p);
     int r = s3_outcome(g->c, "s3:GetObject", p.key, cc, &sl->sink, e);
+    if (r == 0 && t->checksum && p.off == 0 && p.len == p.size)
+        t->checksum(t->ctx, sl->part, &sl->sink.cks);
     if (r == 0)
         return t->done(t->ctx, sl->part, e);
     if (t->progress && sl->sink.written)

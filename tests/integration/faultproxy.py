@@ -53,13 +53,22 @@ class FaultProxy:
         self.ls.listen(256)
         self.endpoint = f"http://127.0.0.1:{self.ls.getsockname()[1]}"
         self.stopping = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self.acceptor = threading.Thread(target=self._accept, daemon=True)
+        self.acceptor.start()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
+        # Wake the accepting thread and wait for it before closing: a thread
+        # about to call accept() on a closed fd number would accept on
+        # whatever socket reuses that number next (the next test's proxy).
         self.stopping = True
+        try:
+            self.ls.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.acceptor.join(timeout=5)
         self.ls.close()
 
     def _accept(self):
@@ -83,7 +92,7 @@ class FaultProxy:
         up = None
         buf = b""
         try:
-            while True:
+            while not self.stopping:
                 head, buf = _read_head(c, buf)
                 if head is None:
                     return

@@ -70,12 +70,42 @@ static void a_file_in_chunks_gives_the_buffer_value(void **state)
     free(b);
 }
 
+uint64_t cksum_crc64nvme_table_for_test(uint64_t crc, const void *p, size_t n);
+uint64_t cksum_crc64nvme_for_test(uint64_t crc, const void *p, size_t n);
+
+/* The carry-less-multiply CRC64NVME against the table, at every length
+ * around its block sizes, from any start state, and chained. */
+static void crc64_fast_path_equals_the_table(void **state)
+{
+    size_t n = 4096 + 100;
+    unsigned char *b = malloc(n);
+    uint64_t seed = 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < n; i++) {
+        seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
+        b[i] = (unsigned char)seed;
+    }
+    cksum_crc64nvme_for_test(0, "", 0); /* initialises the tables */
+    for (size_t len = 0; len <= 300; len++)
+        for (size_t off = 0; off < 3; off++) {
+            uint64_t init = len * 0x100000001b3ull;
+            uint64_t want = cksum_crc64nvme_table_for_test(init, b + off, len);
+            if (cksum_crc64nvme_for_test(init, b + off, len) != want)
+                fail_msg("length %zu at offset %zu differs", len, off);
+        }
+    uint64_t whole = cksum_crc64nvme_for_test(~0ull, b, n);
+    uint64_t chained = cksum_crc64nvme_for_test(cksum_crc64nvme_for_test(~0ull, b, 1000), b + 1000, n - 1000);
+    assert_true(whole == chained);
+    assert_true(whole == cksum_crc64nvme_table_for_test(~0ull, b, n));
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(check_values),
         cmocka_unit_test(names_from_headers),
         cmocka_unit_test(a_file_in_chunks_gives_the_buffer_value),
+        cmocka_unit_test(crc64_fast_path_equals_the_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
