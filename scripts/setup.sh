@@ -9,7 +9,7 @@ mkdir -p "$tools/bin"
 
 apt_pkgs=(cmake ninja-build pkg-config gcc make libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
           libjansson-dev libcurl4-openssl-dev libmount-dev libblkid-dev libcmocka-dev libssl-dev libexpat1-dev libisal-dev
-          xfsprogs util-linux mount python3 python3-pytest)
+          xfsprogs util-linux mount python3 python3-pytest etcd-server openssl)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -70,6 +70,31 @@ if [ ! -x "$tools/bin/versitygw" ] || [ "$(cat "$tools/versitygw.version" 2>/dev
   echo "$VERSITYGW_VERSION" > "$tools/versitygw.version"
 fi
 python3 -c 'import boto3' 2>/dev/null || pip_install boto3
+
+# A real Kubernetes API server for the integration tests: kube-apiserver and
+# kubectl built from k8s.io/kubernetes (the version whose OpenAPI schemas the
+# chart test uses), its staging modules mapped to their published versions;
+# etcd comes from Debian (above).
+if [ ! -x "$tools/bin/kube-apiserver" ] || [ ! -x "$tools/bin/kubectl" ] ||
+   [ "$(cat "$tools/kube.version" 2>/dev/null)" != "$K8S_VERSION" ]; then
+  echo "setup: building kube-apiserver and kubectl $K8S_VERSION (several minutes: built from source)"
+  kdir=$(cd /tmp && GOFLAGS=-mod=mod "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
+         python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  scratch=$(mktemp -d)
+  staging=$(awk '/=> \.\/staging/ {print $1}' "$kdir/go.mod")
+  {
+    printf 'module wckube\n\ngo %s\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' \
+      "$(awk '/^go / {print $2}' "$kdir/go.mod")" "$K8S_VERSION"
+    for m in $staging; do printf '\t%s => %s v0%s\n' "$m" "$m" "${K8S_VERSION#v1}"; done
+    printf ')\n'
+  } > "$scratch/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n' \
+    > "$scratch/tools.go"
+  (cd "$scratch" && GOFLAGS=-mod=mod "$GO" mod tidy >/dev/null 2>&1 &&
+   GOFLAGS=-mod=mod "$GO" build -o "$tools/bin/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+  rm -rf "$scratch"
+  echo "$K8S_VERSION" > "$tools/kube.version"
+fi
 
 # `make bench` only (setup.sh --bench): the tools a user would otherwise pick,
 # and matplotlib for the plot. s5cmd pinned from the Go module proxy (built in

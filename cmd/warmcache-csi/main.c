@@ -8,6 +8,8 @@
 #include "csi/csi.h"
 
 #include <getopt.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +36,9 @@ static void usage(FILE *f)
             "  --evict-low=PERCENT               node: ... down to this (default 70)\n"
             "  --s3-connections=N                node: requests in flight per S3 fill (default 64)\n"
             "  --part-size=MIB                   node: bytes per request of a fill, in MiB (default 8)\n"
+            "  --kube=auto|off|URL               Kubernetes API: auto = the pod's service account when in a\n"
+            "                                    cluster (default); a URL for development, with:\n"
+            "  --kube-token-file=F --kube-ca-file=F  bearer token and CA bundle for --kube=URL\n"
             "  --max-calls=N                     concurrent calls (default 64)\n"
             "  --shutdown-grace=SECONDS          time given to in-flight calls on SIGTERM (default 30)\n"
             "  --log-level=debug|info|warn|error (default info)\n"
@@ -59,6 +64,13 @@ static int parse_int(const char *s, int lo, int hi, int *ret)
 
 int main(int argc, char **argv)
 {
+    /* Every thread (fills, the Kubernetes reporter) inherits this mask: only
+     * the server's signal thread takes SIGTERM/SIGINT, and shuts down cleanly. */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &stop, NULL);
     static const struct option opts[] = {
         {"endpoint", required_argument, NULL, 'e'}, {"mode", required_argument, NULL, 'm'},
         {"node-id", required_argument, NULL, 'n'},  {"store-root", required_argument, NULL, 's'},
@@ -67,7 +79,8 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'h'},
         {"fill-wait", required_argument, NULL, 'w'}, {"evict-high", required_argument, NULL, 'H'},
         {"evict-low", required_argument, NULL, 'L'}, {"s3-connections", required_argument, NULL, 'C'},
-        {"part-size", required_argument, NULL, 'P'},
+        {"part-size", required_argument, NULL, 'P'}, {"kube", required_argument, NULL, 'K'},
+        {"kube-token-file", required_argument, NULL, 'T'}, {"kube-ca-file", required_argument, NULL, 'Q'},
         {"store-mode", required_argument, NULL, 'M'}, {"store-device", required_argument, NULL, 'D'},
         {"disk-glob", required_argument, NULL, 'G'}, {"adopt", required_argument, NULL, 'A'},
         {"raid-array", required_argument, NULL, 'R'}, {"force-format", no_argument, NULL, 'F'},
@@ -103,6 +116,9 @@ int main(int argc, char **argv)
             }
             break;
         case 'd': cfg.state_dir = optarg; break;
+        case 'K': cfg.kube = optarg; break;
+        case 'T': cfg.kube_token_file = optarg; break;
+        case 'Q': cfg.kube_ca_file = optarg; break;
         case 'c':
             if (parse_int(optarg, 1, 4096, &rc.max_calls) < 0) {
                 fprintf(stderr, "warmcache-csi: --max-calls wants a number from 1 to 4096\n");

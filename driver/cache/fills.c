@@ -33,6 +33,7 @@ struct fill_job {
     struct fill_progress progress;
     double started, running_since;
     int refs;                    /* the thread + each waiter; under owner->lock */
+    json_t *targets;             /* whom to tell, from every request that joined; under owner->lock */
 };
 
 static double now_s(void)
@@ -68,7 +69,40 @@ static void job_unref_locked(struct fill_job *j)
     }
     free(j->source);
     free(j->pinned);
+    json_decref(j->targets);
     free(j);
+}
+
+static void add_targets_locked(struct fill_job *j, json_t *targets)
+{
+    size_t i, k;
+    json_t *t, *have;
+    json_array_foreach(targets, i, t) {
+        int dup = 0;
+        json_array_foreach(j->targets, k, have)
+            dup = dup || json_equal(have, t);
+        if (!dup)
+            json_array_append(j->targets, t);
+    }
+}
+
+/* Tells the watcher, if there is one; the targets are copied under the lock. */
+static void notify(struct fill_job *j, enum fill_event ev, const char *message, double seconds)
+{
+    struct fills *f = j->owner;
+    if (!f->notify)
+        return;
+    pthread_mutex_lock(&f->lock);
+    json_t *targets = json_deep_copy(j->targets);
+    pthread_mutex_unlock(&f->lock);
+    uint64_t done = atomic_load(&j->progress.bytes_done);
+    struct fill_report r = {
+        .source = j->source, .cid = j->cid, .message = message, .bytes = j->progress.bytes_total,
+        .files = j->progress.files_total, .fetched = done - atomic_load(&j->progress.bytes_resumed),
+        .checksummed = atomic_load(&j->progress.files_checksummed), .seconds = seconds, .targets = targets,
+    };
+    f->notify(f->notify_ctx, ev, &r);
+    json_decref(targets);
 }
 
 static void unlink_job_locked(struct fills *f, struct fill_job *j)
@@ -109,8 +143,11 @@ static int run_job(struct fill_job *j, struct wc_error *e)
     content_id(src->identity, digest, j->cid);
     j->state = FILL_RUNNING;
     j->running_since = now_s();
+    j->progress.bytes_total = l.bytes; /* store_fill sets them too; the start event wants them now */
+    j->progress.files_total = l.n;
     pthread_cond_broadcast(&f->cond);
     pthread_mutex_unlock(&f->lock);
+    notify(j, FILL_EVENT_STARTED, NULL, 0);
 
     r = store_fill(f->store, src, &l, j->cid, &f->stopping, &j->progress, e);
     uint64_t fetched = atomic_load(&j->progress.bytes_done) - atomic_load(&j->progress.bytes_resumed);
@@ -135,6 +172,8 @@ static void *job_thread(void *arg)
     struct wc_error e;
     wc_error_clear(&e);
     int r = run_job(j, &e);
+    notify(j, r < 0 ? FILL_EVENT_FAILED : FILL_EVENT_DONE, r < 0 ? e.msg : NULL,
+           j->running_since > 0 ? now_s() - j->running_since : 0);
     if (r == -ESTALE && j->resume && j->cid[0]) {
         /* the source moved on: this partial copy can never finish (other
          * failures, such as missing credentials, keep it for the next call) */
@@ -179,6 +218,7 @@ static struct fill_job *start_job_locked(struct fills *f, const struct fill_requ
     j->state = FILL_LISTING;
     j->started = now_s();
     j->refs = 1;
+    j->targets = json_array();
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
@@ -229,8 +269,11 @@ int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, co
         if (source_open(rq->source, &rq->opts, &src, &ignored) == 0) {
             content_id(src->identity, rq->pinned, ret_cid);
             if (store_content_ready(f->store, ret_cid)) {
-                if (store_verify(f->store, ret_cid, &ignored) == 0)
+                if (store_verify(f->store, ret_cid, &ignored) == 0) {
+                    if (rq->ret_hit)
+                        *rq->ret_hit = 1;
                     return 0;
+                }
                 /* damaged (a file changed or vanished on disk): fill a new copy */
                 log_json(LOG_WARN, "a copy failed verification; filling it again",
                          json_pack("{s:s, s:s}", "content_id", ret_cid, "error", ignored.msg));
@@ -253,6 +296,8 @@ int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, co
         return wc_err(e, -ENOMEM, "cannot start a fill");
     }
     j->refs++;
+    if (rq->targets)
+        add_targets_locked(j, rq->targets);
     double deadline = now_s() + wait_ms / 1000.0;
     int r = 0;
     while (j->state != FILL_DONE && j->state != FILL_FAILED) {
@@ -328,11 +373,11 @@ json_t *fills_status(struct fills *f)
     for (struct fill_job *j = f->jobs; j; j = j->next) {
         char msg[512];
         progress_text(j, msg, sizeof(msg));
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s}", "source", j->source,
+        json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:O}", "source", j->source,
             "content_id", j->cid, "state", j->state == FILL_LISTING ? "listing" : "filling",
             "bytes_done", (json_int_t)atomic_load(&j->progress.bytes_done), "bytes_total",
             (json_int_t)j->progress.bytes_total, "files_done", (json_int_t)atomic_load(&j->progress.files_done),
-            "files_total", (json_int_t)j->progress.files_total, "message", msg));
+            "files_total", (json_int_t)j->progress.files_total, "message", msg, "targets", j->targets));
     }
     pthread_mutex_unlock(&f->lock);
     return arr;

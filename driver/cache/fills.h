@@ -30,9 +30,22 @@ struct fill_request {
     uint64_t pinned_objects, pinned_bytes;
     int resume;              /* restarted from a journal at start: drop the partial if it cannot finish */
     struct source_options opts;  /* S3 settings and credentials; copied by the job */
+    json_t *targets;         /* optional: whom to tell (events): a JSON array, merged into the job's */
+    int *ret_hit;            /* optional: set to 1 when the copy was already here (no fill at all) */
 };
 
 struct fill_job;
+
+/* What a fill tells whoever watches it (the CSI layer posts events). */
+enum fill_event { FILL_EVENT_STARTED, FILL_EVENT_DONE, FILL_EVENT_FAILED };
+
+struct fill_report {
+    const char *source, *cid;
+    const char *message;        /* the progress line, the error, or nothing */
+    uint64_t bytes, files, fetched, checksummed;
+    double seconds;
+    json_t *targets;            /* the job's targets (borrowed) */
+};
 
 struct fills {
     struct store *store;
@@ -43,6 +56,9 @@ struct fills {
     int running_threads;
     _Atomic uint64_t fetched_total; /* bytes written into the store by fills */
     unsigned connections;       /* per fill (--s3-connections); 0: the source default */
+    /* optional, called from the job's thread, without the lock */
+    void (*notify)(void *ctx, enum fill_event ev, const struct fill_report *r);
+    void *notify_ctx;
 };
 
 void fills_init(struct fills *f, struct store *s);
@@ -62,5 +78,7 @@ int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, co
 /* Resumes the fills named by store_reconcile()'s journals, in the background. */
 void fills_resume(struct fills *f, json_t *journals);
 
-/* Progress of running fills, for status: a JSON array. */
+/* Progress of running fills, for status and progress events: a JSON array
+ * of objects with source, content_id, state, bytes/files done and total,
+ * message (the progress line) and targets. */
 json_t *fills_status(struct fills *f);

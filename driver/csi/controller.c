@@ -9,6 +9,7 @@
  */
 #include "csi/csi.h"
 #include "base/fsutil.h"
+#include "base/log.h"
 #include "base/macros.h"
 #include "base/units.h"
 #include "cache/listing.h"
@@ -132,11 +133,90 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
         json_object_set_new(ctx, CTX_ENDPOINT, json_string(p->s3.endpoint));
     if (p->s3.addressing)
         json_object_set_new(ctx, CTX_ADDRESSING, json_string(p->s3.addressing));
+    /* who asked (csi-provisioner --extra-create-metadata): the node posts events there */
+    static const char *const k8s[] = {K8S_PVC_NAME, K8S_PVC_NAMESPACE, K8S_PV_NAME};
+    for (size_t i = 0; i < ARRAY_SIZE(k8s); i++) {
+        const char *v = pbmap_get((void *const *)req->parameters, req->n_parameters, k8s[i]);
+        if (v && *v)
+            json_object_set_new(ctx, k8s[i], json_string(v));
+    }
     if ((r = registry_put(c->registry, volid, rec, e)) < 0) {
         json_decref(rec);
         return r;
     }
     *ret_rec = rec;
+    return 0;
+}
+
+/*
+ * PVC-level overrides: with csi-provisioner's --extra-create-metadata the
+ * parameters name the PVC; its annotations warmcache.csi.dev/<parameter>
+ * replace the StorageClass's parameter of that name. A mistake fails
+ * provisioning with a message that names the PVC and the annotation (users
+ * see it as a ProvisioningFailed event on their PVC). *ret_merged stays NULL
+ * when there is nothing to override; its strings point into *ret_pvc.
+ */
+#define OVERRIDE_PREFIX "warmcache.csi.dev/"
+
+static int pvc_overrides(struct csi_ctx *c, const struct kv *kv, size_t *n, struct kv **ret_merged, json_t **ret_pvc,
+                         struct wc_error *e)
+{
+    const char *name = NULL, *ns = NULL;
+    for (size_t i = 0; i < *n; i++) {
+        if (streq(kv[i].key, K8S_PVC_NAME))
+            name = kv[i].value;
+        else if (streq(kv[i].key, K8S_PVC_NAMESPACE))
+            ns = kv[i].value;
+    }
+    if (!c->kube || !name || !ns)
+        return 0;
+    char path[700], ens[300], ename[300];
+    kube_escape(ns, ens, sizeof(ens));
+    kube_escape(name, ename, sizeof(ename));
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/persistentvolumeclaims/%s", ens, ename);
+    int r = kube_get(c->kube, path, ret_pvc, e);
+    if (r < 0)
+        return wc_err_prefix(e, "reading PVC %s/%s for its warmcache annotations: ", ns, name);
+    json_t *ann = json_object_get(json_object_get(*ret_pvc, "metadata"), "annotations");
+    size_t extra = json_object_size(ann);
+    if (extra == 0)
+        return 0;
+    struct kv *m = calloc(*n + extra, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    memcpy(m, kv, *n * sizeof(*m));
+    size_t nm = *n;
+    const char *k;
+    json_t *v;
+    static const char *const allowed[] = {CTX_SOURCE, CTX_POLICY, CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING};
+    json_object_foreach(ann, k, v) {
+        if (strncmp(k, OVERRIDE_PREFIX, strlen(OVERRIDE_PREFIX)) != 0)
+            continue;
+        const char *param = k + strlen(OVERRIDE_PREFIX);
+        int known = 0;
+        for (size_t i = 0; i < ARRAY_SIZE(allowed); i++)
+            known = known || streq(param, allowed[i]);
+        if (!known || !json_is_string(v)) {
+            free(m);
+            return wc_err(e, -EINVAL, "PVC %s/%s: annotation %s is not one warmcache reads; it reads "
+                          OVERRIDE_PREFIX "%s, %s, %s, %s and %s", ns, name, k, CTX_SOURCE, CTX_POLICY,
+                          CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING);
+        }
+        size_t i = 0;
+        while (i < nm && !streq(m[i].key, param))
+            i++;
+        m[i] = (struct kv){param, json_string_value(v)};
+        if (i == nm)
+            nm++;
+    }
+    if (nm == *n && memcmp(m, kv, *n * sizeof(*m)) == 0) {
+        free(m);
+        return 0;
+    }
+    log_json(LOG_INFO, "PVC annotations override class parameters",
+             json_pack("{s:s, s:s}", "pvc", name, "namespace", ns));
+    *ret_merged = m;
+    *n = nm;
     return 0;
 }
 
@@ -168,9 +248,18 @@ DECLARE_HANDLER(controller_create_volume)
     struct volume_params p;
     if ((r = params_parse(kv, q->n_parameters, &p, e)) < 0)
         return r;
+    /* the PVC's annotations override the class's parameters */
+    size_t nkv = q->n_parameters;
+    json_t *pvc _cleanup_json_ = NULL;
+    _cleanup_free_ struct kv *merged = NULL;
+    if ((r = pvc_overrides(c, kv, &nkv, &merged, &pvc, e)) < 0)
+        return r;
+    if (merged && (r = params_parse(merged, nkv, &p, e)) < 0)
+        return wc_err_prefix(e, "PVC annotations (" OVERRIDE_PREFIX "...) over the StorageClass parameters: ");
+    const struct kv *eff = merged ? merged : kv;
     char volid[VOLID_LEN + 1], fp[SHA256_HEX_LEN + 1];
     volid_from_name(q->name, volid);
-    params_fingerprint(kv, q->n_parameters, fp);
+    params_fingerprint(eff, nkv, fp);
 
     if ((r = vlocks_try(&c->locks, volid, e)) < 0)
         return r;

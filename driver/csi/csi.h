@@ -6,6 +6,8 @@
  */
 #pragma once
 
+struct reporter;
+
 #include <errno.h>
 
 #include <protobuf-c/protobuf-c.h>
@@ -17,6 +19,7 @@
 #include "csi.pb-c.h"
 #include "csi/locks.h"
 #include "csi/registry.h"
+#include "kube/client.h"
 #include "rpc/server.h"
 #include "storage/disks.h"
 #include "storage/mount.h"
@@ -33,6 +36,8 @@ struct csi_config {
     int high_pct, low_pct;   /* node: eviction watermarks */
     unsigned s3_connections; /* node: per S3 fill; 0: the default */
     uint64_t part_size;      /* node: bytes per request; 0: the default */
+    const char *kube;        /* "auto" (in-cluster when there), "off", or an API server URL */
+    const char *kube_token_file, *kube_ca_file; /* with a URL */
 };
 
 struct csi_ctx {
@@ -45,6 +50,8 @@ struct csi_ctx {
     int fill_wait_ms;
     struct volume_locks locks;
     atomic_int ready;
+    struct kube *kube;           /* NULL: not talking to Kubernetes */
+    struct reporter *reporter;   /* node: events, PV annotations, node labels */
 };
 
 int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_error *e);

@@ -10,6 +10,7 @@
  * there. Copies outlive volumes: they are the cache.
  */
 #include "csi/csi.h"
+#include "csi/report.h"
 #include "base/fsutil.h"
 #include "base/macros.h"
 #include "base/pathkey.h"
@@ -147,7 +148,12 @@ static int mount_overlay(struct csi_ctx *c, const char *volid, const char *cid, 
 static int ensure_copy(struct csi_ctx *c, const struct volume_context *vc, void *const *secrets, size_t n_secrets,
                        const atomic_int *cancel, char ret_cid[CONTENT_ID_LEN + 1], struct wc_error *e)
 {
+    /* whom kubectl describe should tell: the PVC, the PV, the pods here */
+    json_t *targets _cleanup_json_ = c->reporter ? reporter_targets(c->reporter, vc->pvc_namespace, vc->pvc_name,
+                                                                    vc->pv_name) : NULL;
+    int hit = 0;
     struct fill_request rq = {
+        .targets = targets, .ret_hit = &hit,
         .source = vc->source, .pinned = vc->digest, .follow = vc->policy == CHANGE_FOLLOW,
         .pinned_objects = vc->objects, .pinned_bytes = vc->bytes,
         .opts = {.region = vc->s3.region, .endpoint = vc->s3.endpoint, .addressing = vc->s3.addressing,
@@ -155,7 +161,14 @@ static int ensure_copy(struct csi_ctx *c, const struct volume_context *vc, void 
                  .secret_access_key = pbmap_get(secrets, n_secrets, SECRET_SECRET_ACCESS_KEY),
                  .session_token = pbmap_get(secrets, n_secrets, SECRET_SESSION_TOKEN)},
     };
-    return fills_ensure(&c->fills, &rq, c->fill_wait_ms, cancel, ret_cid, e);
+    int r = fills_ensure(&c->fills, &rq, c->fill_wait_ms, cancel, ret_cid, e);
+    if (r == 0 && hit) {
+        char msg[600];
+        snprintf(msg, sizeof(msg), "the copy of %s is already on node %s (verified): no fill needed", vc->source,
+                 c->node_id);
+        reporter_event(c->reporter, targets, "Normal", "CacheHit", msg);
+    }
+    return r;
 }
 
 /* Records the volume, then mounts: see the file comment for why in that order.
@@ -396,6 +409,24 @@ static int publish_ephemeral_locked(struct csi_ctx *c, const Csi__V1__NodePublis
     return record_and_mount(c, rec, q->volume_id, cid, q->target_path, writable, flags, e);
 }
 
+/* With podInfoOnMount the kubelet names the pod: one event on it. */
+static void tell_pod(struct csi_ctx *c, const Csi__V1__NodePublishVolumeRequest *q, int writable)
+{
+    void *const *m = (void *const *)q->volume_context;
+    const char *name = pbmap_get(m, q->n_volume_context, K8S_POD_NAME);
+    const char *ns = pbmap_get(m, q->n_volume_context, K8S_POD_NAMESPACE);
+    const char *uid = pbmap_get(m, q->n_volume_context, K8S_POD_UID);
+    const char *src = pbmap_get(m, q->n_volume_context, CTX_SOURCE);
+    if (!c->reporter || !name || !ns)
+        return;
+    json_t *t _cleanup_json_ = json_pack("[{s:s, s:s, s:s, s:s*}]", "kind", "Pod", "namespace", ns, "name", name,
+                                         "uid", uid && *uid ? uid : NULL);
+    char msg[600];
+    snprintf(msg, sizeof(msg), "%s copy of %s from the cache of node %s mounted at %s",
+             writable ? "a private writable" : "the read-only", src ? src : "the source", c->node_id, q->target_path);
+    reporter_event(c->reporter, t, "Normal", "CachePublished", msg);
+}
+
 static int is_ephemeral(const Csi__V1__NodePublishVolumeRequest *q)
 {
     const char *v = pbmap_get((void *const *)q->volume_context, q->n_volume_context,
@@ -437,6 +468,7 @@ DECLARE_HANDLER(node_publish_volume)
     vlocks_release(&c->locks, q->volume_id);
     if (r < 0)
         return r;
+    tell_pod(c, q, writable);
     Csi__V1__NodePublishVolumeResponse *resp = pb_new(&csi__v1__node_publish_volume_response__descriptor);
     if (!resp)
         return -ENOMEM;

@@ -136,6 +136,19 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
             r = parse_u64(k, v, &c.bytes, e);
         } else if ((r = parse_s3_key("volume attribute", k, v, &c.s3, e)) <= 0) {
             /* an S3 key, parsed or refused */
+        } else if (param_key_is_kubernetes(k)) {
+            if (streq(k, K8S_PVC_NAME))
+                c.pvc_name = v;
+            else if (streq(k, K8S_PVC_NAMESPACE))
+                c.pvc_namespace = v;
+            else if (streq(k, K8S_PV_NAME))
+                c.pv_name = v;
+            else if (streq(k, K8S_POD_NAME))
+                c.pod_name = v;
+            else if (streq(k, K8S_POD_NAMESPACE))
+                c.pod_namespace = v;
+            else if (streq(k, K8S_POD_UID))
+                c.pod_uid = v;
         } else if (!param_key_is_kubernetes(k)) {
             return wc_err(e, -EINVAL, "unknown volume attribute \"%.100s\"; warmcache knows: %s, %s, %s, %s, %s, "
                           "%s, %s, %s", k, CTX_SOURCE, CTX_POLICY, CTX_DIGEST, CTX_OBJECTS, CTX_BYTES, CTX_REGION,

@@ -45,6 +45,13 @@ int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struc
 #define CTX_REGION "region"
 #define CTX_ENDPOINT "endpoint"
 #define CTX_ADDRESSING "addressingStyle"
+/* Kubernetes' own keys that warmcache reads (they pass validation as theirs) */
+#define K8S_PVC_NAME "csi.storage.k8s.io/pvc/name"
+#define K8S_PVC_NAMESPACE "csi.storage.k8s.io/pvc/namespace"
+#define K8S_PV_NAME "csi.storage.k8s.io/pv/name"
+#define K8S_POD_NAME "csi.storage.k8s.io/pod.name"
+#define K8S_POD_NAMESPACE "csi.storage.k8s.io/pod.namespace"
+#define K8S_POD_UID "csi.storage.k8s.io/pod.uid"
 
 /* Secrets (CSI node-stage / provisioner secrets) carrying S3 credentials. */
 #define SECRET_ACCESS_KEY_ID "awsAccessKeyId"
@@ -57,6 +64,10 @@ struct volume_context {
     const char *digest;          /* NULL: not pinned (a hand-written static PV) */
     uint64_t objects, bytes;
     struct s3_params s3;
+    /* from csi-provisioner --extra-create-metadata, copied by CreateVolume */
+    const char *pvc_name, *pvc_namespace, *pv_name;
+    /* from the kubelet with podInfoOnMount (NodePublishVolume only) */
+    const char *pod_name, *pod_namespace, *pod_uid;
 };
 
 int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, struct wc_error *e);

@@ -6,6 +6,7 @@
  * or node-only mode) answers UNIMPLEMENTED too (see the mode checks).
  */
 #include "csi/csi.h"
+#include "csi/report.h"
 #include "base/log.h"
 #include "base/macros.h"
 
@@ -39,6 +40,26 @@ const ProtobufCServiceDescriptor *const csi_services[] = {
 };
 const size_t csi_n_services = ARRAY_SIZE(csi_services);
 
+/* --kube: "off", "auto" (in a pod: the service account; elsewhere: off), or a URL. */
+static int kube_connect(struct csi_ctx *c, const struct csi_config *cfg, struct wc_error *e)
+{
+    const char *mode = cfg->kube ? cfg->kube : "auto";
+    struct kube_config kc = {.server = mode, .token_file = cfg->kube_token_file, .ca_file = cfg->kube_ca_file};
+    if (streq(mode, "off"))
+        return 0;
+    if (streq(mode, "auto")) {
+        struct wc_error ignored;
+        if (kube_config_in_cluster(&kc, &ignored) < 0) {
+            log_json(LOG_INFO, "not talking to Kubernetes", json_pack("{s:s}", "why", ignored.msg));
+            return 0;
+        }
+    }
+    int r = kube_open(&kc, &c->kube, e);
+    if (r == 0)
+        log_json(LOG_INFO, "talking to Kubernetes", json_pack("{s:s}", "server", kc.server));
+    return r;
+}
+
 int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_error *e)
 {
     *c = (struct csi_ctx){.controller = cfg->controller, .node = cfg->node, .mounter = &mounter_libmount};
@@ -51,6 +72,8 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
     if (!(c->node_id = strdup(host)))
         return -ENOMEM;
     int r = 0;
+    if ((r = kube_connect(c, cfg, e)) < 0)
+        return r;
     if (c->node) {
         _cleanup_free_ char *root = NULL;
         if ((r = disks_prepare(&cfg->disks, c->mounter, &root, e)) < 0 ||
@@ -61,6 +84,12 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
         fills_init(&c->fills, c->store);
         c->fills.connections = cfg->s3_connections;
         c->fill_wait_ms = cfg->fill_wait_s * 1000;
+        if (c->kube) {
+            if ((r = reporter_start(c->kube, &c->fills, c->node_id, &c->reporter, e)) < 0)
+                return r;
+            c->fills.notify = reporter_notify;
+            c->fills.notify_ctx = c->reporter;
+        }
         json_t *rec _cleanup_json_ = store_reconcile(c->store);
         log_json(LOG_INFO, "store reconciled", json_incref(rec));
         fills_resume(&c->fills, json_object_get(rec, "resume"));
@@ -74,6 +103,8 @@ void csi_ctx_fini(struct csi_ctx *c)
 {
     if (c->store)
         fills_stop(&c->fills);
+    reporter_stop(c->reporter); /* after the fills: their last reports are delivered */
+    kube_close(c->kube);
     store_free(c->store);
     registry_free(c->registry);
     vlocks_fini(&c->locks);

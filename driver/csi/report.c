@@ -1,0 +1,322 @@
+/* See report.h. */
+#include "csi/report.h"
+#include "base/log.h"
+#include "base/macros.h"
+#include "base/units.h"
+#include "kube/events.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define PROGRESS_EVERY 5.0 /* seconds between progress events on one object */
+#define WARM_NODES "warmcache.csi.dev/warm-nodes"
+#define CONTENT_ID "warmcache.csi.dev/content-id"
+
+struct item {
+    struct item *next;
+    json_t *targets;
+    char type[8], reason[32];
+    char *message;
+    char cid[CONTENT_ID_LEN + 1]; /* set for CacheReady: label the node, annotate PVs */
+};
+
+struct reporter {
+    struct kube *k;
+    struct kube_events *ev;
+    struct fills *fills;
+    char *node;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct item *head, **tail;
+    int stopping;
+};
+
+static void queue(struct reporter *r, json_t *targets, const char *type, const char *reason, const char *message,
+                  const char *cid)
+{
+    if (!targets || json_array_size(targets) == 0)
+        return;
+    struct item *it = calloc(1, sizeof(*it));
+    if (!it)
+        return;
+    it->targets = json_deep_copy(targets);
+    snprintf(it->type, sizeof(it->type), "%s", type);
+    snprintf(it->reason, sizeof(it->reason), "%s", reason);
+    it->message = strdup(message);
+    if (cid)
+        snprintf(it->cid, sizeof(it->cid), "%s", cid);
+    pthread_mutex_lock(&r->lock);
+    *r->tail = it;
+    r->tail = &it->next;
+    pthread_cond_signal(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void reporter_event(struct reporter *r, json_t *targets, const char *type, const char *reason, const char *message)
+{
+    if (r)
+        queue(r, targets, type, reason, message, NULL);
+}
+
+void reporter_notify(void *ctx, enum fill_event ev, const struct fill_report *rep)
+{
+    struct reporter *r = ctx;
+    char msg[1024], b[32], rate[32];
+    fmt_bytes(rep->bytes, b, sizeof(b));
+    switch (ev) {
+    case FILL_EVENT_STARTED:
+        snprintf(msg, sizeof(msg), "filling %s (%" PRIu64 " files, %s) into the cache of node %s", rep->source,
+                 rep->files, b, r->node);
+        queue(r, rep->targets, "Normal", "FillStarted", msg, NULL);
+        break;
+    case FILL_EVENT_DONE:
+        fmt_rate(rep->seconds > 0 ? (double)rep->fetched / rep->seconds : 0, rate, sizeof(rate));
+        snprintf(msg, sizeof(msg), "copy of %s ready on node %s: %" PRIu64 " files, %s in %.1fs (%s); verified: "
+                 "size and ETag of every file, source checksum of %" PRIu64, rep->source, r->node, rep->files, b,
+                 rep->seconds, rate, rep->checksummed);
+        queue(r, rep->targets, "Normal", "CacheReady", msg, rep->cid);
+        break;
+    case FILL_EVENT_FAILED:
+        snprintf(msg, sizeof(msg), "filling %s on node %s failed: %s", rep->source, r->node,
+                 rep->message ? rep->message : "unknown error");
+        queue(r, rep->targets, "Warning", "FillFailed", msg, NULL);
+        break;
+    }
+}
+
+/* ---- the API work, on the reporter's thread -------------------------------- */
+
+static void ref_of(json_t *t, struct kube_ref *ref)
+{
+    *ref = (struct kube_ref){
+        .kind = json_string_value(json_object_get(t, "kind")),
+        .api_version = "v1",
+        .ns = json_string_value(json_object_get(t, "namespace")),
+        .name = json_string_value(json_object_get(t, "name")),
+        .uid = json_string_value(json_object_get(t, "uid")),
+    };
+}
+
+static void warn(const char *what, const struct wc_error *e)
+{
+    log_json(LOG_WARN, "kubernetes", json_pack("{s:s, s:s}", "what", what, "error", e->msg));
+}
+
+/* Adds this node to the PV's warm-nodes annotation (read, modify, write
+ * with the resourceVersion: a conflict with another node is retried). */
+static void annotate_pv(struct reporter *r, const char *pv, const char *cid)
+{
+    char path[400], esc[300];
+    kube_escape(pv, esc, sizeof(esc));
+    snprintf(path, sizeof(path), "/api/v1/persistentvolumes/%s", esc);
+    struct wc_error e;
+    for (int attempt = 0; attempt < 5; attempt++) {
+        json_t *obj _cleanup_json_ = NULL;
+        if (kube_get(r->k, path, &obj, &e) < 0)
+            return warn("reading the PV", &e);
+        json_t *meta = json_object_get(obj, "metadata");
+        const char *have = json_string_value(json_object_get(json_object_get(meta, "annotations"), WARM_NODES));
+        char nodes[4096] = "";
+        int present = 0;
+        if (have) {
+            snprintf(nodes, sizeof(nodes), "%s", have);
+            char copy[4096], *save = NULL;
+            snprintf(copy, sizeof(copy), "%s", have);
+            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+                present = present || streq(t, r->node);
+        }
+        if (present)
+            return;
+        size_t n = strlen(nodes);
+        snprintf(nodes + n, sizeof(nodes) - n, "%s%s", n ? "," : "", r->node);
+        json_t *patch _cleanup_json_ = json_pack("{s:{s:O, s:{s:s, s:s}}}", "metadata", "resourceVersion",
+                                                 json_object_get(meta, "resourceVersion"), "annotations", WARM_NODES,
+                                                 nodes, CONTENT_ID, cid);
+        int rc = kube_merge_patch(r->k, path, patch, NULL, &e);
+        if (rc != -EAGAIN)
+            return rc < 0 ? warn("annotating the PV", &e) : (void)0;
+    }
+}
+
+static void label_node(struct reporter *r, const char *cid)
+{
+    char path[400], esc[300], key[80];
+    kube_escape(r->node, esc, sizeof(esc));
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s", esc);
+    snprintf(key, sizeof(key), "content.warmcache.csi.dev/%s", cid);
+    json_t *patch _cleanup_json_ = json_pack("{s:{s:{s:s}}}", "metadata", "labels", key, "ready");
+    struct wc_error e;
+    if (kube_merge_patch(r->k, path, patch, NULL, &e) < 0)
+        warn("labelling the node", &e);
+}
+
+static void deliver(struct reporter *r, struct item *it)
+{
+    size_t i;
+    json_t *t;
+    struct wc_error e;
+    json_array_foreach(it->targets, i, t) {
+        struct kube_ref ref;
+        ref_of(t, &ref);
+        if (!ref.kind || !ref.name)
+            continue;
+        if (it->cid[0] && streq(ref.kind, "PersistentVolume"))
+            annotate_pv(r, ref.name, it->cid);
+        if (kube_event(r->ev, &ref, it->type, it->reason, it->message, &e) < 0)
+            warn("posting an event", &e);
+    }
+    if (it->cid[0])
+        label_node(r, it->cid);
+}
+
+/* Progress of running fills, to each of their targets at a bounded rate. */
+static void progress(struct reporter *r)
+{
+    json_t *jobs _cleanup_json_ = fills_status(r->fills);
+    size_t i, k;
+    json_t *j, *t;
+    json_array_foreach(jobs, i, j) {
+        const char *msg = json_string_value(json_object_get(j, "message"));
+        json_array_foreach(json_object_get(j, "targets"), k, t) {
+            struct kube_ref ref;
+            struct wc_error e;
+            ref_of(t, &ref);
+            if (!ref.kind || !ref.name || streq(ref.kind, "PersistentVolume") ||
+                !kube_events_due(r->ev, &ref, "FillProgress", PROGRESS_EVERY))
+                continue;
+            if (kube_event(r->ev, &ref, "Normal", "FillProgress", msg ? msg : "filling", &e) < 0)
+                warn("posting progress", &e);
+        }
+    }
+}
+
+static void *reporter_main(void *arg)
+{
+    struct reporter *r = arg;
+    pthread_mutex_lock(&r->lock);
+    while (!r->stopping || r->head) {
+        struct item *it = r->head;
+        if (it) {
+            r->head = it->next;
+            if (!r->head)
+                r->tail = &r->head;
+            pthread_mutex_unlock(&r->lock);
+            deliver(r, it);
+            json_decref(it->targets);
+            free(it->message);
+            free(it);
+            pthread_mutex_lock(&r->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&r->lock);
+        progress(r);
+        pthread_mutex_lock(&r->lock);
+        if (r->head || r->stopping)
+            continue;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += 1;
+        pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+    }
+    pthread_mutex_unlock(&r->lock);
+    return NULL;
+}
+
+int reporter_start(struct kube *k, struct fills *f, const char *node, struct reporter **ret, struct wc_error *e)
+{
+    struct reporter *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->k = k;
+    r->fills = f;
+    r->node = strdup(node);
+    r->ev = kube_events_new(k, "warmcache-node", node);
+    r->tail = &r->head;
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->cond, NULL);
+    if (!r->node || !r->ev || pthread_create(&r->thread, NULL, reporter_main, r) != 0) {
+        kube_events_free(r->ev);
+        free(r->node);
+        free(r);
+        return wc_err(e, -ENOMEM, "cannot start the Kubernetes reporter");
+    }
+    *ret = r;
+    return 0;
+}
+
+void reporter_stop(struct reporter *r)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->stopping = 1; /* what is queued is still delivered */
+    pthread_cond_signal(&r->cond);
+    pthread_mutex_unlock(&r->lock);
+    pthread_join(r->thread, NULL);
+    kube_events_free(r->ev);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->cond);
+    free(r->node);
+    free(r);
+}
+
+json_t *reporter_targets(struct reporter *r, const char *pvc_ns, const char *pvc_name, const char *pv_name)
+{
+    json_t *out = json_array();
+    if (!r || !out)
+        return out;
+    struct wc_error e;
+    char path[700], ns[300], name[300], node[300];
+    if (pv_name && *pv_name) {
+        json_t *pv _cleanup_json_ = NULL;
+        kube_escape(pv_name, name, sizeof(name));
+        snprintf(path, sizeof(path), "/api/v1/persistentvolumes/%s", name);
+        if (kube_get(r->k, path, &pv, &e) == 0)
+            json_array_append_new(out, json_pack("{s:s, s:s, s:O*}", "kind", "PersistentVolume", "name", pv_name,
+                                  "uid", json_object_get(json_object_get(pv, "metadata"), "uid")));
+        else
+            warn("reading the PV", &e);
+    }
+    if (!pvc_ns || !*pvc_ns || !pvc_name || !*pvc_name)
+        return out;
+    kube_escape(pvc_ns, ns, sizeof(ns));
+    kube_escape(pvc_name, name, sizeof(name));
+    json_t *pvc _cleanup_json_ = NULL;
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/persistentvolumeclaims/%s", ns, name);
+    if (kube_get(r->k, path, &pvc, &e) < 0) {
+        warn("reading the PVC", &e);
+        return out;
+    }
+    json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:O*}", "kind", "PersistentVolumeClaim", "namespace",
+                          pvc_ns, "name", pvc_name, "uid", json_object_get(json_object_get(pvc, "metadata"), "uid")));
+    /* the pods on this node that mount it */
+    char sel[400];
+    snprintf(sel, sizeof(sel), "spec.nodeName=%s", r->node);
+    kube_escape(sel, node, sizeof(node));
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?fieldSelector=%s", ns, node);
+    json_t *pods _cleanup_json_ = NULL;
+    if (kube_get(r->k, path, &pods, &e) < 0) {
+        warn("listing the pods of the node", &e);
+        return out;
+    }
+    size_t i, k;
+    json_t *p, *v;
+    json_array_foreach(json_object_get(pods, "items"), i, p) {
+        json_t *meta = json_object_get(p, "metadata");
+        json_array_foreach(json_object_get(json_object_get(p, "spec"), "volumes"), k, v) {
+            const char *claim = json_string_value(
+                json_object_get(json_object_get(v, "persistentVolumeClaim"), "claimName"));
+            if (claim && streq(claim, pvc_name)) {
+                json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:O*}", "kind", "Pod", "namespace", pvc_ns,
+                                      "name", json_object_get(meta, "name"), "uid", json_object_get(meta, "uid")));
+                break;
+            }
+        }
+    }
+    return out;
+}

@@ -1,0 +1,35 @@
+/*
+ * What the node plugin tells Kubernetes, off the CSI call path: a thread
+ * with a queue, so a slow or unreachable API server never delays a mount.
+ *
+ * - Events on the PVC and on the pods of this node that use it (found when
+ *   the volume is staged): FillStarted, FillProgress (at most every 5 s per
+ *   object, aggregated into one event), CacheReady, FillFailed (Warning),
+ *   CacheHit when a stage finds the copy already here.
+ * - On the PV, annotations: warmcache.csi.dev/warm-nodes (the nodes holding
+ *   a ready copy) and warmcache.csi.dev/content-id.
+ * - On the Node, a label per ready copy: content.warmcache.csi.dev/<content
+ *   id>=ready, for node affinity towards warm nodes.
+ */
+#pragma once
+
+#include <jansson.h>
+
+#include "cache/fills.h"
+#include "kube/client.h"
+
+struct reporter;
+
+int reporter_start(struct kube *k, struct fills *f, const char *node, struct reporter **ret, struct wc_error *e);
+void reporter_stop(struct reporter *r);
+
+/* fills.notify: queues the report's events. */
+void reporter_notify(void *ctx, enum fill_event ev, const struct fill_report *rep);
+
+/* Whom to tell about a volume: its PVC and PV (from the volume context that
+ * csi-provisioner's --extra-create-metadata fills) and the pods on this node
+ * that mount the PVC. A JSON array; empty when nothing is known. */
+json_t *reporter_targets(struct reporter *r, const char *pvc_ns, const char *pvc_name, const char *pv_name);
+
+/* Queues one event to every target. */
+void reporter_event(struct reporter *r, json_t *targets, const char *type, const char *reason, const char *message);

@@ -1,0 +1,248 @@
+/* See client.h. */
+#include "kube/client.h"
+#include "base/macros.h"
+
+#include <ctype.h>
+#include <curl/curl.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+#define BODY_MAX (8u << 20)
+
+struct kube {
+    char *server, *token_file, *ca_file;
+    CURLSH *share;
+    pthread_mutex_t share_lock[CURL_LOCK_DATA_LAST];
+};
+
+int kube_config_in_cluster(struct kube_config *ret, struct wc_error *e)
+{
+    static char server[300];
+    const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
+    if (!host || !*host || access(SA_DIR "/token", R_OK) != 0)
+        return wc_err(e, -ENOENT, "not in a Kubernetes pod with a service account token (" SA_DIR "/token)");
+    snprintf(server, sizeof(server), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host,
+             port && *port ? port : "443");
+    *ret = (struct kube_config){server, SA_DIR "/token", SA_DIR "/ca.crt"};
+    return 0;
+}
+
+static void share_lock(CURL *h, curl_lock_data d, curl_lock_access a, void *ud)
+{
+    (void)h, (void)a;
+    pthread_mutex_lock(&((struct kube *)ud)->share_lock[d]);
+}
+
+static void share_unlock(CURL *h, curl_lock_data d, void *ud)
+{
+    (void)h;
+    pthread_mutex_unlock(&((struct kube *)ud)->share_lock[d]);
+}
+
+int kube_open(const struct kube_config *cfg, struct kube **ret, struct wc_error *e)
+{
+    if (!cfg->server || (strncmp(cfg->server, "https://", 8) != 0 && strncmp(cfg->server, "http://", 7) != 0))
+        return wc_err(e, -EINVAL, "Kubernetes API server \"%s\" must be an http(s):// URL",
+                      cfg->server ? cfg->server : "");
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    struct kube *k = calloc(1, sizeof(*k));
+    if (!k)
+        return -ENOMEM;
+    k->server = strdup(cfg->server);
+    k->token_file = cfg->token_file ? strdup(cfg->token_file) : NULL;
+    k->ca_file = cfg->ca_file ? strdup(cfg->ca_file) : NULL;
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_init(&k->share_lock[i], NULL);
+    k->share = curl_share_init();
+    if (!k->server || !k->share) {
+        kube_close(k);
+        return -ENOMEM;
+    }
+    curl_share_setopt(k->share, CURLSHOPT_LOCKFUNC, share_lock);
+    curl_share_setopt(k->share, CURLSHOPT_UNLOCKFUNC, share_unlock);
+    curl_share_setopt(k->share, CURLSHOPT_USERDATA, k);
+    curl_share_setopt(k->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
+    curl_share_setopt(k->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    curl_share_setopt(k->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS);
+    size_t n = strlen(k->server);
+    while (n && k->server[n - 1] == '/')
+        k->server[--n] = '\0';
+    *ret = k;
+    return 0;
+}
+
+void kube_close(struct kube *k)
+{
+    if (!k)
+        return;
+    if (k->share)
+        curl_share_cleanup(k->share);
+    for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
+        pthread_mutex_destroy(&k->share_lock[i]);
+    free(k->server);
+    free(k->token_file);
+    free(k->ca_file);
+    free(k);
+}
+
+void kube_escape(const char *in, char *out, size_t n)
+{
+    size_t o = 0;
+    for (; *in && o + 4 < n; in++) {
+        unsigned char c = (unsigned char)*in;
+        if (isalnum(c) || strchr("-_.~", c))
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, n - o, "%%%02X", c);
+    }
+    out[o] = '\0';
+}
+
+struct buf {
+    char *p;
+    size_t n;
+};
+
+static size_t on_body(char *d, size_t sz, size_t nm, void *ud)
+{
+    struct buf *b = ud;
+    size_t len = sz * nm;
+    if (b->n + len > BODY_MAX)
+        return 0;
+    char *np = realloc(b->p, b->n + len + 1);
+    if (!np)
+        return 0;
+    memcpy(np + b->n, d, len);
+    b->n += len;
+    np[b->n] = '\0';
+    b->p = np;
+    return len;
+}
+
+static int read_token(const char *path, char *out, size_t n)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t got = read(fd, out, n - 1);
+    if (got < 0)
+        return -errno;
+    while (got > 0 && isspace((unsigned char)out[got - 1]))
+        got--;
+    out[got] = '\0';
+    for (ssize_t i = 0; i < got; i++)
+        if (!isgraph((unsigned char)out[i]))
+            return -EINVAL;
+    return got > 0 && (size_t)got < n - 1 ? 0 : -EINVAL;
+}
+
+/* What the API server said in its Status, for the message. */
+static const char *status_message(json_t *j)
+{
+    const char *m = json_string_value(json_object_get(j, "message"));
+    return m ? m : "";
+}
+
+int kube_call(struct kube *k, const char *method, const char *path, const json_t *body, const char *content_type,
+              json_t **ret, struct wc_error *e)
+{
+    if (ret)
+        *ret = NULL;
+    char url[2048], token[8192], line[8300];
+    if (snprintf(url, sizeof(url), "%s%s", k->server, path) >= (int)sizeof(url))
+        return wc_err(e, -ENAMETOOLONG, "Kubernetes API path too long");
+    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
+    if (k->token_file) {
+        int r = read_token(k->token_file, token, sizeof(token));
+        if (r < 0) {
+            curl_slist_free_all(h);
+            return wc_err_errno(e, r, "reading the service account token %s", k->token_file);
+        }
+        snprintf(line, sizeof(line), "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, line);
+        explicit_bzero(line, sizeof(line));
+        explicit_bzero(token, sizeof(token));
+    }
+    _cleanup_free_ char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    if (payload) {
+        snprintf(line, sizeof(line), "Content-Type: %s", content_type ? content_type : "application/json");
+        h = curl_slist_append(h, line);
+    }
+    CURL *c = curl_easy_init();
+    struct buf b = {0};
+    if (!c || !h) {
+        curl_slist_free_all(h);
+        curl_easy_cleanup(c);
+        return -ENOMEM;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    if (payload)
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_SHARE, k->share);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (k->ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, k->ca_file);
+    CURLcode cc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    if (cc != CURLE_OK) {
+        free(b.p);
+        return wc_err(e, -EAGAIN, "cannot reach the Kubernetes API at %s: %s", k->server, curl_easy_strerror(cc));
+    }
+    json_error_t je;
+    json_t *j = b.p ? json_loadb(b.p, b.n, 0, &je) : NULL;
+    free(b.p);
+    int r = 0;
+    if (status >= 200 && status < 300) {
+        if (ret)
+            *ret = json_incref(j);
+    } else if (status == 401) {
+        r = wc_err(e, -EACCES, "the Kubernetes API refused the plugin's credentials (401) on %s %s: is the service "
+                   "account token mounted (automountServiceAccountToken) and current?", method, path);
+    } else if (status == 403) {
+        r = wc_err(e, -EACCES, "forbidden (403) %s %s: %s — the warmcache ClusterRole in the Helm chart grants what "
+                   "the plugin needs; was it changed?", method, path, status_message(j));
+    } else if (status == 404) {
+        r = wc_err(e, -ENOENT, "not found (404): %s %s", method, path);
+    } else if (status == 409) {
+        const char *reason = json_string_value(json_object_get(j, "reason"));
+        r = wc_err(e, reason && streq(reason, "AlreadyExists") ? -EEXIST : -EAGAIN, "%s %s: %s (409)", method, path,
+                   status_message(j));
+    } else if (status == 429 || status >= 500) {
+        r = wc_err(e, -EAGAIN, "the Kubernetes API is busy or failing (%ld) on %s %s: %s", status, method, path,
+                   status_message(j));
+    } else {
+        r = wc_err(e, -EINVAL, "%s %s: HTTP %ld: %s", method, path, status, status_message(j));
+    }
+    json_decref(j);
+    return r;
+}
+
+int kube_get(struct kube *k, const char *path, json_t **ret, struct wc_error *e)
+{
+    return kube_call(k, "GET", path, NULL, NULL, ret, e);
+}
+
+int kube_post(struct kube *k, const char *path, const json_t *body, json_t **ret, struct wc_error *e)
+{
+    return kube_call(k, "POST", path, body, "application/json", ret, e);
+}
+
+int kube_merge_patch(struct kube *k, const char *path, const json_t *patch, json_t **ret, struct wc_error *e)
+{
+    return kube_call(k, "PATCH", path, patch, "application/merge-patch+json", ret, e);
+}

@@ -1,0 +1,48 @@
+/*
+ * A small Kubernetes API client on libcurl and jansson: enough for a CSI
+ * plugin to post events, annotate PVs, label its node and read PVCs.
+ *
+ * Configuration: in the cluster, the service account (KUBERNETES_SERVICE_HOST
+ * and _PORT, the token and CA under /var/run/secrets/kubernetes.io/
+ * serviceaccount); for development and tests, an API server URL, a token file
+ * and a CA file given as flags. The token file is read again for every
+ * request: the kubelet rotates projected tokens in place.
+ *
+ * Every call is synchronous and thread-safe (a curl handle per call; one
+ * shared connection cache). Failures come back as a negative errno and a
+ * message that says what to check: -EACCES for 401/403 (naming the RBAC verb
+ * and resource), -ENOENT for 404, -EEXIST for 409 AlreadyExists, -EAGAIN for
+ * 409 Conflict and 429/5xx.
+ */
+#pragma once
+
+#include <jansson.h>
+
+#include "base/error.h"
+
+struct kube_config {
+    const char *server;      /* "https://10.100.0.1:443" */
+    const char *token_file;
+    const char *ca_file;     /* NULL: the system's CAs */
+};
+
+struct kube;
+
+/* The in-cluster configuration, or -ENOENT when not running in a pod. */
+int kube_config_in_cluster(struct kube_config *ret, struct wc_error *e);
+
+int kube_open(const struct kube_config *cfg, struct kube **ret, struct wc_error *e);
+void kube_close(struct kube *k);
+
+/* method path [body]: the parsed JSON reply in *ret (may be NULL). verb and
+ * what name the call in messages ("patch", "persistentvolumes pv-1"). */
+int kube_call(struct kube *k, const char *method, const char *path, const json_t *body, const char *content_type,
+              json_t **ret, struct wc_error *e);
+
+int kube_get(struct kube *k, const char *path, json_t **ret, struct wc_error *e);
+int kube_post(struct kube *k, const char *path, const json_t *body, json_t **ret, struct wc_error *e);
+/* RFC 7386 JSON merge patch. */
+int kube_merge_patch(struct kube *k, const char *path, const json_t *patch, json_t **ret, struct wc_error *e);
+
+/* Percent-encodes a path segment or query value. */
+void kube_escape(const char *in, char *out, size_t n);

@@ -1,0 +1,149 @@
+/* See events.h. */
+#include "kube/events.h"
+#include "base/fsutil.h"
+#include "base/macros.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define MESSAGE_MAX 1000 /* the API takes about 1 KiB */
+#define REMEMBER 512     /* events whose count we keep */
+
+struct seen {
+    char name[SHA256_HEX_LEN + 1]; /* the key: object + reason */
+    char event[320];               /* the Event's name */
+    int count;
+    double last;                   /* monotonic seconds of the last post (kube_events_due) */
+};
+
+struct kube_events {
+    struct kube *k;
+    char *component, *host;
+    pthread_mutex_t lock;
+    struct seen seen[REMEMBER];
+    unsigned next;
+};
+
+struct kube_events *kube_events_new(struct kube *k, const char *component, const char *host)
+{
+    struct kube_events *ev = calloc(1, sizeof(*ev));
+    if (!ev)
+        return NULL;
+    ev->k = k;
+    ev->component = strdup(component);
+    ev->host = strdup(host);
+    pthread_mutex_init(&ev->lock, NULL);
+    return ev;
+}
+
+void kube_events_free(struct kube_events *ev)
+{
+    if (!ev)
+        return;
+    free(ev->component);
+    free(ev->host);
+    pthread_mutex_destroy(&ev->lock);
+    free(ev);
+}
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void key_of(const struct kube_ref *o, const char *reason, char out[SHA256_HEX_LEN + 1])
+{
+    char buf[1200];
+    int n = snprintf(buf, sizeof(buf), "%s/%s/%s/%s/%s", o->kind, o->ns ? o->ns : "", o->name, o->uid ? o->uid : "",
+                     reason);
+    sha256_hex(buf, n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, out);
+}
+
+/* The slot for this key, or a recycled one; under the lock. */
+static struct seen *slot_locked(struct kube_events *ev, const char *key)
+{
+    for (unsigned i = 0; i < REMEMBER; i++)
+        if (streq(ev->seen[i].name, key))
+            return &ev->seen[i];
+    struct seen *s = &ev->seen[ev->next++ % REMEMBER];
+    *s = (struct seen){0};
+    memcpy(s->name, key, sizeof(s->name));
+    return s;
+}
+
+int kube_events_due(struct kube_events *ev, const struct kube_ref *obj, const char *reason, double min_interval)
+{
+    char key[SHA256_HEX_LEN + 1];
+    key_of(obj, reason, key);
+    pthread_mutex_lock(&ev->lock);
+    struct seen *s = slot_locked(ev, key);
+    double now = mono();
+    int due = s->last == 0 || now - s->last >= min_interval;
+    if (due)
+        s->last = now;
+    pthread_mutex_unlock(&ev->lock);
+    return due;
+}
+
+static void rfc3339(char out[32])
+{
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+int kube_event(struct kube_events *ev, const struct kube_ref *obj, const char *type, const char *reason,
+               const char *message, struct wc_error *e)
+{
+    char key[SHA256_HEX_LEN + 1], now[32], msg[MESSAGE_MAX + 1], path[512], ns_esc[200], name_esc[700];
+    key_of(obj, reason, key);
+    rfc3339(now);
+    snprintf(msg, sizeof(msg), "%s", message);
+    const char *ns = obj->ns && *obj->ns ? obj->ns : "default";
+    kube_escape(ns, ns_esc, sizeof(ns_esc));
+
+    pthread_mutex_lock(&ev->lock);
+    struct seen *s = slot_locked(ev, key);
+    if (!s->event[0]) /* like the kubelet's: <object>.<unique suffix> */
+        snprintf(s->event, sizeof(s->event), "%.200s.%.16s", obj->name, key);
+    int count = ++s->count;
+    char name[320];
+    memcpy(name, s->event, sizeof(name));
+    pthread_mutex_unlock(&ev->lock);
+    kube_escape(name, name_esc, sizeof(name_esc));
+
+    int r;
+    if (count > 1) {
+        json_t *patch _cleanup_json_ = json_pack("{s:i, s:s, s:s}", "count", count, "message", msg, "lastTimestamp", now);
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events/%s", ns_esc, name_esc);
+        r = kube_merge_patch(ev->k, path, patch, NULL, e);
+        if (r != -ENOENT) /* gone (events expire after an hour): post it again */
+            return r;
+        count = 1;
+    }
+    json_t *inv = json_pack("{s:s, s:s, s:s}", "kind", obj->kind, "apiVersion", obj->api_version ? obj->api_version : "v1",
+                            "name", obj->name);
+    if (obj->ns && *obj->ns)
+        json_object_set_new(inv, "namespace", json_string(obj->ns));
+    if (obj->uid && *obj->uid)
+        json_object_set_new(inv, "uid", json_string(obj->uid));
+    json_t *body _cleanup_json_ = json_pack(
+        "{s:s, s:s, s:{s:s, s:s}, s:o, s:s, s:s, s:s, s:{s:s, s:s}, s:s, s:s, s:i, s:s, s:s}", "apiVersion", "v1",
+        "kind", "Event", "metadata", "name", name, "namespace", ns, "involvedObject", inv, "reason", reason, "message",
+        msg, "type", type, "source", "component", ev->component, "host", ev->host, "firstTimestamp", now,
+        "lastTimestamp", now, "count", count, "reportingComponent", ev->component, "reportingInstance", ev->host);
+    snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events", ns_esc);
+    r = kube_post(ev->k, path, body, NULL, e);
+    if (r == -EEXIST) { /* posted before a restart of ours: take it over */
+        json_t *patch _cleanup_json_ = json_pack("{s:s, s:s, s:s}", "message", msg, "lastTimestamp", now, "type", type);
+        snprintf(path, sizeof(path), "/api/v1/namespaces/%s/events/%s", ns_esc, name_esc);
+        r = kube_merge_patch(ev->k, path, patch, NULL, e);
+    }
+    return r;
+}

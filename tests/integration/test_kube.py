@@ -1,0 +1,142 @@
+"""Kubernetes, for real: etcd and kube-apiserver on loopback (kubeapi.py),
+the chart's RBAC applied as Helm renders it, the plugin talking to the API
+with the node's and the controller's identities.
+
+- A fill driven through the node plugin as the kubelet would (NodeStage, then
+  NodePublish with the pod info of podInfoOnMount) shows start, progress and
+  ready events in `kubectl describe pvc` and `kubectl describe pod`; the PV
+  gets the warm-nodes annotation and the Node a label per ready copy.
+- A PVC annotation overrides the class's source; an invalid one fails
+  CreateVolume with a message naming the PVC and the annotation.
+
+The fill is slowed down by a proxy so that progress events have time to
+appear (one every 5 s at most)."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import CtlError, Driver, sha256_tree, wait_for
+from faultproxy import FaultProxy
+from kubeapi import KubeAPI
+
+NODE = "it-node"
+
+
+@pytest.fixture(scope="module")
+def kube():
+    if os.geteuid() != 0:
+        pytest.skip("integration tests must run as root")
+    d = Path(tempfile.mkdtemp(prefix="wc-kube."))
+    k = KubeAPI(d)
+    yield k
+    k.stop()
+    if os.environ.get("WC_KEEP_KUBE_LOGS"):
+        print("kube logs in", d)
+    else:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def bucket(s3server, model):
+    s3server.s3.create_bucket(Bucket="models")
+    s3server.upload_tree("models", "tiny-llm/", model)
+    s3server.s3.put_object(Bucket="models", Key="tiny-llm/shards/big.bin", Body=os.urandom(20 << 20))
+    return "models"
+
+
+def objects(kube, ns, pvc, pv, pod):
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
+    kube.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": pvc, "namespace": ns},
+                "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "tiny-llm",
+                         "resources": {"requests": {"storage": "1Gi"}}}})
+    kube.apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+                "spec": {"accessModes": ["ReadOnlyMany"], "capacity": {"storage": "1Gi"},
+                         "storageClassName": "tiny-llm",
+                         "csi": {"driver": "warmcache.csi.dev", "volumeHandle": "wc1-x"}}})
+    kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": ns},
+                "spec": {"nodeName": NODE, "containers": [{"name": "llm", "image": "busybox"}],
+                         "volumes": [{"name": "model", "persistentVolumeClaim": {"claimName": pvc}}]}})
+
+
+def events_of(kube, ns, kind, name):
+    ev = kube.get("events", "-n", ns, "--field-selector", f"involvedObject.kind={kind},involvedObject.name={name}")
+    return {e["reason"]: e for e in ev["items"]}
+
+
+def test_fill_progress_and_ready_show_in_kubectl_describe(work, kube, s3server, bucket, model):
+    ns, pvc, pv, pod = "ml", "tiny-llm", "pvc-0b1c7e", "llm-0"
+    objects(kube, ns, pvc, pv, pod)
+    d = Driver(work)
+    d.start(*kube.plugin_flags("node"), "--fill-wait=60", "--part-size=1", "--s3-connections=2")
+    try:
+        # ~2 MiB/s per connection: the 20 MiB shard takes several seconds
+        with FaultProxy(s3server.endpoint, rate=0.0, bytes_per_s=1 << 20) as slow:
+            vol = d.ctl("create", pvc, "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={slow.endpoint}",
+                        "-p", f"csi.storage.k8s.io/pvc/name={pvc}", "-p", f"csi.storage.k8s.io/pvc/namespace={ns}",
+                        "-p", f"csi.storage.k8s.io/pv/name={pv}", *s3server.secrets())
+            f = work / "v.json"
+            f.write_text(json.dumps(vol))
+            d.ctl("stage", "-f", f, work / "staging", *s3server.secrets())
+        uid = kube.get("pod", "-n", ns, pod)["metadata"]["uid"]
+        d.ctl("publish", "-f", f, work / "staging", work / "pod", "-c", f"csi.storage.k8s.io/pod.name={pod}",
+              "-c", f"csi.storage.k8s.io/pod.namespace={ns}", "-c", f"csi.storage.k8s.io/pod.uid={uid}",
+              "-c", "csi.storage.k8s.io/serviceAccount.name=default")
+        got = sha256_tree(work / "pod")
+        assert {k: v for k, v in got.items() if k != "shards/big.bin"} == sha256_tree(model)
+        want = {"FillStarted", "FillProgress", "CacheReady"}
+        assert wait_for(lambda: want <= set(events_of(kube, ns, "PersistentVolumeClaim", pvc)), timeout=20), \
+            events_of(kube, ns, "PersistentVolumeClaim", pvc)
+        assert wait_for(lambda: want | {"CachePublished"} <= set(events_of(kube, ns, "Pod", pod)), timeout=20), \
+            events_of(kube, ns, "Pod", pod)
+        ready = events_of(kube, ns, "PersistentVolumeClaim", pvc)["CacheReady"]["message"]
+        assert f"ready on node {NODE}" in ready and "6 files" in ready and "verified" in ready
+
+        described_pvc = kube.kubectl("describe", "pvc", "-n", ns, pvc).stdout
+        described_pod = kube.kubectl("describe", "pod", "-n", ns, pod).stdout
+        if os.environ.get("WC_SAVE_DESCRIBE"):  # for the release notes: what a user sees
+            Path(os.environ["WC_SAVE_DESCRIBE"]).write_text(described_pvc + "\n" + described_pod)
+        for text in (described_pvc, described_pod):
+            assert "FillStarted" in text and "FillProgress" in text and "CacheReady" in text, text
+        assert "CachePublished" in described_pod
+
+        annotations = kube.get("pv", pv)["metadata"]["annotations"]
+        assert annotations["warmcache.csi.dev/warm-nodes"] == NODE
+        cid = annotations["warmcache.csi.dev/content-id"]
+        assert kube.get("node", NODE)["metadata"]["labels"][f"content.warmcache.csi.dev/{cid}"] == "ready"
+    finally:
+        assert d.stop() == 0
+
+
+def test_pvc_annotations_override_the_class_and_mistakes_are_named(work, kube, s3server, bucket):
+    s3server.s3.put_object(Bucket="models", Key="other/config.json", Body=b"{}")
+    ns = "team-b"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    kube.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "good", "namespace": ns,
+                             "annotations": {"warmcache.csi.dev/source": "s3://models/other/"}},
+                "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}})
+    kube.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "bad", "namespace": ns,
+                             "annotations": {"warmcache.csi.dev/sourceChangePolicy": "Sometimes"}},
+                "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}})
+    d = Driver(work)
+    d.start("--mode=controller", *kube.plugin_flags("controller"))
+    try:
+        def create(name):
+            return d.ctl("create", f"pvc-{name}", "-p", "source=s3://models/tiny-llm/",
+                         "-p", f"endpoint={s3server.endpoint}", "-p", f"csi.storage.k8s.io/pvc/name={name}",
+                         "-p", f"csi.storage.k8s.io/pvc/namespace={ns}", *s3server.secrets())
+        ctx = create("good")["volume"]["volume_context"]
+        assert ctx["source"] == "s3://models/other/" and ctx["objectCount"] == "1"
+        with pytest.raises(CtlError) as ei:
+            create("bad")
+        assert ei.value.code == "INVALID_ARGUMENT"
+        assert "PVC annotations (warmcache.csi.dev/...)" in ei.value.message and "Sometimes" in ei.value.message
+    finally:
+        assert d.stop() == 0
