@@ -70,6 +70,7 @@ if [ ! -x "$tools/bin/versitygw" ] || [ "$(cat "$tools/versitygw.version" 2>/dev
   echo "$VERSITYGW_VERSION" > "$tools/versitygw.version"
 fi
 python3 -c 'import boto3' 2>/dev/null || pip_install boto3
+python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-client  # the metrics test's parser
 
 # A real Kubernetes API server for the integration tests: kube-apiserver and
 # kubectl built from k8s.io/kubernetes (the version whose OpenAPI schemas the

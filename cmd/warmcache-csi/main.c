@@ -39,6 +39,7 @@ static void usage(FILE *f)
             "  --kube=auto|off|URL               Kubernetes API: auto = the pod's service account when in a\n"
             "                                    cluster (default); a URL for development, with:\n"
             "  --kube-token-file=F --kube-ca-file=F  bearer token and CA bundle for --kube=URL\n"
+            "  --metrics-address=[HOST]:PORT     serve Prometheus metrics at /metrics (default: off)\n"
             "  --max-calls=N                     concurrent calls (default 64)\n"
             "  --shutdown-grace=SECONDS          time given to in-flight calls on SIGTERM (default 30)\n"
             "  --log-level=debug|info|warn|error (default info)\n"
@@ -81,6 +82,7 @@ int main(int argc, char **argv)
         {"evict-low", required_argument, NULL, 'L'}, {"s3-connections", required_argument, NULL, 'C'},
         {"part-size", required_argument, NULL, 'P'}, {"kube", required_argument, NULL, 'K'},
         {"kube-token-file", required_argument, NULL, 'T'}, {"kube-ca-file", required_argument, NULL, 'Q'},
+        {"metrics-address", required_argument, NULL, 'O'},
         {"store-mode", required_argument, NULL, 'M'}, {"store-device", required_argument, NULL, 'D'},
         {"disk-glob", required_argument, NULL, 'G'}, {"adopt", required_argument, NULL, 'A'},
         {"raid-array", required_argument, NULL, 'R'}, {"force-format", no_argument, NULL, 'F'},
@@ -119,6 +121,7 @@ int main(int argc, char **argv)
         case 'K': cfg.kube = optarg; break;
         case 'T': cfg.kube_token_file = optarg; break;
         case 'Q': cfg.kube_ca_file = optarg; break;
+        case 'O': cfg.metrics_address = optarg; break;
         case 'c':
             if (parse_int(optarg, 1, 4096, &rc.max_calls) < 0) {
                 fprintf(stderr, "warmcache-csi: --max-calls wants a number from 1 to 4096\n");

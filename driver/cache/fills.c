@@ -36,6 +36,8 @@ struct fill_job {
     json_t *targets;             /* whom to tell, from every request that joined; under owner->lock */
 };
 
+const double fills_buckets[FILLS_BUCKETS] = {1, 5, 15, 30, 60, 120, 300, 900, 1e308};
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -172,6 +174,12 @@ static void *job_thread(void *arg)
     struct wc_error e;
     wc_error_clear(&e);
     int r = run_job(j, &e);
+    double took = now_s() - j->started;
+    atomic_fetch_add(r < 0 ? &f->failed : &f->ok, 1);
+    for (int b = 0; b < FILLS_BUCKETS; b++)
+        if (took <= fills_buckets[b])
+            atomic_fetch_add(&f->duration_bucket[b], 1);
+    atomic_fetch_add(&f->duration_ms_sum, (uint64_t)(took * 1000));
     notify(j, r < 0 ? FILL_EVENT_FAILED : FILL_EVENT_DONE, r < 0 ? e.msg : NULL,
            j->running_since > 0 ? now_s() - j->running_since : 0);
     if (r == -ESTALE && j->resume && j->cid[0]) {
@@ -270,6 +278,7 @@ int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, co
             content_id(src->identity, rq->pinned, ret_cid);
             if (store_content_ready(f->store, ret_cid)) {
                 if (store_verify(f->store, ret_cid, &ignored) == 0) {
+                    atomic_fetch_add(&f->hits, 1);
                     if (rq->ret_hit)
                         *rq->ret_hit = 1;
                     return 0;
@@ -296,6 +305,7 @@ int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, co
         return wc_err(e, -ENOMEM, "cannot start a fill");
     }
     j->refs++;
+    atomic_fetch_add(&f->misses, 1);
     if (rq->targets)
         add_targets_locked(j, rq->targets);
     double deadline = now_s() + wait_ms / 1000.0;

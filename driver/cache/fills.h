@@ -36,6 +36,10 @@ struct fill_request {
 
 struct fill_job;
 
+/* Upper bounds (seconds) of the fill duration histogram; the last is +Inf. */
+#define FILLS_BUCKETS 9
+extern const double fills_buckets[FILLS_BUCKETS];
+
 /* What a fill tells whoever watches it (the CSI layer posts events). */
 enum fill_event { FILL_EVENT_STARTED, FILL_EVENT_DONE, FILL_EVENT_FAILED };
 
@@ -55,6 +59,11 @@ struct fills {
     atomic_int stopping;
     int running_threads;
     _Atomic uint64_t fetched_total; /* bytes written into the store by fills */
+    /* for metrics */
+    _Atomic uint64_t hits, misses;  /* calls that found the copy / had to start or join a fill */
+    _Atomic uint64_t ok, failed;    /* fills finished */
+    _Atomic uint64_t duration_bucket[FILLS_BUCKETS]; /* fills that took <= fills_buckets[i] seconds */
+    _Atomic uint64_t duration_ms_sum;
     unsigned connections;       /* per fill (--s3-connections); 0: the source default */
     /* optional, called from the job's thread, without the lock */
     void (*notify)(void *ctx, enum fill_event ev, const struct fill_report *r);

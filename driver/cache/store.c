@@ -461,6 +461,7 @@ static int evict_locked(struct store *s, const char *cid)
     if (rename(from, to) < 0)
         return -errno;
     unlink(meta);
+    atomic_fetch_add(&s->evictions, 1);
     log_json(LOG_INFO, "evicted", json_pack("{s:s}", "content_id", cid));
     return fs_rm_rf(to);
 }

@@ -25,6 +25,7 @@
 
 #include <jansson.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "base/error.h"
@@ -44,6 +45,7 @@ struct store {
     pthread_cond_t cond;
     struct strbag busy;      /* content ids being filled now */
     struct strbag pins;      /* content ids a call is using now */
+    _Atomic uint64_t evictions; /* copies evicted to make room (metrics) */
 };
 
 int store_open(const char *root, struct store **ret, struct wc_error *e);

@@ -7,6 +7,7 @@
 #pragma once
 
 struct reporter;
+struct metrics_server;
 
 #include <errno.h>
 
@@ -38,6 +39,7 @@ struct csi_config {
     uint64_t part_size;      /* node: bytes per request; 0: the default */
     const char *kube;        /* "auto" (in-cluster when there), "off", or an API server URL */
     const char *kube_token_file, *kube_ca_file; /* with a URL */
+    const char *metrics_address;  /* "[host]:port" for Prometheus, or NULL */
 };
 
 struct csi_ctx {
@@ -52,6 +54,7 @@ struct csi_ctx {
     atomic_int ready;
     struct kube *kube;           /* NULL: not talking to Kubernetes */
     struct reporter *reporter;   /* node: events, PV annotations, node labels */
+    struct metrics_server *metrics;
 };
 
 int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_error *e);

@@ -6,6 +6,7 @@
  * or node-only mode) answers UNIMPLEMENTED too (see the mode checks).
  */
 #include "csi/csi.h"
+#include "csi/metrics.h"
 #include "csi/report.h"
 #include "base/log.h"
 #include "base/macros.h"
@@ -96,11 +97,15 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
     }
     if (c->controller && (r = registry_open(cfg->state_dir, &c->registry, e)) < 0)
         return r;
+    if (cfg->metrics_address && *cfg->metrics_address &&
+        (r = metrics_start(c, cfg->metrics_address, &c->metrics, e)) < 0)
+        return r;
     return 0;
 }
 
 void csi_ctx_fini(struct csi_ctx *c)
 {
+    metrics_stop(c->metrics);
     if (c->store)
         fills_stop(&c->fills);
     reporter_stop(c->reporter); /* after the fills: their last reports are delivered */

@@ -341,7 +341,42 @@ void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s, int head)
     s->cks = (struct cksum){0};
 }
 
+struct s3_stats s3_stats;
+const char *const s3_error_kind_names[S3_ERR_KINDS] = {"throttled", "server", "network", "denied", "not_found",
+                                                       "changed", "other"};
+
+static int count(int r, const struct sink *s)
+{
+    enum s3_error_kind k = S3_ERR_OTHER;
+    if (r == 0)
+        return 0;
+    if (s->status == 503)
+        k = S3_ERR_THROTTLED;
+    else if (s->status >= 500)
+        k = S3_ERR_SERVER;
+    else if (r == -EAGAIN)
+        k = S3_ERR_NETWORK;
+    else if (r == -EACCES)
+        k = S3_ERR_DENIED;
+    else if (r == -ENOENT || s->status == 404)
+        k = S3_ERR_NOT_FOUND;
+    else if (r == -ESTALE)
+        k = S3_ERR_CHANGED;
+    atomic_fetch_add(&s3_stats.errors[k], 1);
+    return r;
+}
+
+static int outcome(struct s3_client *c, const char *op, const char *key, CURLcode cc, struct sink *s,
+                   struct wc_error *e);
+
 int s3_outcome(struct s3_client *c, const char *op, const char *key, CURLcode cc, struct sink *s, struct wc_error *e)
+{
+    atomic_fetch_add(&s3_stats.requests, 1);
+    return count(outcome(c, op, key, cc, s, e), s);
+}
+
+static int outcome(struct s3_client *c, const char *op, const char *key, CURLcode cc, struct sink *s,
+                   struct wc_error *e)
 {
     const char *k = key ? key : "";
     if (s->io_error == EMSGSIZE)
@@ -385,6 +420,8 @@ static int request(struct s3_client *c, const char *op, const char *key, const c
             atomic_fetch_sub(s->progress, s->written);
         if ((r = s3_outcome(c, op, key, cc, s, e)) != -EAGAIN)
             return r;
+        if (attempt + 1 < S3_RETRIES)
+            atomic_fetch_add(&s3_stats.retries, 1);
     }
     return wc_err_prefix(e, "gave up after %d attempts: ", S3_RETRIES);
 }

@@ -74,3 +74,16 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
 /* The whole object's checksum as S3 stores it (HEAD with checksum mode, as
  * long as its ETag is still etag); alg CKSUM_NONE if it has none. */
 int s3_object_checksum(struct s3_client *c, const char *key, const char *etag, struct cksum *ret, struct wc_error *e);
+
+/* Process-wide S3 counters, for metrics: requests, retries, and failures by
+ * kind (throttled: 503 SlowDown; server: other 5xx; network: resets,
+ * timeouts, cut bodies; denied; not_found; changed: the object changed
+ * under a fill; other). */
+enum s3_error_kind { S3_ERR_THROTTLED, S3_ERR_SERVER, S3_ERR_NETWORK, S3_ERR_DENIED, S3_ERR_NOT_FOUND, S3_ERR_CHANGED,
+                     S3_ERR_OTHER, S3_ERR_KINDS };
+struct s3_stats {
+    _Atomic uint64_t requests, retries;
+    _Atomic uint64_t errors[S3_ERR_KINDS];
+};
+extern struct s3_stats s3_stats;
+extern const char *const s3_error_kind_names[S3_ERR_KINDS];

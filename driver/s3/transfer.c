@@ -147,6 +147,7 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
         return wc_err_prefix(e, "gave up after %d attempts: ", S3_RETRIES);
     if (t->retries)
         atomic_fetch_add(t->retries, 1);
+    atomic_fetch_add(&s3_stats.retries, 1);
     if (g->nretry == g->retry_cap) {
         unsigned cap = g->retry_cap ? g->retry_cap * 2 : 16;
         struct retry *nr = realloc(g->retry, cap * sizeof(*nr));
