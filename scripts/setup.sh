@@ -70,6 +70,20 @@ if [ ! -x "$tools/bin/versitygw" ] || [ "$(cat "$tools/versitygw.version" 2>/dev
   echo "$VERSITYGW_VERSION" > "$tools/versitygw.version"
 fi
 python3 -c 'import boto3' 2>/dev/null || pip_install boto3
+# The real csi-provisioner sidecar, the version the chart ships, for the end-to-end test.
+PROVISIONER_VERSION=v6.4.0
+if [ ! -x "$tools/bin/csi-provisioner" ] || [ "$(cat "$tools/csi-provisioner.version" 2>/dev/null)" != "$PROVISIONER_VERSION" ]; then
+  echo "setup: building csi-provisioner $PROVISIONER_VERSION"
+  scratch=$(mktemp -d)
+  printf 'module pbuild\n\ngo 1.25\n\nrequire github.com/kubernetes-csi/external-provisioner/v6 %s\n' "$PROVISIONER_VERSION" \
+    > "$scratch/go.mod"
+  printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner"\n' \
+    > "$scratch/tools.go"
+  (cd "$scratch" && GOFLAGS=-mod=mod "$GO" mod tidy >/dev/null 2>&1 &&
+   GOFLAGS=-mod=mod "$GO" build -o "$tools/bin/csi-provisioner" github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner)
+  rm -rf "$scratch"
+  echo "$PROVISIONER_VERSION" > "$tools/csi-provisioner.version"
+fi
 python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-client  # the metrics test's parser
 
 # A real Kubernetes API server for the integration tests: kube-apiserver and
@@ -77,8 +91,9 @@ python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-clie
 # chart test uses), its staging modules mapped to their published versions;
 # etcd comes from Debian (above).
 if [ ! -x "$tools/bin/kube-apiserver" ] || [ ! -x "$tools/bin/kubectl" ] ||
+   [ ! -x "$tools/bin/kube-controller-manager" ] ||
    [ "$(cat "$tools/kube.version" 2>/dev/null)" != "$K8S_VERSION" ]; then
-  echo "setup: building kube-apiserver and kubectl $K8S_VERSION (several minutes: built from source)"
+  echo "setup: building kube-apiserver, kube-controller-manager and kubectl $K8S_VERSION (several minutes)"
   kdir=$(cd /tmp && GOFLAGS=-mod=mod "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
          python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   scratch=$(mktemp -d)
@@ -89,10 +104,11 @@ if [ ! -x "$tools/bin/kube-apiserver" ] || [ ! -x "$tools/bin/kubectl" ] ||
     for m in $staging; do printf '\t%s => %s v0%s\n' "$m" "$m" "${K8S_VERSION#v1}"; done
     printf ')\n'
   } > "$scratch/go.mod"
-  printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n)\n' \
+  printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n)\n' \
     > "$scratch/tools.go"
   (cd "$scratch" && GOFLAGS=-mod=mod "$GO" mod tidy >/dev/null 2>&1 &&
-   GOFLAGS=-mod=mod "$GO" build -o "$tools/bin/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl)
+   GOFLAGS=-mod=mod "$GO" build -o "$tools/bin/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl \
+     k8s.io/kubernetes/cmd/kube-controller-manager)
   rm -rf "$scratch"
   echo "$K8S_VERSION" > "$tools/kube.version"
 fi

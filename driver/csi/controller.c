@@ -133,6 +133,8 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
         json_object_set_new(ctx, CTX_ENDPOINT, json_string(p->s3.endpoint));
     if (p->s3.addressing)
         json_object_set_new(ctx, CTX_ADDRESSING, json_string(p->s3.addressing));
+    if (p->prewarm)
+        json_object_set_new(ctx, CTX_PREWARM, json_string(p->prewarm));
     /* who asked (csi-provisioner --extra-create-metadata): the node posts events there */
     static const char *const k8s[] = {K8S_PVC_NAME, K8S_PVC_NAMESPACE, K8S_PV_NAME};
     for (size_t i = 0; i < ARRAY_SIZE(k8s); i++) {
@@ -188,7 +190,8 @@ static int pvc_overrides(struct csi_ctx *c, const struct kv *kv, size_t *n, stru
     size_t nm = *n;
     const char *k;
     json_t *v;
-    static const char *const allowed[] = {CTX_SOURCE, CTX_POLICY, CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING};
+    static const char *const allowed[] = {CTX_SOURCE, CTX_POLICY, CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING,
+                                          CTX_PREWARM};
     json_object_foreach(ann, k, v) {
         if (strncmp(k, OVERRIDE_PREFIX, strlen(OVERRIDE_PREFIX)) != 0)
             continue;
@@ -199,8 +202,8 @@ static int pvc_overrides(struct csi_ctx *c, const struct kv *kv, size_t *n, stru
         if (!known || !json_is_string(v)) {
             free(m);
             return wc_err(e, -EINVAL, "PVC %s/%s: annotation %s is not one warmcache reads; it reads "
-                          OVERRIDE_PREFIX "%s, %s, %s, %s and %s", ns, name, k, CTX_SOURCE, CTX_POLICY,
-                          CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING);
+                          OVERRIDE_PREFIX "%s, %s, %s, %s, %s and %s", ns, name, k, CTX_SOURCE, CTX_POLICY,
+                          CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING, CTX_PREWARM);
         }
         size_t i = 0;
         while (i < nm && !streq(m[i].key, param))
@@ -254,8 +257,16 @@ DECLARE_HANDLER(controller_create_volume)
     _cleanup_free_ struct kv *merged = NULL;
     if ((r = pvc_overrides(c, kv, &nkv, &merged, &pvc, e)) < 0)
         return r;
-    if (merged && (r = params_parse(merged, nkv, &p, e)) < 0)
-        return wc_err_prefix(e, "PVC annotations (" OVERRIDE_PREFIX "...) over the StorageClass parameters: ");
+    if (merged && (r = params_parse(merged, nkv, &p, e)) < 0) {
+        /* the class alone parsed: the PVC's annotation is what to fix; say so in its words */
+        json_t *meta = json_object_get(pvc, "metadata");
+        char msg[WC_ERROR_MSG_MAX];
+        const char *rest = strncmp(e->msg, "StorageClass parameter ", 23) == 0 ? e->msg + 23 : e->msg;
+        snprintf(msg, sizeof(msg), "PVC %s/%s: annotation " OVERRIDE_PREFIX "%s",
+                 json_string_value(json_object_get(meta, "namespace")) ?: "",
+                 json_string_value(json_object_get(meta, "name")) ?: "", rest);
+        return wc_err(e, r, "%s", msg);
+    }
     const struct kv *eff = merged ? merged : kv;
     char volid[VOLID_LEN + 1], fp[SHA256_HEX_LEN + 1];
     volid_from_name(q->name, volid);

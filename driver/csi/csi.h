@@ -8,6 +8,7 @@
 
 struct reporter;
 struct metrics_server;
+struct prewarmer;
 
 #include <errno.h>
 
@@ -55,6 +56,7 @@ struct csi_ctx {
     struct kube *kube;           /* NULL: not talking to Kubernetes */
     struct reporter *reporter;   /* node: events, PV annotations, node labels */
     struct metrics_server *metrics;
+    struct prewarmer *prewarmer; /* node, with Kubernetes: fills before pods ask */
 };
 
 int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_error *e);

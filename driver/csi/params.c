@@ -1,5 +1,6 @@
 /* See params.h. */
 #include "csi/params.h"
+#include "kube/selector.h"
 #include "base/macros.h"
 #include "cache/listing.h"
 #include "cache/source.h"
@@ -73,11 +74,15 @@ int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struc
                 return wc_err_prefix(e, "StorageClass parameter source: ");
         } else if (streq(k, "sourceChangePolicy")) {
             r = parse_policy("StorageClass parameter", v, &p.policy, e);
+        } else if (streq(k, CTX_PREWARM)) {
+            p.prewarm = v;
+            if ((r = selector_check(v, e)) < 0)
+                return wc_err_prefix(e, "StorageClass parameter prewarm: ");
         } else if ((r = parse_s3_key("StorageClass parameter", k, v, &p.s3, e)) <= 0) {
             /* an S3 key, parsed or refused */
         } else if (!param_key_is_kubernetes(k)) {
             return wc_err(e, -EINVAL, "unknown StorageClass parameter \"%.100s\"; warmcache knows: source, "
-                          "sourceChangePolicy, region, endpoint, addressingStyle", k);
+                          "sourceChangePolicy, region, endpoint, addressingStyle, prewarm", k);
         } else {
             r = 0;
         }
@@ -126,6 +131,10 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
                 return wc_err_prefix(e, "volume attribute source: ");
         } else if (streq(k, CTX_POLICY)) {
             r = parse_policy("volume attribute", v, &c.policy, e);
+        } else if (streq(k, CTX_PREWARM)) {
+            c.prewarm = v;
+            if ((r = selector_check(v, e)) < 0)
+                return wc_err_prefix(e, "volume attribute prewarm: ");
         } else if (streq(k, CTX_DIGEST)) {
             if (!is_hex(v, LISTING_DIGEST_LEN))
                 return wc_err(e, -EINVAL, "volume attribute %s must be 64 lower-case hex digits", CTX_DIGEST);

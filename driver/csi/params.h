@@ -32,6 +32,7 @@ struct volume_params {
     const char *source;          /* borrowed from the input */
     enum change_policy policy;
     struct s3_params s3;
+    const char *prewarm;         /* a node label selector, or NULL */
 };
 
 int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struct wc_error *e);
@@ -45,6 +46,7 @@ int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struc
 #define CTX_REGION "region"
 #define CTX_ENDPOINT "endpoint"
 #define CTX_ADDRESSING "addressingStyle"
+#define CTX_PREWARM "prewarm"
 /* Kubernetes' own keys that warmcache reads (they pass validation as theirs) */
 #define K8S_PVC_NAME "csi.storage.k8s.io/pvc/name"
 #define K8S_PVC_NAMESPACE "csi.storage.k8s.io/pvc/namespace"
@@ -68,6 +70,7 @@ struct volume_context {
     const char *pvc_name, *pvc_namespace, *pv_name;
     /* from the kubelet with podInfoOnMount (NodePublishVolume only) */
     const char *pod_name, *pod_namespace, *pod_uid;
+    const char *prewarm;
 };
 
 int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, struct wc_error *e);

@@ -7,6 +7,7 @@
  */
 #include "csi/csi.h"
 #include "csi/metrics.h"
+#include "csi/prewarm.h"
 #include "csi/report.h"
 #include "base/log.h"
 #include "base/macros.h"
@@ -94,6 +95,8 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
         json_t *rec _cleanup_json_ = store_reconcile(c->store);
         log_json(LOG_INFO, "store reconciled", json_incref(rec));
         fills_resume(&c->fills, json_object_get(rec, "resume"));
+        if (c->kube && (r = prewarm_start(c, &c->prewarmer, e)) < 0)
+            return r;
     }
     if (c->controller && (r = registry_open(cfg->state_dir, &c->registry, e)) < 0)
         return r;
@@ -106,6 +109,7 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
 void csi_ctx_fini(struct csi_ctx *c)
 {
     metrics_stop(c->metrics);
+    prewarm_stop(c->prewarmer);
     if (c->store)
         fills_stop(&c->fills);
     reporter_stop(c->reporter); /* after the fills: their last reports are delivered */

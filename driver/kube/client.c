@@ -246,3 +246,110 @@ int kube_merge_patch(struct kube *k, const char *path, const json_t *patch, json
 {
     return kube_call(k, "PATCH", path, patch, "application/merge-patch+json", ret, e);
 }
+
+/* ---- watch ----------------------------------------------------------------- */
+
+struct watch {
+    kube_watch_fn fn;
+    void *ctx;
+    const atomic_int *stop;
+    char *line;
+    size_t n, cap;
+    int r;
+};
+
+static size_t on_watch(char *d, size_t sz, size_t nm, void *ud)
+{
+    struct watch *w = ud;
+    size_t len = sz * nm;
+    for (size_t i = 0; i < len; i++) {
+        if (d[i] != '\n') {
+            if (w->n + 1 >= w->cap) {
+                size_t cap = w->cap ? w->cap * 2 : 65536;
+                char *np = cap <= BODY_MAX ? realloc(w->line, cap) : NULL;
+                if (!np) {
+                    w->r = -EFBIG; /* one object over 8 MiB: not a PV */
+                    return 0;
+                }
+                w->line = np;
+                w->cap = cap;
+            }
+            w->line[w->n++] = d[i];
+            continue;
+        }
+        json_error_t je;
+        json_t *ev = json_loadb(w->line, w->n, 0, &je);
+        w->n = 0;
+        const char *type = json_string_value(json_object_get(ev, "type"));
+        int r = type ? w->fn(w->ctx, type, json_object_get(ev, "object")) : 0;
+        json_decref(ev);
+        if (r < 0) {
+            w->r = r;
+            return 0;
+        }
+    }
+    return len;
+}
+
+static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
+{
+    struct watch *w = ud;
+    (void)a, (void)b, (void)c, (void)d;
+    return w->stop && atomic_load(w->stop);
+}
+
+int kube_watch(struct kube *k, const char *path, kube_watch_fn fn, void *ctx, const atomic_int *stop,
+               struct wc_error *e)
+{
+    char url[2048], token[8192], line[8300];
+    if (snprintf(url, sizeof(url), "%s%s", k->server, path) >= (int)sizeof(url))
+        return wc_err(e, -ENAMETOOLONG, "Kubernetes API path too long");
+    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
+    if (k->token_file) {
+        int r = read_token(k->token_file, token, sizeof(token));
+        if (r < 0) {
+            curl_slist_free_all(h);
+            return wc_err_errno(e, r, "reading the service account token %s", k->token_file);
+        }
+        snprintf(line, sizeof(line), "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, line);
+        explicit_bzero(line, sizeof(line));
+        explicit_bzero(token, sizeof(token));
+    }
+    struct watch w = {.fn = fn, .ctx = ctx, .stop = stop};
+    CURL *c = curl_easy_init();
+    if (!c) {
+        curl_slist_free_all(h);
+        return -ENOMEM;
+    }
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_watch);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &w);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &w);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_SHARE, k->share);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (k->ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, k->ca_file);
+    CURLcode cc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    free(w.line);
+    if (stop && atomic_load(stop))
+        return -ECANCELED;
+    if (w.r < 0)
+        return w.r == -EFBIG ? wc_err(e, w.r, "watch %s: an object over 8 MiB", path) : w.r;
+    if (cc != CURLE_OK)
+        return wc_err(e, -EAGAIN, "watch %s: %s", path, curl_easy_strerror(cc));
+    if (status == 401 || status == 403)
+        return wc_err(e, -EACCES, "watch %s: HTTP %ld: check the plugin's RBAC (list/watch)", path, status);
+    if (status != 200)
+        return wc_err(e, -EAGAIN, "watch %s: HTTP %ld", path, status);
+    return 0;
+}

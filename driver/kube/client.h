@@ -17,6 +17,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdatomic.h>
 
 #include "base/error.h"
 
@@ -46,3 +47,11 @@ int kube_merge_patch(struct kube *k, const char *path, const json_t *patch, json
 
 /* Percent-encodes a path segment or query value. */
 void kube_escape(const char *in, char *out, size_t n);
+
+/* Watches path (which must carry ?watch=1 and a resourceVersion): calls fn
+ * with each event's type ("ADDED", "MODIFIED", "DELETED", "BOOKMARK",
+ * "ERROR") and object until the server ends the stream (0), *stop is set
+ * (-ECANCELED), or fn returns < 0 (that value). */
+typedef int (*kube_watch_fn)(void *ctx, const char *type, json_t *object);
+int kube_watch(struct kube *k, const char *path, kube_watch_fn fn, void *ctx, const atomic_int *stop,
+               struct wc_error *e);

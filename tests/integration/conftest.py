@@ -231,3 +231,18 @@ def s3server(work):
     srv = S3Server(work)
     yield srv
     srv.stop()
+
+
+@pytest.fixture(scope="session")
+def kube():
+    """A real kube-apiserver + etcd for the whole run (kubeapi.py)."""
+    if os.geteuid() != 0:
+        pytest.skip("integration tests must run as root")
+    from kubeapi import KubeAPI
+    d = Path(tempfile.mkdtemp(prefix="wc-kube."))
+    k = KubeAPI(d)
+    yield k
+    k.stop()
+    if not os.environ.get("WC_KEEP_KUBE_LOGS"):
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)

@@ -1,11 +1,10 @@
-"""A real Kubernetes API server for the integration tests: etcd (Debian's)
-and kube-apiserver (built from k8s.io/kubernetes by scripts/setup.sh), on
-loopback, with static tokens: an admin for the tests and kubectl, and the
+"""A real Kubernetes API server for the integration tests: etcd (Debian's),
+kube-apiserver and the PV controller of kube-controller-manager (built from
+k8s.io/kubernetes by scripts/setup.sh), on loopback, with static tokens: an admin for the tests and kubectl, and the
 node plugin's own identity (system:serviceaccount:kube-system:warmcache-node)
 whose permissions come from the Helm chart's RBAC, applied as rendered. Both
 servers stop with the fixture."""
 import json
-import os
 import socket
 import subprocess
 import time
@@ -78,6 +77,13 @@ class KubeAPI:
         else:
             raise RuntimeError("kube-apiserver did not become ready:\n" +
                                (self.work / "apiserver.log").read_text()[-3000:])
+        # the PV controller of kube-controller-manager: it marks claims for
+        # their provisioner and binds them to the PVs that provisioner creates
+        self.procs.append(subprocess.Popen(
+            [str(TOOLS / "kube-controller-manager"), f"--kubeconfig={self.kubeconfig}", "--leader-elect=false",
+             "--controllers=persistentvolume-binder-controller", "--bind-address=127.0.0.1",
+             f"--secure-port={free_port()}"],
+            stdout=subprocess.DEVNULL, stderr=open(self.work / "controller-manager.log", "w")))
         # the chart's RBAC, as Helm renders it
         rbac = subprocess.run([str(TOOLS / "helm"), "template", "warmcache", str(ROOT / "charts" / "warmcache"),
                                "--namespace", "kube-system", "--kube-version", "1.36.3",

@@ -13,32 +13,14 @@ The fill is slowed down by a proxy so that progress events have time to
 appear (one every 5 s at most)."""
 import json
 import os
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from conftest import CtlError, Driver, sha256_tree, wait_for
 from faultproxy import FaultProxy
-from kubeapi import KubeAPI
 
 NODE = "it-node"
-
-
-@pytest.fixture(scope="module")
-def kube():
-    if os.geteuid() != 0:
-        pytest.skip("integration tests must run as root")
-    d = Path(tempfile.mkdtemp(prefix="wc-kube."))
-    k = KubeAPI(d)
-    yield k
-    k.stop()
-    if os.environ.get("WC_KEEP_KUBE_LOGS"):
-        print("kube logs in", d)
-    else:
-        shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture
@@ -137,6 +119,37 @@ def test_pvc_annotations_override_the_class_and_mistakes_are_named(work, kube, s
         with pytest.raises(CtlError) as ei:
             create("bad")
         assert ei.value.code == "INVALID_ARGUMENT"
-        assert "PVC annotations (warmcache.csi.dev/...)" in ei.value.message and "Sometimes" in ei.value.message
+        assert ei.value.message.startswith(f"PVC {ns}/bad: annotation warmcache.csi.dev/sourceChangePolicy: ")
+        assert "Sometimes" in ei.value.message and "use Fail or Follow" in ei.value.message
+    finally:
+        assert d.stop() == 0
+
+
+def test_prewarm_fills_before_any_stage_on_matching_nodes_only(work, kube, s3server, bucket, model):
+    s3server.s3.put_object(Bucket="models", Key="elsewhere/config.json", Body=b"{}")
+    kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": {"gpu": "h100"}}})
+    d = Driver(work)
+    d.start(*kube.plugin_flags("node"), env={"AWS_ACCESS_KEY_ID": s3server.key,
+                                              "AWS_SECRET_ACCESS_KEY": s3server.secret})
+    try:
+        def volume(name, prefix, selector):
+            vol = d.ctl("create", name, "-p", f"source=s3://models/{prefix}/", "-p",
+                        f"endpoint={s3server.endpoint}", "-p", f"prewarm={selector}")
+            ctx = vol["volume"]["volume_context"]
+            kube.apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
+                        "spec": {"accessModes": ["ReadOnlyMany"], "capacity": {"storage": "1Gi"},
+                                 "csi": {"driver": "warmcache.csi.dev", "volumeHandle": vol["volume"]["volume_id"],
+                                         "volumeAttributes": ctx}}})
+        volume("pv-warm", "tiny-llm", "gpu in (h100, a100)")
+        volume("pv-cold", "elsewhere", "gpu=b200")
+
+        def ready():
+            return kube.get("pv", "pv-warm")["metadata"].get("annotations", {}).get("warmcache.csi.dev/warm-nodes")
+        assert wait_for(ready, timeout=60), d.log.read_text()[-2000:]
+        cid = kube.get("pv", "pv-warm")["metadata"]["annotations"]["warmcache.csi.dev/content-id"]
+        assert kube.get("node", NODE)["metadata"]["labels"][f"content.warmcache.csi.dev/{cid}"] == "ready"
+        assert (d.store / "content" / cid / "config.json").exists()  # no NodeStage was called
+        assert "warmcache.csi.dev/warm-nodes" not in kube.get("pv", "pv-cold")["metadata"].get("annotations", {})
+        assert len([p for p in (d.store / "content").iterdir() if not p.name.endswith(".partial")]) == 1
     finally:
         assert d.stop() == 0
