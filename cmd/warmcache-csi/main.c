@@ -36,6 +36,7 @@ static void usage(FILE *f)
             "  --evict-low=PERCENT               node: ... down to this (default 70)\n"
             "  --s3-connections=N                node: requests in flight per S3 fill (default 64)\n"
             "  --part-size=MIB                   node: bytes per request of a fill, in MiB (default 8)\n"
+            "  --s3-stall-timeout=SECONDS        cut and retry an S3 transfer under 1 KiB/s this long (default 30)\n"
             "  --kube=auto|off|URL               Kubernetes API: auto = the pod's service account when in a\n"
             "                                    cluster (default); a URL for development, with:\n"
             "  --kube-token-file=F --kube-ca-file=F  bearer token and CA bundle for --kube=URL\n"
@@ -82,7 +83,7 @@ int main(int argc, char **argv)
         {"evict-low", required_argument, NULL, 'L'}, {"s3-connections", required_argument, NULL, 'C'},
         {"part-size", required_argument, NULL, 'P'}, {"kube", required_argument, NULL, 'K'},
         {"kube-token-file", required_argument, NULL, 'T'}, {"kube-ca-file", required_argument, NULL, 'Q'},
-        {"metrics-address", required_argument, NULL, 'O'},
+        {"metrics-address", required_argument, NULL, 'O'}, {"s3-stall-timeout", required_argument, NULL, 'W'},
         {"store-mode", required_argument, NULL, 'M'}, {"store-device", required_argument, NULL, 'D'},
         {"disk-glob", required_argument, NULL, 'G'}, {"adopt", required_argument, NULL, 'A'},
         {"raid-array", required_argument, NULL, 'R'}, {"force-format", no_argument, NULL, 'F'},
@@ -122,6 +123,15 @@ int main(int argc, char **argv)
         case 'T': cfg.kube_token_file = optarg; break;
         case 'Q': cfg.kube_ca_file = optarg; break;
         case 'O': cfg.metrics_address = optarg; break;
+        case 'W': {
+            int v;
+            if (parse_int(optarg, 1, 3600, &v) < 0) {
+                fprintf(stderr, "warmcache-csi: --s3-stall-timeout wants seconds from 1 to 3600\n");
+                return 2;
+            }
+            cfg.s3_stall_s = (unsigned)v;
+            break;
+        }
         case 'c':
             if (parse_int(optarg, 1, 4096, &rc.max_calls) < 0) {
                 fprintf(stderr, "warmcache-csi: --max-calls wants a number from 1 to 4096\n");

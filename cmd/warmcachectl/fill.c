@@ -180,7 +180,7 @@ int cmd_fill(int argc, char **argv)
     static const struct option opts[] = {
         {"param", required_argument, NULL, 'p'}, {"connections", required_argument, NULL, 'n'},
         {"part-size", required_argument, NULL, 'P'}, {"json", no_argument, NULL, 'j'},
-        {"secret", required_argument, NULL, 'S'}, {0},
+        {"secret", required_argument, NULL, 'S'}, {"stall-timeout", required_argument, NULL, 'W'}, {0},
     };
     struct source_options so = {0};
     uint64_t part_size = FILL_PART_SIZE;
@@ -225,6 +225,14 @@ int cmd_fill(int argc, char **argv)
             part_size = (uint64_t)v << 20;
             break;
         case 'j': json = 1; break;
+        case 'W':
+            v = strtol(optarg, NULL, 10);
+            if (v < 1 || v > 3600) {
+                fprintf(stderr, "warmcachectl: fill: --stall-timeout wants 1 to 3600 (seconds)\n");
+                return 2;
+            }
+            so.stall_seconds = (unsigned)v;
+            break;
         default: return 2;
         }
     }

@@ -220,7 +220,7 @@ static struct fill_job *start_job_locked(struct fills *f, const struct fill_requ
     for (int i = 0; i < 6; i++)
         j->opt[i] = o[i] ? strdup(o[i]) : NULL;
     j->opts = (struct source_options){j->opt[0], j->opt[1], j->opt[2], j->opt[3], j->opt[4], j->opt[5],
-                                      f->connections};
+                                      f->connections, f->stall_seconds};
     j->pinned_objects = rq->pinned_objects;
     j->pinned_bytes = rq->pinned_bytes;
     j->state = FILL_LISTING;

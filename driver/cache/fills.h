@@ -65,6 +65,7 @@ struct fills {
     _Atomic uint64_t duration_bucket[FILLS_BUCKETS]; /* fills that took <= fills_buckets[i] seconds */
     _Atomic uint64_t duration_ms_sum;
     unsigned connections;       /* per fill (--s3-connections); 0: the source default */
+    unsigned stall_seconds;     /* --s3-stall-timeout; 0: the default */
     /* optional, called from the job's thread, without the lock */
     void (*notify)(void *ctx, enum fill_event ev, const struct fill_report *r);
     void *notify_ctx;

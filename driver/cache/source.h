@@ -70,6 +70,7 @@ struct source_options {
     const char *region, *endpoint, *addressing;
     const char *access_key_id, *secret_access_key, *session_token;
     unsigned connections;   /* parallel requests of one fill; 0: the default */
+    unsigned stall_seconds; /* S3: cut a transfer stalled this long (under 1 KiB/s); 0: 30 */
 };
 
 /* Checks the URL's form without touching the network or the disk. */

@@ -116,7 +116,7 @@ int source_s3_open(const char *url, const struct source_options *opt, struct sou
     struct s3_options so = {0};
     if (opt)
         so = (struct s3_options){opt->region, opt->endpoint, opt->addressing, opt->access_key_id,
-                                 opt->secret_access_key, opt->session_token};
+                                 opt->secret_access_key, opt->session_token, opt->stall_seconds};
     int r = s3_client_new(url, &so, &ss->client, e);
     if (r < 0) {
         free(ss);

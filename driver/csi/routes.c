@@ -85,6 +85,7 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
         store_set_part_size(c->store, cfg->part_size);
         fills_init(&c->fills, c->store);
         c->fills.connections = cfg->s3_connections;
+        c->fills.stall_seconds = cfg->s3_stall_s;
         c->fill_wait_ms = cfg->fill_wait_s * 1000;
         if (c->kube) {
             if ((r = reporter_start(c->kube, &c->fills, c->node_id, &c->reporter, e)) < 0)

@@ -71,6 +71,7 @@ int s3_client_new(const char *url, const struct s3_options *opt, struct s3_clien
     const char *prefix = slash ? slash + 1 : "";
     snprintf(c->prefix, sizeof(c->prefix), "%s%s", prefix, *prefix && prefix[strlen(prefix) - 1] != '/' ? "/" : "");
     snprintf(c->url, sizeof(c->url), "s3://%s/%s", c->bucket, c->prefix);
+    c->stall_s = opt && opt->stall_seconds ? (long)opt->stall_seconds : 30;
 
     const char *region = opt && opt->region && *opt->region ? opt->region : getenv("AWS_REGION");
     setstr(c->region, sizeof(c->region), region && *region ? region : "us-east-1");
@@ -264,6 +265,7 @@ int s3_req_build(struct s3_client *c, const char *path, const struct s3_req_opts
 {
     const char *query = o->query, *range = o->range, *if_match = o->if_match;
     rq->headers = NULL;
+    rq->stall_s = c->stall_s;
     int w = snprintf(rq->url, sizeof(rq->url), "%s%s%s%s", c->endpoint, path, query ? "?" : "", query ? query : "");
     if (w < 0 || (size_t)w >= sizeof(rq->url))
         return wc_err(e, -ENAMETOOLONG, "request URL too long");
@@ -330,7 +332,7 @@ void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s, int head)
     curl_easy_setopt(h, CURLOPT_HEADERDATA, s);
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 10L);
     curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1024L);  /* a stalled or slowloris body */
-    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 30L);
+    curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, rq->stall_s > 0 ? rq->stall_s : 30L);
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L << 10);   /* fewer callbacks and pwrites per GiB */
@@ -386,6 +388,9 @@ static int outcome(struct s3_client *c, const char *op, const char *key, CURLcod
         return wc_err(e, -ENOSPC, "the node store is full while writing s3://%s/%s%s", c->bucket, c->prefix, k);
     if (s->io_error && s->io_error != EFBIG)
         return wc_err_errno(e, -s->io_error, "writing s3://%s/%s%s", c->bucket, c->prefix, k);
+    if (cc == CURLE_OPERATION_TIMEDOUT)
+        return wc_err(e, -EAGAIN, "%s on s3://%s/%s%s: the transfer from %s stalled (under 1 KiB/s for %lds)", op,
+                      c->bucket, c->prefix, k, c->endpoint, c->stall_s);
     if (cc != CURLE_OK)
         return wc_err(e, -EAGAIN, "%s on s3://%s/%s%s: cannot reach %s: %s", op, c->bucket, c->prefix, k,
                       c->endpoint, curl_easy_strerror(cc));

@@ -24,6 +24,7 @@ struct s3_options {
     const char *access_key_id;   /* default: the environment (AWS_ACCESS_KEY_ID, ...) */
     const char *secret_access_key;
     const char *session_token;
+    unsigned stall_seconds;      /* a transfer under 1 KiB/s this long is cut and retried; 0: 30 */
 };
 
 struct s3_client;

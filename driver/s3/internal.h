@@ -28,6 +28,7 @@ struct s3_client {
     char host[256];       /* the Host header value */
     int path_style;
     char *akid, *secret, *token; /* the volume's Secret, if it gave one; else the chain (creds.h) */
+    long stall_s;
 };
 
 /* Where a response goes: a list or error body into memory, object bytes
@@ -48,6 +49,7 @@ struct sink {
 struct s3_req {
     char url[4096];
     struct curl_slist *headers;
+    long stall_s;
 };
 
 /* What to send besides the path: all optional. */

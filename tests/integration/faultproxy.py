@@ -17,6 +17,10 @@ import time
 SLOWDOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>"
             b"<Message>Please reduce your request rate.</Message><RequestId>faultproxy</RequestId></Error>")
 KINDS = ("slowdown", "reset", "truncate")
+# Hostile servers, for object GETs only (a listing passes through): a body
+# longer than its Content-Length says, a body that never ends, a body that
+# trickles a byte at a time (slowloris).
+HOSTILE = ("longer", "endless", "slowloris")
 
 
 def _read_head(sock, buf):
@@ -113,6 +117,9 @@ class FaultProxy:
                 if up is None:
                     up = socket.create_connection(self.up)
                 up.sendall(head + body)
+                if kind in HOSTILE and b"list-type=" not in head.split(b"\r\n", 1)[0]:
+                    self._hostile(up, c, kind)
+                    return
                 if not self._relay(up, c, truncate=kind == "truncate"):
                     return
         except OSError:
@@ -121,6 +128,32 @@ class FaultProxy:
             c.close()
             if up is not None:
                 up.close()
+
+    def _hostile(self, up, c, kind):
+        head, rest = _read_head(up, b"")
+        if head is None:
+            return
+        n = int(_header(head, b"content-length") or 0)
+        while len(rest) < n:
+            more = up.recv(1 << 20)
+            if not more:
+                break
+            rest += more
+        lines = [l for l in head.split(b"\r\n") if l and not l.lower().startswith((b"content-length:",
+                                                                                    b"connection:"))]
+        if kind == "longer":
+            c.sendall(b"\r\n".join(lines) + b"\r\nContent-Length: %d\r\n\r\n" % (n + 100) + rest + b"x" * 100)
+        elif kind == "endless":
+            c.sendall(b"\r\n".join(lines) + b"\r\nConnection: close\r\n\r\n" + rest)
+            while not self.stopping:
+                c.sendall(b"\0" * 65536)
+        else:  # slowloris: the right length, a byte at a time
+            c.sendall(b"\r\n".join(lines) + b"\r\nContent-Length: %d\r\n\r\n" % n)
+            for i in range(n):
+                if self.stopping:
+                    return
+                c.sendall(rest[i:i + 1])
+                time.sleep(0.5)
 
     def _relay(self, up, c, truncate):
         """Relays one response; False when either connection is done."""

@@ -126,3 +126,28 @@ def test_kill9_half_way_resumes_from_written_parts(s3server, bucket, work):
     assert out["resumed_bytes"] >= written - conns * part - (1 << 20), (written, out)  # 1 MiB: du's own blocks
     assert out["fetched_bytes"] + out["resumed_bytes"] == out["bytes"]
     assert sha256_tree(work / "copy") == served(s3server, bucket)
+
+
+@pytest.mark.parametrize("kind", ["longer", "endless"])
+def test_a_body_longer_than_asked_for_fails_at_once(s3server, bucket, work, kind):
+    """A lying Content-Length, or a body that never ends: never written past
+    the range, never retried (the server is broken, not busy), said clearly."""
+    with FaultProxy(s3server.endpoint, rate=1.0, kinds=(kind,)) as fp:
+        t0 = time.monotonic()
+        r = fill(s3server, fp.endpoint, work / "copy", check=False)
+        took = time.monotonic() - t0
+    assert r.returncode == 1
+    assert "the server sent more bytes than asked for" in r.stderr, r.stderr
+    assert took < 10 and not (work / "copy").exists()
+
+
+def test_a_slowloris_server_is_cut_off_and_given_up_on(s3server, bucket, work):
+    """A byte every half second: under the 1 KiB/s floor for the stall
+    timeout (here 1 s, default 30 s), cut, retried, then given up on."""
+    with FaultProxy(s3server.endpoint, rate=1.0, kinds=("slowloris",)) as fp:
+        t0 = time.monotonic()
+        r = fill(s3server, fp.endpoint, work / "copy", "--stall-timeout", "1", check=False)
+        took = time.monotonic() - t0
+    assert r.returncode == 1
+    assert "gave up after 6 attempts" in r.stderr and "stalled (under 1 KiB/s for 1s)" in r.stderr, r.stderr
+    assert took < 60 and not (work / "copy").exists()
