@@ -238,7 +238,7 @@ int cksum_fd(int fd, uint64_t size, enum cksum_alg a, char out[CKSUM_VALUE_MAX],
     /* Mapped, not read: the file was just written, its pages are in the page
      * cache, and mapping them costs no copy (reading them would copy every
      * byte once more). pread stays for what cannot be mapped. */
-    enum { WINDOW = 64 << 20, CHUNK = 1 << 20 };
+    enum { WINDOW = 8 << 20, CHUNK = 1 << 20 }; /* small windows: mapped pages count as RSS */
     struct state s;
     if (st_init(&s, a) < 0)
         return -ENOMEM;
