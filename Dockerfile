@@ -15,8 +15,7 @@ COPY CMakeLists.txt ./
 COPY cmd cmd
 COPY driver driver
 COPY proto proto
-COPY bench/warm_publish.c bench/warm_publish.c
-RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DWC_TESTS=OFF \
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DWC_TESTS=OFF -DWC_BENCH=OFF \
     && cmake --build /build --target warmcache-csi warmcachectl \
     && strip /build/warmcache-csi /build/warmcachectl
 
