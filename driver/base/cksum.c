@@ -151,6 +151,61 @@ static uint64_t crc64nvme_update(uint64_t crc, const unsigned char *p, size_t n)
     return crc64nvme_table(crc, p, n);
 }
 
+uint64_t cksum_crc64nvme_update(uint64_t state, const void *p, size_t n)
+{
+    pthread_once(&crc64_once, crc64_init);
+    return crc64nvme_update(state, p, n);
+}
+
+/* Polynomial arithmetic mod P, bit-reflected (x^0 is the top bit), as zlib
+ * combines CRC-32s: the CRC of A||B is CRC(A) * x^(8 len(B)) + CRC(B). */
+static uint64_t multmodp(uint64_t a, uint64_t b)
+{
+    const uint64_t poly = 0x9a6c9329ac4bc9b5ull;
+    uint64_t m = 1ull << 63, p = 0;
+    for (;;) {
+        if (a & m) {
+            p ^= b;
+            if ((a & (m - 1)) == 0)
+                break;
+        }
+        m >>= 1;
+        b = b & 1 ? (b >> 1) ^ poly : b >> 1;
+    }
+    return p;
+}
+
+static uint64_t x2n_table[64]; /* x^(2^k) mod P */
+static pthread_once_t x2n_once = PTHREAD_ONCE_INIT;
+
+static void x2n_init(void)
+{
+    uint64_t p = 1ull << 62; /* x^1 */
+    for (int k = 0; k < 64; k++) {
+        x2n_table[k] = p;
+        p = multmodp(p, p);
+    }
+}
+
+uint64_t cksum_crc64nvme_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b)
+{
+    pthread_once(&x2n_once, x2n_init);
+    uint64_t p = 1ull << 63; /* x^0 */
+    unsigned k = 3;          /* x^(8 len) = x^(len 2^3) */
+    for (uint64_t n = len_b; n; n >>= 1, k++)
+        if (n & 1)
+            p = multmodp(x2n_table[k & 63], p);
+    return multmodp(p, crc_a) ^ crc_b;
+}
+
+void cksum_crc64nvme_b64(uint64_t crc, char out[CKSUM_VALUE_MAX])
+{
+    unsigned char d[8];
+    for (int i = 0; i < 8; i++)
+        d[i] = (unsigned char)(crc >> (56 - 8 * i));
+    EVP_EncodeBlock((unsigned char *)out, d, 8);
+}
+
 /* For the tests: the table alone. */
 uint64_t cksum_crc64nvme_table_for_test(uint64_t crc, const void *p, size_t n);
 uint64_t cksum_crc64nvme_table_for_test(uint64_t crc, const void *p, size_t n) { return crc64nvme_table(crc, p, n); }

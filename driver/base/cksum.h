@@ -34,3 +34,13 @@ int cksum_fd(int fd, uint64_t size, enum cksum_alg a, char out[CKSUM_VALUE_MAX],
 
 /* The same over a buffer (tests). */
 void cksum_buf(const void *p, size_t n, enum cksum_alg a, char out[CKSUM_VALUE_MAX]);
+
+/* CRC64NVME of parts, for a file fetched in pieces: the CRC of a part as it
+ * arrives (start from cksum_crc64nvme_init(), feed, finish), and the CRC of
+ * A followed by B from the CRCs of A and B and B's length. */
+static inline uint64_t cksum_crc64nvme_init(void) { return ~0ull; }
+uint64_t cksum_crc64nvme_update(uint64_t state, const void *p, size_t n);
+static inline uint64_t cksum_crc64nvme_final(uint64_t state) { return ~state; }
+uint64_t cksum_crc64nvme_combine(uint64_t crc_a, uint64_t crc_b, uint64_t len_b);
+/* A finished CRC64NVME in S3's base64 form. */
+void cksum_crc64nvme_b64(uint64_t crc, char out[CKSUM_VALUE_MAX]);

@@ -61,6 +61,9 @@ struct filler {
     struct fill_file *files;
     struct fill_part *parts;
     size_t nparts;
+    uint64_t *first;              /* per file: its first part's number among all parts */
+    uint64_t *pcrc;               /* per part: CRC64NVME of its bytes, if pcrc_have */
+    uint8_t *pcrc_have;
     int journal;                  /* append-only, one "<file> <part>\n" per written part */
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -112,6 +115,25 @@ static int place(struct filler *f, size_t file, struct wc_error *e)
     return 0;
 }
 
+/* The CRC64NVME of a whole file from the CRCs of its parts, when every part
+ * has one (computed as it arrived); 0 when not (then: read it back). */
+static int crc_of_parts(struct filler *f, size_t file, char out[CKSUM_VALUE_MAX])
+{
+    const struct listing_entry *ent = &f->l->v[file];
+    uint64_t n = f->first[file + 1] - f->first[file], crc = 0;
+    if (n == 0)
+        return 0;
+    for (uint64_t k = 0; k < n; k++) {
+        uint64_t g = f->first[file] + k;
+        if (!f->pcrc_have[g])
+            return 0;
+        uint64_t len = k + 1 < n ? f->part_size : ent->size - k * f->part_size;
+        crc = k == 0 ? f->pcrc[g] : cksum_crc64nvme_combine(crc, f->pcrc[g], len);
+    }
+    cksum_crc64nvme_b64(crc, out);
+    return 1;
+}
+
 /* The file as written against the source's own checksum of the object. */
 static int verify(struct filler *f, size_t file, struct wc_error *e)
 {
@@ -127,6 +149,16 @@ static int verify(struct filler *f, size_t file, struct wc_error *e)
         return 0; /* size and ETag only: the source keeps no whole-object checksum for it */
     char tmp[PATH_MAX], got[CKSUM_VALUE_MAX];
     tmp_path(f, file, tmp, sizeof(tmp));
+    if (ff->want.alg == CKSUM_CRC64NVME && crc_of_parts(f, file, got)) {
+        if (!streq(got, ff->want.value)) {
+            unlink(tmp);
+            return wc_err(e, -EBADMSG, "%s: CRC64NVME of the bytes received is %s, the source says %s: the object "
+                          "does not match its own checksum (damaged in the source or on the way); it is fetched "
+                          "again on the next try", ent->key, got, ff->want.value);
+        }
+        atomic_fetch_add(&f->p->files_checksummed, 1);
+        return 0;
+    }
     _cleanup_close_ int fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
     if (fd < 0)
         return wc_err_errno(e, -errno, "store: reading back %s", ent->key);
@@ -249,13 +281,27 @@ static void sink_expect(struct fill_sink *k, size_t file, const struct cksum *c)
     pthread_mutex_unlock(&f->lock);
 }
 
+static void sink_part_crc(struct fill_sink *k, size_t part, uint64_t crc)
+{
+    struct filler *f = (struct filler *)k;
+    const struct fill_part *pt = &f->parts[part];
+    uint64_t g = f->first[pt->file] + pt->off / f->part_size;
+    pthread_mutex_lock(&f->lock);
+    f->pcrc[g] = crc;
+    f->pcrc_have[g] = 1;
+    pthread_mutex_unlock(&f->lock);
+}
+
 static int sink_done(struct fill_sink *k, size_t part, struct wc_error *e)
 {
     struct filler *f = (struct filler *)k;
     const struct fill_part *pt = &f->parts[part];
-    char rec[48];
-    int n = snprintf(rec, sizeof(rec), "%zu %" PRIu64 "\n", pt->file, pt->off / f->part_size);
+    uint64_t g = f->first[pt->file] + pt->off / f->part_size;
+    char rec[64];
     pthread_mutex_lock(&f->lock);
+    int n = f->pcrc_have[g] ? snprintf(rec, sizeof(rec), "%zu %" PRIu64 " %016" PRIx64 "\n", pt->file,
+                                       pt->off / f->part_size, f->pcrc[g])
+                            : snprintf(rec, sizeof(rec), "%zu %" PRIu64 "\n", pt->file, pt->off / f->part_size);
     int r = 0;
     if (write(f->journal, rec, (size_t)n) != n)
         r = wc_err_errno(e, errno ? -errno : -EIO, "store: writing the part journal");
@@ -297,13 +343,21 @@ static long load_journal(struct filler *f, const uint64_t *first, uint8_t *have,
     long good_end = ok ? ftell(in) : 0;
     while (ok && tmp_ok && fgets(line, sizeof(line), in)) {
         size_t file;
-        uint64_t part;
-        int end = 0;
+        uint64_t part, crc = 0;
+        int end = 0, has_crc = 0;
         if (line[strlen(line) - 1] != '\n')
             break; /* torn by a kill: cut below */
         good_end = ftell(in);
-        if (sscanf(line, "%zu %" SCNu64 "%n", &file, &part, &end) != 2 || line[end] != '\n' || file >= f->l->n ||
-            part >= parts_of(f->l->v[file].size, f->part_size))
+        if (sscanf(line, "%zu %" SCNu64 "%n", &file, &part, &end) != 2)
+            continue;
+        if (line[end] == ' ') { /* the part's CRC64NVME */
+            int more = 0;
+            if (sscanf(line + end, " %16" SCNx64 "%n", &crc, &more) != 1)
+                continue;
+            end += more;
+            has_crc = 1;
+        }
+        if (line[end] != '\n' || file >= f->l->n || part >= parts_of(f->l->v[file].size, f->part_size))
             continue;
         if (!tmp_ok[file]) {
             char tmp[PATH_MAX];
@@ -314,6 +368,8 @@ static long load_journal(struct filler *f, const uint64_t *first, uint8_t *have,
         }
         if (tmp_ok[file] == 1 && !have[first[file] + part]) {
             have[first[file] + part] = 1;
+            f->pcrc[first[file] + part] = crc;
+            f->pcrc_have[first[file] + part] = (uint8_t)has_crc;
             used++;
         }
     }
@@ -330,7 +386,7 @@ static int plan(struct filler *f, struct wc_error *e)
 {
     const struct listing *l = f->l;
     struct fill_progress *p = f->p;
-    _cleanup_free_ uint64_t *first = calloc(l->n + 1, sizeof(*first));
+    uint64_t *first = f->first = calloc(l->n + 1, sizeof(*first));
     if (!first)
         return -ENOMEM;
     for (size_t i = 0; i < l->n; i++)
@@ -339,7 +395,9 @@ static int plan(struct filler *f, struct wc_error *e)
     _cleanup_free_ uint8_t *have = calloc(total ? total : 1, 1);
     f->parts = calloc(total ? total : 1, sizeof(*f->parts));
     f->files = calloc(l->n ? l->n : 1, sizeof(*f->files));
-    if (!have || !f->parts || !f->files)
+    f->pcrc = calloc(total ? total : 1, sizeof(*f->pcrc));
+    f->pcrc_have = calloc(total ? total : 1, 1);
+    if (!have || !f->parts || !f->files || !f->pcrc || !f->pcrc_have)
         return -ENOMEM;
 
     char header[160], bid[64], jpath[PATH_MAX];
@@ -348,6 +406,8 @@ static int plan(struct filler *f, struct wc_error *e)
     snprintf(jpath, sizeof(jpath), "%s/parts", f->tmpdir);
     if (load_journal(f, first, have, header) < 0) {
         /* nothing of tmp/ can be trusted: start its files afresh */
+        memset(have, 0, total ? total : 1);
+        memset(f->pcrc_have, 0, total ? total : 1);
         int r = fs_rm_rf(f->tmpdir);
         if (r < 0 || (r = fs_mkdir_p(f->tmpdir, 0700)) < 0 ||
             (r = fs_write_atomic(jpath, header, strlen(header), 0600)) < 0)
@@ -395,7 +455,7 @@ static int plan(struct filler *f, struct wc_error *e)
         }
     }
     f->sink = (struct fill_sink){.parts = f->parts, .n = f->nparts, .fd = sink_fd, .done = sink_done,
-                                 .expect = sink_expect};
+                                 .expect = sink_expect, .part_crc = sink_part_crc};
     return 0;
 }
 
@@ -426,6 +486,9 @@ static void filler_close(struct filler *f)
     free(f->files);
     free(f->parts);
     free(f->queue);
+    free(f->first);
+    free(f->pcrc);
+    free(f->pcrc_have);
     pthread_mutex_destroy(&f->lock);
     pthread_cond_destroy(&f->cond);
 }

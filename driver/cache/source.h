@@ -43,6 +43,9 @@ struct fill_sink {
     int (*done)(struct fill_sink *k, size_t part, struct wc_error *e); /* all of part is written */
     /* the source's checksum of a whole file, when it learns it on the way */
     void (*expect)(struct fill_sink *k, size_t file, const struct cksum *c);
+    /* the CRC64NVME of a part's bytes, when the source computed it on the way
+     * (before done()): the store combines them instead of reading the file back */
+    void (*part_crc)(struct fill_sink *k, size_t part, uint64_t crc64nvme);
 };
 
 struct source;

@@ -68,6 +68,12 @@ static void xfer_checksum(void *ctx, size_t i, const struct cksum *c)
     x->k->expect(x->k, x->k->parts[i].file, c);
 }
 
+static void xfer_part_crc(void *ctx, size_t i, uint64_t crc)
+{
+    struct xfer *x = ctx;
+    x->k->part_crc(x->k, i, crc);
+}
+
 static int s3src_checksum(struct source *s, const struct listing_entry *ent, struct cksum *ret, struct wc_error *e)
 {
     return s3_object_checksum(((struct s3_source *)s)->client, ent->key, ent->etag, ret, e);
@@ -80,7 +86,7 @@ static int s3src_transfer(struct source *s, const struct listing *l, struct fill
     struct xfer x = {l, k};
     struct s3_transfer t = {
         .n = k->n, .ctx = &x, .part = xfer_part, .fd = xfer_fd, .done = xfer_done,
-        .checksum = k->expect ? xfer_checksum : NULL,
+        .checksum = k->expect ? xfer_checksum : NULL, .part_crc = k->part_crc ? xfer_part_crc : NULL,
         .connections = ss->connections, .progress = &p->bytes_done, .retries = &p->retries, .cancel = cancel,
     };
     return s3_transfer_run(ss->client, &t, e);

@@ -166,6 +166,8 @@ static size_t on_body(char *data, size_t sz, size_t nm, void *ud)
             done += (size_t)w;
         }
         s->written += len;
+        if (s->crc64) /* while the bytes are in cache: no second pass over the file */
+            *s->crc64 = cksum_crc64nvme_update(*s->crc64, data, len);
         if (s->progress)
             atomic_fetch_add(s->progress, len);
         return len;

@@ -64,6 +64,8 @@ struct s3_transfer {
     /* optional: what S3 says the whole object's checksum is, learnt from a
      * part that is the whole object (alg CKSUM_NONE: it has none) */
     void (*checksum)(void *ctx, size_t i, const struct cksum *c);
+    /* optional: the CRC64NVME of part i's bytes, computed as they arrived */
+    void (*part_crc)(void *ctx, size_t i, uint64_t crc64nvme);
     unsigned connections;
     _Atomic uint64_t *progress;                               /* bytes written (a retried part's are taken back) */
     _Atomic uint64_t *retries;                                /* optional: retried requests */

@@ -43,6 +43,7 @@ struct sink {
     int io_error;
     long status;
     struct cksum cks;            /* x-amz-checksum-* of the response, if it carried one */
+    uint64_t *crc64;             /* if set: CRC64NVME state of the object bytes received */
 };
 
 /* A signed request ready for curl. */

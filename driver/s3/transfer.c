@@ -21,6 +21,7 @@
 struct slot {
     CURL *h;
     struct sink sink;
+    uint64_t crc;
     struct s3_req rq;
     size_t part;
     int busy;
@@ -87,6 +88,8 @@ static int start(struct engine *g, struct slot *sl, size_t i, struct wc_error *e
     sl->sink.progress = t->progress;
     sl->sink.cancel = t->cancel;
     s3_easy_setup(sl->h, &sl->rq, &sl->sink, 0);
+    sl->crc = cksum_crc64nvme_init();
+    sl->sink.crc64 = t->part_crc ? &sl->crc : NULL;
     curl_easy_setopt(sl->h, CURLOPT_PRIVATE, sl);
     if (curl_multi_add_handle(g->m, sl->h) != CURLM_OK) {
         s3_req_done(&sl->rq);
@@ -136,6 +139,8 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
     int r = s3_outcome(g->c, "s3:GetObject", p.key, cc, &sl->sink, e);
     if (r == 0 && t->checksum && p.off == 0 && p.len == p.size)
         t->checksum(t->ctx, sl->part, &sl->sink.cks);
+    if (r == 0 && t->part_crc)
+        t->part_crc(t->ctx, sl->part, cksum_crc64nvme_final(sl->crc));
     if (r == 0)
         return t->done(t->ctx, sl->part, e);
     if (t->progress && sl->sink.written)

@@ -99,6 +99,30 @@ static void crc64_fast_path_equals_the_table(void **state)
     free(b);
 }
 
+/* Parts fetched apart and combined give the CRC of the whole. */
+static void crc64_of_parts_combines(void **state)
+{
+    size_t n = 100000;
+    unsigned char *b = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        b[i] = (unsigned char)(i * 31 + i / 7);
+    char whole[CKSUM_VALUE_MAX], combined[CKSUM_VALUE_MAX];
+    cksum_buf(b, n, CKSUM_CRC64NVME, whole);
+    static const size_t cuts[][3] = {{0, 1, 99999}, {4096, 8192, 50000}, {1, 2, 3}, {33333, 66666, 99999}};
+    for (size_t c = 0; c < sizeof(cuts) / sizeof(*cuts); c++) {
+        size_t at[5] = {0, cuts[c][0], cuts[c][1], cuts[c][2], n};
+        uint64_t crc = cksum_crc64nvme_final(cksum_crc64nvme_update(cksum_crc64nvme_init(), b, 0));
+        for (int k = 0; k < 4; k++) {
+            uint64_t part = cksum_crc64nvme_final(cksum_crc64nvme_update(cksum_crc64nvme_init(), b + at[k],
+                                                                          at[k + 1] - at[k]));
+            crc = k == 0 ? part : cksum_crc64nvme_combine(crc, part, at[k + 1] - at[k]);
+        }
+        cksum_crc64nvme_b64(crc, combined);
+        assert_string_equal(combined, whole);
+    }
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -106,6 +130,7 @@ int main(void)
         cmocka_unit_test(names_from_headers),
         cmocka_unit_test(a_file_in_chunks_gives_the_buffer_value),
         cmocka_unit_test(crc64_fast_path_equals_the_table),
+        cmocka_unit_test(crc64_of_parts_combines),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
