@@ -23,6 +23,30 @@
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static void curl_init_once(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+/* A directory bucket's zone id ("use1-az4" in "models--use1-az4--x-s3"):
+ * 0 and the id in out, or -1 if the name is not base--zone--x-s3. */
+static int express_zone(const char *b, size_t blen, char *out, size_t n)
+{
+    if (blen <= 6 || memcmp(b + blen - 6, "--x-s3", 6) != 0)
+        return -1;
+    size_t end = blen - 6, start = end;
+    while (start > 0 && !(start >= 2 && b[start - 1] == '-' && b[start - 2] == '-'))
+        start--;
+    if (start < 3) /* "--" before the zone, and a base of at least one character */
+        return -1;
+    const char *z = b + start;
+    size_t zl = end - start;
+    const char *az = memmem(z, zl, "-az", 3);
+    if (zl < 5 || zl > 20 || !az || az == z || az + 3 >= z + zl)
+        return -1;
+    for (size_t i = 0; i < zl; i++)
+        if (!islower((unsigned char)z[i]) && !isdigit((unsigned char)z[i]) && z[i] != '-')
+            return -1;
+    if (out && snprintf(out, n, "%.*s", (int)zl, z) >= (int)n)
+        return -1;
+    return 0;
+}
+
 /* Bucket names: 3-63 of a-z 0-9 . -; directory buckets end in --x-s3. */
 int s3_url_check(const char *url, struct wc_error *e)
 {
@@ -35,9 +59,9 @@ int s3_url_check(const char *url, struct wc_error *e)
     for (size_t i = 0; i < blen; i++)
         if (!(islower((unsigned char)b[i]) || isdigit((unsigned char)b[i]) || b[i] == '.' || b[i] == '-'))
             return wc_err(e, -EINVAL, "source \"%.200s\": a bucket name has only a-z, 0-9, '.' and '-'", url);
-    if (blen > 6 && memcmp(b + blen - 6, "--x-s3", 6) == 0)
-        return wc_err(e, -EINVAL, "source \"%.200s\": S3 Express One Zone directory buckets are not supported by "
-                      "this version of warmcache yet", url);
+    if (blen > 6 && memcmp(b + blen - 6, "--x-s3", 6) == 0 && express_zone(b, blen, NULL, 0) < 0)
+        return wc_err(e, -EINVAL, "source \"%.200s\": a directory bucket is named <base>--<zone id>--x-s3, such as "
+                      "my-models--use1-az4--x-s3", url);
     const char *prefix = slash ? slash + 1 : "";
     if (strlen(prefix) > PATHKEY_MAX)
         return wc_err(e, -EINVAL, "source \"%.200s\": the prefix is longer than 1024 bytes", url);
@@ -76,12 +100,18 @@ int s3_client_new(const char *url, const struct s3_options *opt, struct s3_clien
     const char *region = opt && opt->region && *opt->region ? opt->region : getenv("AWS_REGION");
     setstr(c->region, sizeof(c->region), region && *region ? region : "us-east-1");
     int custom = opt && opt->endpoint && *opt->endpoint;
+    char zone[32];
+    c->express = express_zone(c->bucket, blen, zone, sizeof(zone)) == 0;
+    pthread_mutex_init(&c->session_lock, NULL);
+    pthread_mutex_init(&c->curl_lock, NULL);
     if (custom) {
         if (strncmp(opt->endpoint, "http://", 7) != 0 && strncmp(opt->endpoint, "https://", 8) != 0) {
             free(c);
             return wc_err(e, -EINVAL, "endpoint \"%.200s\" must start with http:// or https://", opt->endpoint);
         }
         setstr(c->endpoint, sizeof(c->endpoint), opt->endpoint);
+    } else if (c->express) { /* the zonal endpoint of the bucket's Availability Zone */
+        snprintf(c->endpoint, sizeof(c->endpoint), "https://s3express-%s.%s.amazonaws.com", zone, c->region);
     } else {
         snprintf(c->endpoint, sizeof(c->endpoint), "https://s3.%s.amazonaws.com", c->region);
     }
@@ -89,7 +119,7 @@ int s3_client_new(const char *url, const struct s3_options *opt, struct s3_clien
     while (el && c->endpoint[el - 1] == '/')
         c->endpoint[--el] = '\0';
     const char *addressing = opt && opt->addressing && *opt->addressing ? opt->addressing : (custom ? "path" : "virtual");
-    c->path_style = streq(addressing, "path") || strchr(c->bucket, '.') != NULL;
+    c->path_style = !c->express && (streq(addressing, "path") || strchr(c->bucket, '.') != NULL);
     const char *hoststart = strstr(c->endpoint, "://") + 3;
     if (c->path_style)
         setstr(c->host, sizeof(c->host), hoststart);
@@ -127,6 +157,9 @@ void s3_client_free(struct s3_client *c)
 {
     if (!c)
         return;
+    creds_clear(&c->session);
+    pthread_mutex_destroy(&c->session_lock);
+    pthread_mutex_destroy(&c->curl_lock);
     if (c->curl)
         curl_easy_cleanup(c->curl);
     if (c->secret)
@@ -262,6 +295,35 @@ unsigned s3_backoff_ms(int attempt)
     return ms / 2 + (unsigned)(rand() % (int)(ms / 2 + 1)); /* jitter */
 }
 
+static int request(struct s3_client *c, const char *op, const char *key, const char *path,
+                   const struct s3_req_opts *o, struct sink *s, struct wc_error *e);
+
+/* The directory bucket's session credentials: cached, and created again (a
+ * read-only session) when less than a minute of their five is left. */
+static int express_session(struct s3_client *c, struct creds *ret, struct wc_error *e)
+{
+    pthread_mutex_lock(&c->session_lock);
+    int r = 0;
+    if (!c->session.source || c->session.expires - time(NULL) < 60) {
+        struct s3_req_opts o = {.query = "session", .create_session = 1};
+        struct sink s = {.fd = -1, .max = ERROR_BODY_MAX};
+        creds_clear(&c->session);
+        c->session = (struct creds){0};
+        r = request(c, "s3express:CreateSession", NULL, "/", &o, &s, e);
+        if (r == 0 && (r = creds_parse_sts(s.buf ? s.buf : "", s.n, &c->session, e)) < 0)
+            wc_err_prefix(e, "S3 Express CreateSession on %s: ", c->bucket);
+        if (r == 0)
+            c->session.source = "s3express-session";
+        if (s.buf)
+            explicit_bzero(s.buf, s.n);
+        free(s.buf);
+    }
+    if (r == 0)
+        *ret = c->session;
+    pthread_mutex_unlock(&c->session_lock);
+    return r;
+}
+
 int s3_req_build(struct s3_client *c, const char *path, const struct s3_req_opts *o, struct s3_req *rq,
                  struct wc_error *e)
 {
@@ -271,7 +333,18 @@ int s3_req_build(struct s3_client *c, const char *path, const struct s3_req_opts
     int w = snprintf(rq->url, sizeof(rq->url), "%s%s%s%s", c->endpoint, path, query ? "?" : "", query ? query : "");
     if (w < 0 || (size_t)w >= sizeof(rq->url))
         return wc_err(e, -ENAMETOOLONG, "request URL too long");
-    struct sigv4_header h[6] = {{"host", c->host}, {"x-amz-content-sha256", EMPTY_SHA256}};
+    struct creds k;
+    int r;
+    if (c->express && !o->create_session) {
+        r = express_session(c, &k, e);
+    } else {
+        struct creds_static given = {c->akid, c->secret, c->token};
+        r = creds_get(&given, c->region, &k, e);
+    }
+    if (r < 0)
+        return r;
+    int s3session = c->express && !o->create_session;
+    struct sigv4_header h[8] = {{"host", c->host}, {"x-amz-content-sha256", EMPTY_SHA256}};
     size_t nh = 2;
     if (range)
         h[nh++] = (struct sigv4_header){"range", range};
@@ -279,15 +352,15 @@ int s3_req_build(struct s3_client *c, const char *path, const struct s3_req_opts
         h[nh++] = (struct sigv4_header){"if-match", if_match};
     if (o->checksum_mode)
         h[nh++] = (struct sigv4_header){"x-amz-checksum-mode", "ENABLED"};
+    if (o->create_session)
+        h[nh++] = (struct sigv4_header){"x-amz-create-session-mode", "ReadOnly"};
+    if (s3session)
+        h[nh++] = (struct sigv4_header){"x-amz-s3session-token", k.session_token};
     struct sigv4_request sr = {o->method ? o->method : "GET", path, query, h, nh, EMPTY_SHA256};
-    struct creds k;
-    struct creds_static given = {c->akid, c->secret, c->token};
-    int r = creds_get(&given, c->region, &k, e);
-    if (r < 0)
-        return r;
-    struct sigv4_credentials cr = {k.access_key_id, k.secret_access_key, k.session_token};
+    /* a session token goes in x-amz-s3session-token, never x-amz-security-token */
+    struct sigv4_credentials cr = {k.access_key_id, k.secret_access_key, s3session ? NULL : k.session_token};
     struct sigv4_result sig;
-    r = sigv4_sign(&sr, &cr, c->region, "s3", time(NULL), &sig, e);
+    r = sigv4_sign(&sr, &cr, c->region, c->express ? "s3express" : "s3", time(NULL), &sig, e);
     if (r < 0) {
         creds_clear(&k);
         return r;
@@ -298,8 +371,12 @@ int s3_req_build(struct s3_client *c, const char *path, const struct s3_req_opts
     ADD("Authorization: %s", sig.authorization);
     ADD("x-amz-date: %s", sig.amz_date);
     ADD("x-amz-content-sha256: %s", EMPTY_SHA256);
-    if (k.session_token[0])
+    if (s3session)
+        ADD("x-amz-s3session-token: %s", k.session_token);
+    else if (k.session_token[0])
         ADD("x-amz-security-token: %s", k.session_token);
+    if (o->create_session)
+        ADD("x-amz-create-session-mode: ReadOnly");
     if (range)
         ADD("Range: %s", range);
     if (if_match)
@@ -418,8 +495,12 @@ static int request(struct s3_client *c, const char *op, const char *key, const c
         struct s3_req rq;
         if ((r = s3_req_build(c, path, o, &rq, e)) < 0)
             return r;
+        /* one easy handle per client: the listing, the placer's HEADs and an
+         * engine thread's CreateSession may want it at once */
+        pthread_mutex_lock(&c->curl_lock);
         s3_easy_setup(c->curl, &rq, s, o->method && streq(o->method, "HEAD"));
         CURLcode cc = curl_easy_perform(c->curl);
+        pthread_mutex_unlock(&c->curl_lock);
         s3_req_done(&rq);
         if (s->cancel && atomic_load(s->cancel))
             return wc_err(e, -ECANCELED, "cancelled");

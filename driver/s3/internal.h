@@ -6,6 +6,7 @@
 #pragma once
 
 #include <curl/curl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -29,6 +30,11 @@ struct s3_client {
     int path_style;
     char *akid, *secret, *token; /* the volume's Secret, if it gave one; else the chain (creds.h) */
     long stall_s;
+    /* S3 Express One Zone: requests are signed for "s3express" with the
+     * credentials of a CreateSession (5 minutes), fetched again before they end */
+    int express;
+    pthread_mutex_t session_lock, curl_lock;
+    struct creds session;
 };
 
 /* Where a response goes: a list or error body into memory, object bytes
@@ -60,6 +66,7 @@ struct s3_req_opts {
     const char *range, *if_match;
     int checksum_mode;         /* x-amz-checksum-mode: ENABLED (whole objects and HEAD only: S3 sends
                                   no checksum for a range) */
+    int create_session;        /* S3 Express CreateSession: signed with the caller's own credentials */
 };
 
 /* Signs a request for path (encoded) with the current credentials. */
