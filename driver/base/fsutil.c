@@ -2,6 +2,7 @@
 #include "base/fsutil.h"
 #include "base/macros.h"
 
+#include <ctype.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
@@ -121,4 +122,21 @@ void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1])
     for (unsigned i = 0; i < 32; i++)
         sprintf(out + 2 * i, "%02x", md[i]);
     out[SHA256_HEX_LEN] = '\0';
+}
+
+int fs_read_token(const char *path, char *out, size_t n)
+{
+    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t got = RETRY_EINTR(read(fd, out, n - 1));
+    if (got < 0)
+        return -errno;
+    while (got > 0 && isspace((unsigned char)out[got - 1]))
+        got--;
+    out[got] = '\0';
+    for (ssize_t i = 0; i < got; i++)
+        if (!isgraph((unsigned char)out[i]))
+            return -EINVAL;
+    return got > 0 && (size_t)got < n - 1 ? 0 : -EINVAL;
 }

@@ -20,3 +20,8 @@ int fs_is_dir(const char *path);
 
 #define SHA256_HEX_LEN 64
 void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1]);
+
+/* Reads a small secret file (a token) into out, trailing white space cut;
+ * -EINVAL if it is empty, too long, or holds anything but printable ASCII
+ * (it goes into an HTTP header). The caller wipes out after use. */
+int fs_read_token(const char *path, char *out, size_t n);

@@ -1,5 +1,6 @@
 /* See client.h. */
 #include "kube/client.h"
+#include "base/fsutil.h"
 #include "base/macros.h"
 
 #include <ctype.h>
@@ -124,21 +125,36 @@ static size_t on_body(char *d, size_t sz, size_t nm, void *ud)
     return len;
 }
 
-static int read_token(const char *path, char *out, size_t n)
+/* Accept and (with a token file) Authorization headers; the token is read
+ * again each time (the kubelet rotates it) and wiped from our buffers. */
+static int base_headers(struct kube *k, struct curl_slist **ret, struct wc_error *e)
 {
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t got = read(fd, out, n - 1);
-    if (got < 0)
-        return -errno;
-    while (got > 0 && isspace((unsigned char)out[got - 1]))
-        got--;
-    out[got] = '\0';
-    for (ssize_t i = 0; i < got; i++)
-        if (!isgraph((unsigned char)out[i]))
-            return -EINVAL;
-    return got > 0 && (size_t)got < n - 1 ? 0 : -EINVAL;
+    char token[8192], line[8300];
+    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
+    if (k->token_file) {
+        int r = fs_read_token(k->token_file, token, sizeof(token));
+        if (r < 0) {
+            curl_slist_free_all(h);
+            return wc_err_errno(e, r, "reading the service account token %s", k->token_file);
+        }
+        snprintf(line, sizeof(line), "Authorization: Bearer %s", token);
+        h = curl_slist_append(h, line);
+        explicit_bzero(line, sizeof(line));
+        explicit_bzero(token, sizeof(token));
+    }
+    *ret = h;
+    return 0;
+}
+
+/* What every request to the API server sets. */
+static void easy_common(struct kube *k, CURL *c)
+{
+    curl_easy_setopt(c, CURLOPT_SHARE, k->share);
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    if (k->ca_file)
+        curl_easy_setopt(c, CURLOPT_CAINFO, k->ca_file);
 }
 
 /* What the API server said in its Status, for the message. */
@@ -153,21 +169,13 @@ int kube_call(struct kube *k, const char *method, const char *path, const json_t
 {
     if (ret)
         *ret = NULL;
-    char url[2048], token[8192], line[8300];
+    char url[2048], line[256];
     if (snprintf(url, sizeof(url), "%s%s", k->server, path) >= (int)sizeof(url))
         return wc_err(e, -ENAMETOOLONG, "Kubernetes API path too long");
-    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
-    if (k->token_file) {
-        int r = read_token(k->token_file, token, sizeof(token));
-        if (r < 0) {
-            curl_slist_free_all(h);
-            return wc_err_errno(e, r, "reading the service account token %s", k->token_file);
-        }
-        snprintf(line, sizeof(line), "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, line);
-        explicit_bzero(line, sizeof(line));
-        explicit_bzero(token, sizeof(token));
-    }
+    struct curl_slist *h;
+    int hr = base_headers(k, &h, e);
+    if (hr < 0)
+        return hr;
     _cleanup_free_ char *payload = body ? json_dumps(body, JSON_COMPACT) : NULL;
     if (payload) {
         snprintf(line, sizeof(line), "Content-Type: %s", content_type ? content_type : "application/json");
@@ -187,13 +195,8 @@ int kube_call(struct kube *k, const char *method, const char *path, const json_t
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_SHARE, k->share);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
+    easy_common(k, c);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (k->ca_file)
-        curl_easy_setopt(c, CURLOPT_CAINFO, k->ca_file);
     CURLcode cc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -301,21 +304,13 @@ static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_
 int kube_watch(struct kube *k, const char *path, kube_watch_fn fn, void *ctx, const atomic_int *stop,
                struct wc_error *e)
 {
-    char url[2048], token[8192], line[8300];
+    char url[2048];
     if (snprintf(url, sizeof(url), "%s%s", k->server, path) >= (int)sizeof(url))
         return wc_err(e, -ENAMETOOLONG, "Kubernetes API path too long");
-    struct curl_slist *h = curl_slist_append(NULL, "Accept: application/json");
-    if (k->token_file) {
-        int r = read_token(k->token_file, token, sizeof(token));
-        if (r < 0) {
-            curl_slist_free_all(h);
-            return wc_err_errno(e, r, "reading the service account token %s", k->token_file);
-        }
-        snprintf(line, sizeof(line), "Authorization: Bearer %s", token);
-        h = curl_slist_append(h, line);
-        explicit_bzero(line, sizeof(line));
-        explicit_bzero(token, sizeof(token));
-    }
+    struct curl_slist *h;
+    int hr = base_headers(k, &h, e);
+    if (hr < 0)
+        return hr;
     struct watch w = {.fn = fn, .ctx = ctx, .stop = stop};
     CURL *c = curl_easy_init();
     if (!c) {
@@ -329,12 +324,7 @@ int kube_watch(struct kube *k, const char *path, kube_watch_fn fn, void *ctx, co
     curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &w);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_SHARE, k->share);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 5L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    if (k->ca_file)
-        curl_easy_setopt(c, CURLOPT_CAINFO, k->ca_file);
+    easy_common(k, c);
     CURLcode cc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);

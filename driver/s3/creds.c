@@ -1,5 +1,6 @@
 /* See creds.h. */
 #include "s3/creds.h"
+#include "base/fsutil.h"
 #include "base/macros.h"
 
 #include <ctype.h>
@@ -229,21 +230,6 @@ static void buf_wipe(struct buf *b)
     *b = (struct buf){0};
 }
 
-/* A token file's contents, trimmed; -errno if it cannot be read. */
-static int read_token(const char *path, char *out, size_t n)
-{
-    _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t got = read(fd, out, n - 1);
-    if (got <= 0)
-        return got < 0 ? -errno : -ENODATA;
-    while (got > 0 && isspace((unsigned char)out[got - 1]))
-        got--;
-    out[got] = '\0';
-    return got == (ssize_t)n - 1 ? -EFBIG : 0;
-}
-
 static void urlenc(const char *in, char *out, size_t n)
 {
     size_t o = 0;
@@ -262,7 +248,7 @@ static int from_irsa(const char *region, struct creds *ret, struct wc_error *e)
     const char *file = getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), *role = getenv("AWS_ROLE_ARN");
     const char *session = getenv("AWS_ROLE_SESSION_NAME");
     char token[8192], url[512];
-    int r = read_token(file, token, sizeof(token));
+    int r = fs_read_token(file, token, sizeof(token));
     if (r < 0)
         return wc_err_errno(e, r, "IRSA: reading the service account token %s", file);
     const char *ep = getenv("AWS_ENDPOINT_URL_STS");
@@ -308,7 +294,7 @@ static int from_container(struct creds *ret, struct wc_error *e)
     else
         snprintf(url, sizeof(url), "http://169.254.170.2%s", rel);
     int r = 0;
-    if (tfile && *tfile && (r = read_token(tfile, token, sizeof(token))) < 0)
+    if (tfile && *tfile && (r = fs_read_token(tfile, token, sizeof(token))) < 0)
         return wc_err_errno(e, r, "Pod Identity: reading the token %s", tfile);
     if (!token[0] && tenv)
         snprintf(token, sizeof(token), "%s", tenv);
