@@ -13,6 +13,7 @@
 #include <time.h>
 
 #define PROGRESS_EVERY 5.0 /* seconds between progress events on one object */
+#define RESOLVE_TTL 30.0   /* seconds a resolved target list is reused */
 #define WARM_NODES "warmcache.csi.dev/warm-nodes"
 #define CONTENT_ID "warmcache.csi.dev/content-id"
 
@@ -34,7 +35,15 @@ struct reporter {
     pthread_cond_t cond;
     struct item *head, **tail;
     int stopping;
+    json_t *resolved;          /* targets (as JSON text) -> {at, refs}; the reporter's thread only */
 };
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
 
 static void queue(struct reporter *r, json_t *targets, const char *type, const char *reason, const char *message,
                   const char *cid)
@@ -155,12 +164,15 @@ static void label_node(struct reporter *r, const char *cid)
         warn("labelling the node", &e);
 }
 
+static json_t *resolve(struct reporter *r, json_t *targets);
+
 static void deliver(struct reporter *r, struct item *it)
 {
     size_t i;
     json_t *t;
     struct wc_error e;
-    json_array_foreach(it->targets, i, t) {
+    json_t *targets _cleanup_json_ = resolve(r, it->targets);
+    json_array_foreach(targets, i, t) {
         struct kube_ref ref;
         ref_of(t, &ref);
         if (!ref.kind || !ref.name)
@@ -182,7 +194,8 @@ static void progress(struct reporter *r)
     json_t *j, *t;
     json_array_foreach(jobs, i, j) {
         const char *msg = json_string_value(json_object_get(j, "message"));
-        json_array_foreach(json_object_get(j, "targets"), k, t) {
+        json_t *targets _cleanup_json_ = resolve(r, json_object_get(j, "targets"));
+        json_array_foreach(targets, k, t) {
             struct kube_ref ref;
             struct wc_error e;
             ref_of(t, &ref);
@@ -237,6 +250,7 @@ int reporter_start(struct kube *k, struct fills *f, const char *node, struct rep
     r->node = strdup(node);
     r->ev = kube_events_new(k, "warmcache-node", node);
     r->tail = &r->head;
+    r->resolved = json_object();
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->cond, NULL);
     if (!r->node || !r->ev || pthread_create(&r->thread, NULL, reporter_main, r) != 0) {
@@ -259,51 +273,68 @@ void reporter_stop(struct reporter *r)
     pthread_mutex_unlock(&r->lock);
     pthread_join(r->thread, NULL);
     kube_events_free(r->ev);
+    json_decref(r->resolved);
     pthread_mutex_destroy(&r->lock);
     pthread_cond_destroy(&r->cond);
     free(r->node);
     free(r);
 }
 
+/* What a volume names, without asking the API anything: resolved (uids,
+ * the pods) on the reporter's thread, so no CSI call waits for the API. */
 json_t *reporter_targets(struct reporter *r, const char *pvc_ns, const char *pvc_name, const char *pv_name)
 {
     json_t *out = json_array();
     if (!r || !out)
         return out;
+    if (pv_name && *pv_name)
+        json_array_append_new(out, json_pack("{s:s, s:s}", "kind", "PersistentVolume", "name", pv_name));
+    if (pvc_ns && *pvc_ns && pvc_name && *pvc_name)
+        json_array_append_new(out, json_pack("{s:s, s:s, s:s}", "kind", "PersistentVolumeClaim", "namespace",
+                                             pvc_ns, "name", pvc_name));
+    return out;
+}
+
+/* A PV or PVC as named by reporter_targets, with its uid (events show in
+ * kubectl describe only with it) and, for a PVC, the pods on this node that
+ * mount it. Anything else passes as it is. */
+static void resolve_one(struct reporter *r, json_t *t, json_t *out)
+{
     struct wc_error e;
     char path[700], ns[300], name[300], node[300];
-    if (pv_name && *pv_name) {
-        json_t *pv _cleanup_json_ = NULL;
-        kube_escape(pv_name, name, sizeof(name));
+    const char *kind = json_string_value(json_object_get(t, "kind"));
+    const char *tname = json_string_value(json_object_get(t, "name"));
+    const char *tns = json_string_value(json_object_get(t, "namespace"));
+    if (!kind || !tname || json_object_get(t, "uid") || (!streq(kind, "PersistentVolume") &&
+                                                        !streq(kind, "PersistentVolumeClaim"))) {
+        json_array_append(out, t);
+        return;
+    }
+    kube_escape(tname, name, sizeof(name));
+    json_t *obj _cleanup_json_ = NULL;
+    if (streq(kind, "PersistentVolume")) {
         snprintf(path, sizeof(path), "/api/v1/persistentvolumes/%s", name);
-        if (kube_get(r->k, path, &pv, &e) == 0)
-            json_array_append_new(out, json_pack("{s:s, s:s, s:O*}", "kind", "PersistentVolume", "name", pv_name,
-                                  "uid", json_object_get(json_object_get(pv, "metadata"), "uid")));
-        else
-            warn("reading the PV", &e);
+        if (kube_get(r->k, path, &obj, &e) < 0)
+            return warn("reading the PV", &e);
+        json_array_append_new(out, json_pack("{s:s, s:s, s:O*}", "kind", kind, "name", tname, "uid",
+                                             json_object_get(json_object_get(obj, "metadata"), "uid")));
+        return;
     }
-    if (!pvc_ns || !*pvc_ns || !pvc_name || !*pvc_name)
-        return out;
-    kube_escape(pvc_ns, ns, sizeof(ns));
-    kube_escape(pvc_name, name, sizeof(name));
-    json_t *pvc _cleanup_json_ = NULL;
+    if (!tns)
+        return;
+    kube_escape(tns, ns, sizeof(ns));
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/persistentvolumeclaims/%s", ns, name);
-    if (kube_get(r->k, path, &pvc, &e) < 0) {
-        warn("reading the PVC", &e);
-        return out;
-    }
-    json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:O*}", "kind", "PersistentVolumeClaim", "namespace",
-                          pvc_ns, "name", pvc_name, "uid", json_object_get(json_object_get(pvc, "metadata"), "uid")));
-    /* the pods on this node that mount it */
+    if (kube_get(r->k, path, &obj, &e) < 0)
+        return warn("reading the PVC", &e);
+    json_array_append_new(out, json_pack("{s:s, s:s, s:s, s:O*}", "kind", kind, "namespace", tns, "name", tname,
+                                         "uid", json_object_get(json_object_get(obj, "metadata"), "uid")));
     char sel[400];
     snprintf(sel, sizeof(sel), "spec.nodeName=%s", r->node);
     kube_escape(sel, node, sizeof(node));
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?fieldSelector=%s", ns, node);
     json_t *pods _cleanup_json_ = NULL;
-    if (kube_get(r->k, path, &pods, &e) < 0) {
-        warn("listing the pods of the node", &e);
-        return out;
-    }
+    if (kube_get(r->k, path, &pods, &e) < 0)
+        return warn("listing the pods of the node", &e);
     size_t i, k;
     json_t *p, *v;
     json_array_foreach(json_object_get(pods, "items"), i, p) {
@@ -311,12 +342,34 @@ json_t *reporter_targets(struct reporter *r, const char *pvc_ns, const char *pvc
         json_array_foreach(json_object_get(json_object_get(p, "spec"), "volumes"), k, v) {
             const char *claim = json_string_value(
                 json_object_get(json_object_get(v, "persistentVolumeClaim"), "claimName"));
-            if (claim && streq(claim, pvc_name)) {
-                json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:O*}", "kind", "Pod", "namespace", pvc_ns,
+            if (claim && streq(claim, tname)) {
+                json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:O*}", "kind", "Pod", "namespace", tns,
                                       "name", json_object_get(meta, "name"), "uid", json_object_get(meta, "uid")));
                 break;
             }
         }
+    }
+}
+
+/* The targets, resolved; remembered for RESOLVE_TTL seconds (progress comes
+ * every few seconds) so that a pod created later is still found. Only the
+ * reporter's thread calls this. */
+static json_t *resolve(struct reporter *r, json_t *targets)
+{
+    _cleanup_free_ char *key = json_dumps(targets, JSON_COMPACT | JSON_SORT_KEYS);
+    json_t *hit = key ? json_object_get(r->resolved, key) : NULL;
+    double now = mono();
+    if (hit && now - json_real_value(json_object_get(hit, "at")) < RESOLVE_TTL)
+        return json_incref(json_object_get(hit, "refs"));
+    json_t *out = json_array();
+    size_t i;
+    json_t *t;
+    json_array_foreach(targets, i, t)
+        resolve_one(r, t, out);
+    if (key) {
+        if (json_object_size(r->resolved) > 256)
+            json_object_clear(r->resolved);
+        json_object_set_new(r->resolved, key, json_pack("{s:f, s:O}", "at", now, "refs", out));
     }
     return out;
 }

@@ -27,8 +27,10 @@ void reporter_stop(struct reporter *r);
 void reporter_notify(void *ctx, enum fill_event ev, const struct fill_report *rep);
 
 /* Whom to tell about a volume: its PVC and PV (from the volume context that
- * csi-provisioner's --extra-create-metadata fills) and the pods on this node
- * that mount the PVC. A JSON array; empty when nothing is known. */
+ * csi-provisioner's --extra-create-metadata fills), and through the PVC the
+ * pods on this node that mount it. No I/O here: the reporter's thread looks
+ * them up (uids, pods) when it delivers. A JSON array; empty when nothing is
+ * known. */
 json_t *reporter_targets(struct reporter *r, const char *pvc_ns, const char *pvc_name, const char *pv_name);
 
 /* Queues one event to every target. */
