@@ -1,5 +1,6 @@
 /* See creds.h. */
 #include "s3/creds.h"
+#include "s3/sigv4.h"
 #include "base/fsutil.h"
 #include "base/macros.h"
 
@@ -230,19 +231,6 @@ static void buf_wipe(struct buf *b)
     *b = (struct buf){0};
 }
 
-static void urlenc(const char *in, char *out, size_t n)
-{
-    size_t o = 0;
-    for (; *in && o + 4 < n; in++) {
-        unsigned char ch = (unsigned char)*in;
-        if (isalnum(ch) || strchr("-_.~", ch))
-            out[o++] = (char)ch;
-        else
-            o += (size_t)snprintf(out + o, n - o, "%%%02X", ch);
-    }
-    out[o] = '\0';
-}
-
 static int from_irsa(const char *region, struct creds *ret, struct wc_error *e)
 {
     const char *file = getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), *role = getenv("AWS_ROLE_ARN");
@@ -261,8 +249,8 @@ static int from_irsa(const char *region, struct creds *ret, struct wc_error *e)
     _cleanup_free_ char *et = malloc(3 * strlen(token) + 1), *er = malloc(3 * strlen(role) + 1);
     if (!body || !et || !er)
         return -ENOMEM;
-    urlenc(token, et, 3 * strlen(token) + 1);
-    urlenc(role, er, 3 * strlen(role) + 1);
+    sigv4_uri_encode(token, 0, et, 3 * strlen(token) + 1); /* 3 bytes an input byte at most: fits */
+    sigv4_uri_encode(role, 0, er, 3 * strlen(role) + 1);
     snprintf(body, bn, "Action=AssumeRoleWithWebIdentity&Version=2011-06-15&DurationSeconds=3600&RoleArn=%s"
              "&RoleSessionName=%s&WebIdentityToken=%s", er, session && *session ? session : "warmcache", et);
     explicit_bzero(token, sizeof(token));
