@@ -1,5 +1,6 @@
 /* See client.h. */
 #include "kube/client.h"
+#include "base/buf.h"
 #include "base/fsutil.h"
 #include "base/macros.h"
 
@@ -104,27 +105,6 @@ void kube_escape(const char *in, char *out, size_t n)
     out[o] = '\0';
 }
 
-struct buf {
-    char *p;
-    size_t n;
-};
-
-static size_t on_body(char *d, size_t sz, size_t nm, void *ud)
-{
-    struct buf *b = ud;
-    size_t len = sz * nm;
-    if (b->n + len > BODY_MAX)
-        return 0;
-    char *np = realloc(b->p, b->n + len + 1);
-    if (!np)
-        return 0;
-    memcpy(np + b->n, d, len);
-    b->n += len;
-    np[b->n] = '\0';
-    b->p = np;
-    return len;
-}
-
 /* Accept and (with a token file) Authorization headers; the token is read
  * again each time (the kubelet rotates it) and wiped from our buffers. */
 static int base_headers(struct kube *k, struct curl_slist **ret, struct wc_error *e)
@@ -182,7 +162,7 @@ int kube_call(struct kube *k, const char *method, const char *path, const json_t
         h = curl_slist_append(h, line);
     }
     CURL *c = curl_easy_init();
-    struct buf b = {0};
+    struct wc_buf b = {.max = BODY_MAX};
     if (!c || !h) {
         curl_slist_free_all(h);
         curl_easy_cleanup(c);
@@ -193,7 +173,7 @@ int kube_call(struct kube *k, const char *method, const char *path, const json_t
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
     if (payload)
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wc_buf_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
     easy_common(k, c);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);

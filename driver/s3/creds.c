@@ -1,6 +1,7 @@
 /* See creds.h. */
 #include "s3/creds.h"
 #include "s3/sigv4.h"
+#include "base/buf.h"
 #include "base/fsutil.h"
 #include "base/macros.h"
 
@@ -175,29 +176,8 @@ int creds_parse_json(const char *body, size_t len, struct creds *ret, struct wc_
 
 /* ---- a tiny HTTP client for the providers --------------------------------- */
 
-struct buf {
-    char *p;
-    size_t n;
-};
-
-static size_t on_data(char *d, size_t sz, size_t nm, void *ud)
-{
-    struct buf *b = ud;
-    size_t len = sz * nm;
-    if (b->n + len > BODY_MAX)
-        return 0;
-    char *np = realloc(b->p, b->n + len + 1);
-    if (!np)
-        return 0;
-    memcpy(np + b->n, d, len);
-    b->n += len;
-    np[b->n] = '\0';
-    b->p = np;
-    return len;
-}
-
 /* One request; the body in *out (freed by the caller, wiped: it holds secrets). */
-static int http(const char *method, const char *url, struct curl_slist *h, const char *post, struct buf *out,
+static int http(const char *method, const char *url, struct curl_slist *h, const char *post, struct wc_buf *out,
                 long *status, struct wc_error *e)
 {
     CURL *c = curl_easy_init();
@@ -205,7 +185,7 @@ static int http(const char *method, const char *url, struct curl_slist *h, const
         return -ENOMEM;
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wc_buf_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
     curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
@@ -221,14 +201,6 @@ static int http(const char *method, const char *url, struct curl_slist *h, const
     if (cc != CURLE_OK)
         return wc_err(e, -EHOSTUNREACH, "cannot reach %s: %s", url, curl_easy_strerror(cc));
     return 0;
-}
-
-static void buf_wipe(struct buf *b)
-{
-    if (b->p)
-        explicit_bzero(b->p, b->n);
-    free(b->p);
-    *b = (struct buf){0};
 }
 
 static int from_irsa(const char *region, struct creds *ret, struct wc_error *e)
@@ -255,7 +227,7 @@ static int from_irsa(const char *region, struct creds *ret, struct wc_error *e)
              "&RoleSessionName=%s&WebIdentityToken=%s", er, session && *session ? session : "warmcache", et);
     explicit_bzero(token, sizeof(token));
     struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/x-www-form-urlencoded");
-    struct buf b = {0};
+    struct wc_buf b = {.max = BODY_MAX};
     long status = 0;
     r = http("POST", url, h, body, &b, &status, e);
     explicit_bzero(body, strlen(body));
@@ -263,7 +235,7 @@ static int from_irsa(const char *region, struct creds *ret, struct wc_error *e)
     curl_slist_free_all(h);
     if (r == 0)
         r = creds_parse_sts(b.p ? b.p : "", b.n, ret, e);
-    buf_wipe(&b);
+    wc_buf_wipe(&b);
     if (r < 0)
         return wc_err_prefix(e, "IRSA (role %.200s): ", role);
     ret->source = "irsa";
@@ -293,7 +265,7 @@ static int from_container(struct creds *ret, struct wc_error *e)
         explicit_bzero(line, sizeof(line));
         explicit_bzero(token, sizeof(token));
     }
-    struct buf b = {0};
+    struct wc_buf b = {.max = BODY_MAX};
     long status = 0;
     r = http("GET", url, h, NULL, &b, &status, e);
     curl_slist_free_all(h);
@@ -301,7 +273,7 @@ static int from_container(struct creds *ret, struct wc_error *e)
         r = wc_err(e, -EACCES, "HTTP %ld from %s", status, url);
     if (r == 0)
         r = creds_parse_json(b.p ? b.p : "", b.n, ret, e);
-    buf_wipe(&b);
+    wc_buf_wipe(&b);
     if (r < 0)
         return wc_err_prefix(e, "Pod Identity: ");
     ret->source = "pod-identity";
@@ -317,7 +289,7 @@ static int from_imds(struct creds *ret, struct wc_error *e)
     while (bl && base[bl - 1] == '/')
         base[--bl] = '\0';
     struct curl_slist *h = curl_slist_append(NULL, "X-aws-ec2-metadata-token-ttl-seconds: 21600");
-    struct buf b = {0};
+    struct wc_buf b = {.max = BODY_MAX};
     long status = 0;
     snprintf(url, sizeof(url), "%s/latest/api/token", base);
     int r = http("PUT", url, h, NULL, &b, &status, e);
@@ -325,17 +297,17 @@ static int from_imds(struct creds *ret, struct wc_error *e)
     if (r == 0 && (status != 200 || !b.p || b.n > 200))
         r = wc_err(e, -EACCES, "HTTP %ld for an IMDSv2 session token", status);
     if (r < 0) {
-        buf_wipe(&b);
+        wc_buf_wipe(&b);
         return wc_err_prefix(e, "instance profile (IMDSv2): ");
     }
     snprintf(line, sizeof(line), "X-aws-ec2-metadata-token: %s", b.p);
-    buf_wipe(&b);
+    wc_buf_wipe(&b);
     h = curl_slist_append(NULL, line);
     snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/", base);
     r = http("GET", url, h, NULL, &b, &status, e);
     if (r == 0 && (status != 200 || !b.p || set_field(role, sizeof(role), b.p, strcspn(b.p, "\r\n")) < 0 || !role[0]))
         r = wc_err(e, -EACCES, "the instance has no IAM role (HTTP %ld)", status);
-    buf_wipe(&b);
+    wc_buf_wipe(&b);
     if (r == 0) {
         snprintf(url, sizeof(url), "%s/latest/meta-data/iam/security-credentials/%s", base, role);
         r = http("GET", url, h, NULL, &b, &status, e);
@@ -343,7 +315,7 @@ static int from_imds(struct creds *ret, struct wc_error *e)
             r = wc_err(e, -EACCES, "HTTP %ld for the credentials of role %s", status, role);
         if (r == 0)
             r = creds_parse_json(b.p ? b.p : "", b.n, ret, e);
-        buf_wipe(&b);
+        wc_buf_wipe(&b);
     }
     explicit_bzero(line, sizeof(line));
     curl_slist_free_all(h);
