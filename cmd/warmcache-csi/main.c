@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "base/macros.h"
 #include "csi/csi.h"
+#include "s3/client.h"
 
 #include <getopt.h>
 #include <pthread.h>
@@ -34,7 +35,10 @@ static void usage(FILE *f)
             "  --fill-wait=SECONDS               node: wait this long for a fill, then ABORTED with progress (default 100)\n"
             "  --evict-high=PERCENT              node: evict unused copies when a fill would take the store above (default 80)\n"
             "  --evict-low=PERCENT               node: ... down to this (default 70)\n"
-            "  --s3-connections=N                node: requests in flight per S3 fill (default 64)\n"
+            "  --s3-throughput=GBPS              node: the node's network bandwidth to S3, in Gb/s; S3 requests\n"
+            "                                    in flight on the node: one per 85 MB/s (default 100: 148)\n"
+            "  --s3-connections=N                node: S3 requests in flight on the node, shared by its fills\n"
+            "                                    (instead of --s3-throughput)\n"
             "  --part-size=MIB                   node: bytes per request of a fill, in MiB (default 8)\n"
             "  --s3-stall-timeout=SECONDS        cut and retry an S3 transfer under 1 KiB/s this long (default 30)\n"
             "  --kube=auto|off|URL               Kubernetes API: auto = the pod's service account when in a\n"
@@ -81,6 +85,7 @@ int main(int argc, char **argv)
         {"version", no_argument, NULL, 'V'},         {"help", no_argument, NULL, 'h'},
         {"fill-wait", required_argument, NULL, 'w'}, {"evict-high", required_argument, NULL, 'H'},
         {"evict-low", required_argument, NULL, 'L'}, {"s3-connections", required_argument, NULL, 'C'},
+        {"s3-throughput", required_argument, NULL, 'B'},
         {"part-size", required_argument, NULL, 'P'}, {"kube", required_argument, NULL, 'K'},
         {"kube-token-file", required_argument, NULL, 'T'}, {"kube-ca-file", required_argument, NULL, 'Q'},
         {"metrics-address", required_argument, NULL, 'O'}, {"s3-stall-timeout", required_argument, NULL, 'W'},
@@ -97,7 +102,7 @@ int main(int argc, char **argv)
                                        .array = DISK_DEFAULT_ARRAY, .mdadm = "mdadm", .mkfs = "mkfs.xfs"}};
     struct rpc_server_config rc = {.max_calls = 64, .max_message_bytes = 4 << 20, .shutdown_grace_s = 30,
                                    .ready = on_ready};
-    int o;
+    int o, connections_given = 0;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         enum log_level lvl;
         switch (o) {
@@ -170,10 +175,22 @@ int main(int argc, char **argv)
                         o == 'C' ? "s3-connections" : "part-size", o == 'C' ? 1024 : 256);
                 return 2;
             }
-            if (o == 'C')
+            if (o == 'C') {
                 cfg.s3_connections = (unsigned)v;
+                connections_given = 1;
+            }
             else
                 cfg.part_size = (uint64_t)v << 20;
+            break;
+        }
+        case 'B': {
+            int v;
+            if (parse_int(optarg, 1, 3200, &v) < 0) {
+                fprintf(stderr, "warmcache-csi: --s3-throughput wants Gb/s from 1 to 3200\n");
+                return 2;
+            }
+            if (!connections_given)
+                cfg.s3_connections = s3_connections_for_gbps(v);
             break;
         }
         case 'V': printf("warmcache-csi %s (%s)\n", WC_VERSION, DRIVER_NAME); return 0;

@@ -13,6 +13,7 @@
 #include "base/units.h"
 #include "cache/fill.h"
 #include "cache/store.h"
+#include "s3/client.h"
 
 #include <dirent.h>
 #include <getopt.h>
@@ -179,6 +180,7 @@ int cmd_fill(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"param", required_argument, NULL, 'p'}, {"connections", required_argument, NULL, 'n'},
+        {"throughput", required_argument, NULL, 'T'},
         {"part-size", required_argument, NULL, 'P'}, {"json", no_argument, NULL, 'j'},
         {"secret", required_argument, NULL, 'S'}, {"stall-timeout", required_argument, NULL, 'W'}, {0},
     };
@@ -216,6 +218,14 @@ int cmd_fill(int argc, char **argv)
             }
             so.connections = (unsigned)v;
             break;
+        case 'T':
+            v = strtol(optarg, NULL, 10);
+            if (v < 1 || v > 3200) {
+                fprintf(stderr, "warmcachectl: fill: --throughput wants Gb/s from 1 to 3200\n");
+                return 2;
+            }
+            so.connections = s3_connections_for_gbps((double)v);
+            break;
         case 'P':
             v = strtol(optarg, NULL, 10);
             if (v < 1 || v > 256) {
@@ -238,7 +248,7 @@ int cmd_fill(int argc, char **argv)
     }
     if (argc - optind != 2) {
         fprintf(stderr, "usage: warmcachectl fill SOURCE DIR [-p region=R] [-p endpoint=URL] "
-                        "[-p addressingStyle=path|virtual] [--connections N] [--part-size MIB] [--json]\n");
+                        "[-p addressingStyle=path|virtual] [--connections N | --throughput GBPS] [--part-size MIB] [--json]\n");
         return 2;
     }
     return fill(argv[optind], argv[optind + 1], &so, part_size, json);

@@ -11,10 +11,6 @@
 #include <stdio.h>
 #include <string.h>
 
-/* In flight at once per fill: at 60-90 MB/s per S3 connection, 64 reach
- * the 40 Gbit/s of a large GPU instance's network for one volume. */
-#define S3_CONNECTIONS 64
-
 struct s3_source {
     struct source base;
     struct s3_client *client;
@@ -129,7 +125,7 @@ int source_s3_open(const char *url, const struct source_options *opt, struct sou
         return r;
     }
     ss->base.ops = &s3_ops;
-    ss->connections = opt && opt->connections ? opt->connections : S3_CONNECTIONS;
+    ss->connections = opt && opt->connections ? opt->connections : s3_connections_for_gbps(S3_DEFAULT_GBPS);
     ss->base.url = strdup(s3_client_url(ss->client));
     ss->base.identity = strdup(s3_client_identity(ss->client));
     if (opt) {

@@ -36,7 +36,7 @@ struct csi_config {
     const char *state_dir;   /* controller: volume registry (optional) */
     int fill_wait_s;         /* node: how long a call waits for a fill before ABORTED */
     int high_pct, low_pct;   /* node: eviction watermarks */
-    unsigned s3_connections; /* node: per S3 fill; 0: the default */
+    unsigned s3_connections; /* node: S3 requests in flight, shared by all fills; 0: for S3_DEFAULT_GBPS */
     unsigned s3_stall_s;     /* S3 transfers stalled this long are cut and retried; 0: 30 */
     uint64_t part_size;      /* node: bytes per request; 0: the default */
     const char *kube;        /* "auto" (in-cluster when there), "off", or an API server URL */

@@ -119,6 +119,10 @@ char *metrics_render(struct csi_ctx *c)
     counter(&t, "warmcache_s3_requests_total", "Requests sent to S3.", atomic_load(&s3_stats.requests));
     counter(&t, "warmcache_s3_retries_total", "S3 requests tried again after a retryable failure.",
             atomic_load(&s3_stats.retries));
+    gauge(&t, "warmcache_s3_requests_in_flight", "Object requests of fills in flight now.",
+          (double)atomic_load(&s3_stats.in_flight));
+    gauge(&t, "warmcache_s3_request_budget", "Requests in flight the node's fills share (--s3-connections).",
+          (double)s3_request_budget());
     family(&t, "warmcache_s3_errors_total", "counter", "S3 request failures, by kind.");
     for (int k = 0; k < S3_ERR_KINDS; k++)
         add(&t, "warmcache_s3_errors_total{kind=\"%s\"} %" PRIu64 "\n", s3_error_kind_names[k],

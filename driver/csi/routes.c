@@ -11,6 +11,7 @@
 #include "csi/report.h"
 #include "base/log.h"
 #include "base/macros.h"
+#include "s3/client.h"
 
 #include <string.h>
 #include <unistd.h>
@@ -84,7 +85,9 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
         store_set_watermarks(c->store, cfg->high_pct, cfg->low_pct);
         store_set_part_size(c->store, cfg->part_size);
         fills_init(&c->fills, c->store);
-        c->fills.connections = cfg->s3_connections;
+        /* one budget for the node: a fill alone uses all of it, concurrent fills share it */
+        c->fills.connections = cfg->s3_connections ? cfg->s3_connections : s3_connections_for_gbps(S3_DEFAULT_GBPS);
+        s3_set_request_budget(c->fills.connections);
         c->fills.stall_seconds = cfg->s3_stall_s;
         c->fill_wait_ms = cfg->fill_wait_s * 1000;
         if (c->kube) {

@@ -74,6 +74,18 @@ struct s3_transfer {
 
 int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_error *e);
 
+/* Requests in flight to reach gbps gigabits per second from S3, at AWS's
+ * figure of about 85 MB/s for one GET: 15 at 10 Gb/s, 148 at 100. */
+#define S3_DEFAULT_GBPS 100
+unsigned s3_connections_for_gbps(double gbps);
+
+/* One budget of requests in flight for the whole process (a node's fills):
+ * each running transfer may hold an equal share, a lone one all of it, so a
+ * fill starting on a busy node gets its share as the others' requests end.
+ * 0 (the default): no budget; each transfer is bounded by its connections. */
+void s3_set_request_budget(unsigned n);
+unsigned s3_request_budget(void);
+
 /* The whole object's checksum as S3 stores it (HEAD with checksum mode, as
  * long as its ETag is still etag); alg CKSUM_NONE if it has none. */
 int s3_object_checksum(struct s3_client *c, const char *key, const char *etag, struct cksum *ret, struct wc_error *e);
@@ -86,6 +98,7 @@ enum s3_error_kind { S3_ERR_THROTTLED, S3_ERR_SERVER, S3_ERR_NETWORK, S3_ERR_DEN
                      S3_ERR_OTHER, S3_ERR_KINDS };
 struct s3_stats {
     _Atomic uint64_t requests, retries;
+    _Atomic uint64_t in_flight;     /* parallel-engine requests now */
     _Atomic uint64_t errors[S3_ERR_KINDS];
 };
 extern struct s3_stats s3_stats;

@@ -6,12 +6,18 @@
  * are taken in order from a shared cursor, so a file's parts finish close
  * together and few files are open at once; a retried part waits out its
  * backoff in its thread's list while every connection keeps working.
+ *
+ * Every request in flight holds a token of the process's budget (if one is
+ * set): concurrent fills on a node share its network instead of each opening
+ * its own full set of connections.
  */
 #include "s3/client.h"
 #include "base/macros.h"
 #include "s3/internal.h"
 
 #include <inttypes.h>
+#include <limits.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +48,7 @@ struct shared {
     int err;
     struct wc_error e;
     uint8_t *attempts;         /* per part; a part belongs to one thread at a time */
+    unsigned held;             /* budget tokens held (under budget.lock) */
 };
 
 struct engine {
@@ -55,6 +62,67 @@ struct engine {
     unsigned nretry, retry_cap;
     struct wc_error e;
 };
+
+static struct {
+    pthread_mutex_t lock;
+    unsigned size;       /* 0: no budget */
+    unsigned taken;
+    unsigned transfers;  /* running */
+} budget = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+unsigned s3_connections_for_gbps(double gbps)
+{
+    double n = ceil(gbps * 1e9 / 8 / 85e6);
+    return n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
+}
+
+void s3_set_request_budget(unsigned n)
+{
+    pthread_mutex_lock(&budget.lock);
+    budget.size = n;
+    pthread_mutex_unlock(&budget.lock);
+}
+
+unsigned s3_request_budget(void)
+{
+    pthread_mutex_lock(&budget.lock);
+    unsigned n = budget.size;
+    pthread_mutex_unlock(&budget.lock);
+    return n;
+}
+
+static void budget_join(int delta)
+{
+    pthread_mutex_lock(&budget.lock);
+    budget.transfers += delta;
+    pthread_mutex_unlock(&budget.lock);
+}
+
+/* A token for one more request of this transfer: while the budget has one
+ * and the transfer holds less than its share. */
+static int budget_take(struct shared *sh)
+{
+    pthread_mutex_lock(&budget.lock);
+    unsigned share = budget.size ? (budget.size + budget.transfers - 1) / budget.transfers : UINT_MAX;
+    int ok = !budget.size || (budget.taken < budget.size && sh->held < share);
+    if (ok) {
+        budget.taken++;
+        sh->held++;
+    }
+    pthread_mutex_unlock(&budget.lock);
+    if (ok)
+        atomic_fetch_add(&s3_stats.in_flight, 1);
+    return ok;
+}
+
+static void budget_give(struct shared *sh)
+{
+    pthread_mutex_lock(&budget.lock);
+    budget.taken--;
+    sh->held--;
+    pthread_mutex_unlock(&budget.lock);
+    atomic_fetch_sub(&s3_stats.in_flight, 1);
+}
 
 static double now_s(void)
 {
@@ -134,6 +202,7 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
     s3_req_done(&sl->rq);
     sl->busy = 0;
     g->active--;
+    budget_give(g->sh);
     struct s3_part p;
     t->part(t->ctx, sl->part, &p);
     int r = s3_outcome(g->c, "s3:GetObject", p.key, cc, &sl->sink, e);
@@ -174,13 +243,24 @@ static int run(struct engine *g, struct wc_error *e)
         if (atomic_load(&g->sh->stop))
             return -ECANCELED; /* another thread failed; its error is the one reported */
         double now = now_s();
+        int starved = 0; /* a free slot and a part, but no token in the budget */
         for (unsigned k = 0; k < g->nslots && g->active < g->nslots; k++) {
             size_t i;
-            if (g->slots[k].busy || !pick(g, now, &i))
+            if (g->slots[k].busy)
                 continue;
+            if (!budget_take(g->sh)) {
+                starved = 1;
+                break;
+            }
+            if (!pick(g, now, &i)) {
+                budget_give(g->sh);
+                break;
+            }
             int r = start(g, &g->slots[k], i, e);
-            if (r < 0)
+            if (r < 0) {
+                budget_give(g->sh);
                 return r;
+            }
         }
         if (g->active == 0 && g->nretry == 0 && !more_parts(g))
             return 0;
@@ -203,7 +283,7 @@ static int run(struct engine *g, struct wc_error *e)
             if (g->retry[k].due - now < wait)
                 wait = g->retry[k].due - now;
         if (g->active < g->nslots && more_parts(g))
-            wait = 0;
+            wait = starved ? 0.02 : 0; /* tokens come back as other fills' requests end */
         if (wait > 0)
             curl_multi_poll(g->m, NULL, 0, (int)(wait * 1000) + 1, NULL);
     }
@@ -219,6 +299,7 @@ static void engine_free(struct engine *g)
             s3_req_done(&sl->rq);
             if (t->progress && sl->sink.written)
                 atomic_fetch_sub(t->progress, sl->sink.written);
+            budget_give(g->sh);
         }
         if (sl->h)
             curl_easy_cleanup(sl->h);
@@ -285,6 +366,7 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
         return wc_err(e, -ENOMEM, "out of memory starting a transfer of %zu parts", t->n);
     }
     pthread_mutex_init(&sh.lock, NULL);
+    budget_join(1);
     unsigned started = 0;
     for (unsigned k = 0; k < nthreads; k++) {
         gs[k] = (struct engine){.sh = &sh, .c = c, .t = t,
@@ -296,6 +378,7 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
     engine_main(&gs[0]); /* this thread is one of them */
     for (unsigned k = 1; k < started; k++)
         pthread_join(tids[k], NULL);
+    budget_join(-1);
     int r = sh.err;
     if (r < 0)
         *e = sh.e;

@@ -51,6 +51,11 @@ class FaultProxy:
         self.lock = threading.Lock()
         self.counts = {"requests": 0, **{k: 0 for k in kinds}}
         self.heads = []  # every request head, for tests that check what was sent
+        # object GETs in flight (head read, response not yet relayed; not
+        # listings, not HEADs), by the first two components of the path
+        # (/bucket/prefix), and their peaks
+        self.inflight, self.peak = {}, {}
+        self.peak_total = 0
         self.ls = socket.socket()
         self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.ls.bind(("127.0.0.1", 0))
@@ -92,6 +97,14 @@ class FaultProxy:
             self.counts[k] += 1
             return k
 
+    def _flight(self, group, d):
+        if group is None:
+            return
+        with self.lock:
+            self.inflight[group] = self.inflight.get(group, 0) + d
+            self.peak[group] = max(self.peak.get(group, 0), self.inflight[group])
+            self.peak_total = max(self.peak_total, sum(self.inflight.values()))
+
     def _serve(self, c):
         up = None
         buf = b""
@@ -120,8 +133,22 @@ class FaultProxy:
                 if kind in HOSTILE and b"list-type=" not in head.split(b"\r\n", 1)[0]:
                     self._hostile(up, c, kind)
                     return
-                if not self._relay(up, c, truncate=kind == "truncate"):
-                    return
+                method, target = head.split(b" ", 2)[:2]
+                group = None
+                if method == b"GET" and b"list-type=" not in target:
+                    group = "/".join(target.decode(errors="replace").split("?")[0].split("/")[:3])
+                self._flight(group, +1)
+                ended = []
+
+                def end():  # before the last bytes go: the client may send its next request at once
+                    if not ended:
+                        ended.append(1)
+                        self._flight(group, -1)
+                try:
+                    if not self._relay(up, c, truncate=kind == "truncate", end=end):
+                        return
+                finally:
+                    end()
         except OSError:
             return
         finally:
@@ -155,7 +182,7 @@ class FaultProxy:
                 c.sendall(rest[i:i + 1])
                 time.sleep(0.5)
 
-    def _relay(self, up, c, truncate):
+    def _relay(self, up, c, truncate, end=lambda: None):
         """Relays one response; False when either connection is done."""
         head, rest = _read_head(up, b"")
         if head is None:
@@ -173,10 +200,12 @@ class FaultProxy:
                 if not chunk:
                     return False
                 chunk = chunk[: n - sent]
-                c.sendall(chunk)
-                sent += len(chunk)
                 if self.bytes_per_s:
                     time.sleep(len(chunk) / self.bytes_per_s)
+                if sent + len(chunk) == n:
+                    end()
+                c.sendall(chunk)
+                sent += len(chunk)
             return not truncate
         # chunked: relay chunk by chunk, framing included
         c.sendall(head)

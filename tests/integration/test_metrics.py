@@ -32,7 +32,7 @@ def test_metrics_are_valid_exposition_with_what_happened(work, s3server, model):
     s3server.upload_tree("models", "tiny-llm/", model)
     port = free_port()
     d = Driver(work)
-    d.start(f"--metrics-address=127.0.0.1:{port}", "--part-size=1")
+    d.start(f"--metrics-address=127.0.0.1:{port}", "--part-size=1", "--s3-throughput=10")
     try:
         with FaultProxy(s3server.endpoint, rate=0.10, seed=3) as fp:
             for name in ("a", "b"):
@@ -55,6 +55,9 @@ def test_metrics_are_valid_exposition_with_what_happened(work, s3server, model):
         assert value[("warmcache_fill_duration_seconds_bucket", (("le", "+Inf"),))] == 1
         assert value[("warmcache_cache_hits_total", ())] == 1 and value[("warmcache_cache_misses_total", ())] == 1
         assert value[("warmcache_fills_active", ())] == 0
+        # 10 Gb/s at 85 MB/s a request; none left in flight once the fills are over
+        assert value[("warmcache_s3_request_budget", ())] == 15
+        assert value[("warmcache_s3_requests_in_flight", ())] == 0
         assert value[("warmcache_store_capacity_bytes", ())] > value[("warmcache_store_used_bytes", ())] > 0
         errors = sum(v for (n, _), v in value.items() if n == "warmcache_s3_errors_total")
         assert faults >= 1  # the seed breaks a few of the requests

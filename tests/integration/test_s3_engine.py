@@ -87,6 +87,42 @@ def test_plugin_fill_through_faults_is_byte_identical(work, s3server, bucket):
         d.stop()
 
 
+def test_fills_on_a_node_share_one_request_budget(work, s3server, bucket):
+    """Two volumes filling at once on one node: the requests in flight of
+    both together never exceed --s3-connections, and the second fill, started
+    while the first holds the whole budget, gets its half as the first's
+    requests end (it is not starved to one request)."""
+    from conftest import Driver
+    for i in range(4):
+        s3server.s3.put_object(Bucket=bucket, Key=f"second/shard{i}.bin", Body=os.urandom(6 << 20))
+    d = Driver(work)
+    d.start("--part-size", "1", "--s3-connections", "4")
+    try:
+        with FaultProxy(s3server.endpoint, rate=0.0, bytes_per_s=2 << 20) as fp:
+            files = []
+            for name, src in (("a", "s3://models/tiny-llm/"), ("b", "s3://models/second/")):
+                vol = d.ctl("create", name, "-p", f"source={src}", "-p", f"endpoint={fp.endpoint}",
+                            *s3server.secrets())
+                f = work / f"{name}.json"
+                f.write_text(json.dumps(vol))
+                files.append(f)
+            first = d.ctl_async("stage", "-f", files[0], work / "sa", *s3server.secrets())
+            deadline = time.monotonic() + 30
+            while fp.inflight.get("/models/tiny-llm", 0) < 4 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert fp.inflight.get("/models/tiny-llm", 0) == 4, fp.inflight  # the first fill alone: all of it
+            d.ctl("stage", "-f", files[1], work / "sb", *s3server.secrets())
+            first.wait(timeout=60)
+            assert fp.peak_total <= 4, fp.peak
+            assert fp.peak["/models/second"] >= 2, fp.peak
+        assert sha256_tree(work / "sa") == served(s3server, bucket)
+        assert sha256_tree(work / "sb") == served(s3server, bucket, "second/")
+        for f, s in ((files[0], "sa"), (files[1], "sb")):
+            d.ctl("unstage", "-f", f, work / s)
+    finally:
+        d.stop()
+
+
 def test_faults_that_never_stop_end_in_a_clear_error(s3server, bucket, work):
     with FaultProxy(s3server.endpoint, rate=1.0, kinds=("slowdown",)) as fp:
         t0 = time.monotonic()
