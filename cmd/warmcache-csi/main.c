@@ -8,11 +8,14 @@
 #include "csi/csi.h"
 #include "s3/client.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 
 static void usage(FILE *f)
 {
@@ -48,7 +51,20 @@ static void usage(FILE *f)
             "  --max-calls=N                     concurrent calls (default 64)\n"
             "  --shutdown-grace=SECONDS          time given to in-flight calls on SIGTERM (default 30)\n"
             "  --log-level=debug|info|warn|error (default info)\n"
+            "  --core-dumps                      allow core dumps (off by default: the process holds S3\n"
+            "                                    credentials while it fills)\n"
             "  --version\n");
+}
+
+/* A core file would hold whatever credentials the process has at the time
+ * (the chain's, a fill's node-stage Secret): no core file, and no ptrace
+ * attach by anything less than root with CAP_SYS_PTRACE. */
+static int no_core_dumps(void)
+{
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_CORE, &none) < 0)
+        return -1;
+    return prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 }
 
 static int on_ready(void *ctx)
@@ -86,6 +102,7 @@ int main(int argc, char **argv)
         {"fill-wait", required_argument, NULL, 'w'}, {"evict-high", required_argument, NULL, 'H'},
         {"evict-low", required_argument, NULL, 'L'}, {"s3-connections", required_argument, NULL, 'C'},
         {"s3-throughput", required_argument, NULL, 'B'},
+        {"core-dumps", no_argument, NULL, 'Z'},
         {"part-size", required_argument, NULL, 'P'}, {"kube", required_argument, NULL, 'K'},
         {"kube-token-file", required_argument, NULL, 'T'}, {"kube-ca-file", required_argument, NULL, 'Q'},
         {"metrics-address", required_argument, NULL, 'O'}, {"s3-stall-timeout", required_argument, NULL, 'W'},
@@ -102,7 +119,7 @@ int main(int argc, char **argv)
                                        .array = DISK_DEFAULT_ARRAY, .mdadm = "mdadm", .mkfs = "mkfs.xfs"}};
     struct rpc_server_config rc = {.max_calls = 64, .max_message_bytes = 4 << 20, .shutdown_grace_s = 30,
                                    .ready = on_ready};
-    int o, connections_given = 0;
+    int o, connections_given = 0, core_dumps = 0;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         enum log_level lvl;
         switch (o) {
@@ -193,6 +210,7 @@ int main(int argc, char **argv)
                 cfg.s3_connections = s3_connections_for_gbps(v);
             break;
         }
+        case 'Z': core_dumps = 1; break;
         case 'V': printf("warmcache-csi %s (%s)\n", WC_VERSION, DRIVER_NAME); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -209,6 +227,10 @@ int main(int argc, char **argv)
         return 2;
     }
     rc.endpoint = endpoint;
+    if (!core_dumps && no_core_dumps() < 0) {
+        fprintf(stderr, "warmcache-csi: cannot turn core dumps off: %s\n", strerror(errno));
+        return 1;
+    }
 
     struct csi_ctx ctx;
     struct wc_error e;

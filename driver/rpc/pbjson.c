@@ -134,3 +134,46 @@ json_t *pbjson_from_message(const ProtobufCMessage *m, int redact)
     }
     return o;
 }
+
+static void wipe(ProtobufCMessage *m, int all)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    char *base = (char *)m;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        int w = all || strstr(f->name, "secret") != NULL;
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE && (!w || (f->type != PROTOBUF_C_TYPE_STRING &&
+                                                           f->type != PROTOBUF_C_TYPE_BYTES)))
+            continue;
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) && *(const uint32_t *)(base + f->quantifier_offset) != f->id)
+            continue; /* another member of the union is set */
+        size_t n = 1;
+        char *arr = base + f->offset;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)(base + f->quantifier_offset);
+            arr = *(char **)arr;
+        }
+        for (size_t k = 0; arr && k < n; k++) {
+            void *p = arr + k * elem_size(f->type);
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (*(ProtobufCMessage **)p)
+                    wipe(*(ProtobufCMessage **)p, w);
+            } else if (f->type == PROTOBUF_C_TYPE_STRING) {
+                char *str = *(char **)p;  /* an absent string is the shared "" default: length 0 */
+                if (str && str != f->default_value)
+                    explicit_bzero(str, strlen(str));
+            } else {
+                ProtobufCBinaryData *b = p;
+                const ProtobufCBinaryData *dv = f->default_value;
+                if (b->data && b->len && !(dv && b->data == dv->data))
+                    explicit_bzero(b->data, b->len);
+            }
+        }
+    }
+}
+
+void pb_wipe_secrets(ProtobufCMessage *m)
+{
+    if (m)
+        wipe(m, 0);
+}

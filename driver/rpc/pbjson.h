@@ -10,3 +10,9 @@
 #include <protobuf-c/protobuf-c.h>
 
 json_t *pbjson_from_message(const ProtobufCMessage *m, int redact);
+
+/* Zeroes the bytes of every field whose name contains "secret" (strings,
+ * bytes, and the keys and values of the map entries under it), wherever it
+ * sits in m: call before m is freed, so no credential stays in freed memory
+ * (or a core file, or the next allocation). */
+void pb_wipe_secrets(ProtobufCMessage *m);
