@@ -150,16 +150,8 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
     return 0;
 }
 
-/*
- * PVC-level overrides: with csi-provisioner's --extra-create-metadata the
- * parameters name the PVC; its annotations warmcache.csi.dev/<parameter>
- * replace the StorageClass's parameter of that name. A mistake fails
- * provisioning with a message that names the PVC and the annotation (users
- * see it as a ProvisioningFailed event on their PVC). *ret_merged stays NULL
- * when there is nothing to override; its strings point into *ret_pvc.
- */
-#define OVERRIDE_PREFIX "warmcache.csi.dev/"
-
+/* PVC-level overrides (params_pvc_overrides): the PVC the parameters name,
+ * read from the API server; *ret_merged's strings point into *ret_pvc. */
 static int pvc_overrides(struct csi_ctx *c, const struct kv *kv, size_t *n, struct kv **ret_merged, json_t **ret_pvc,
                          struct wc_error *e)
 {
@@ -180,46 +172,11 @@ static int pvc_overrides(struct csi_ctx *c, const struct kv *kv, size_t *n, stru
     if (r < 0)
         return wc_err_prefix(e, "reading PVC %s/%s for its warmcache annotations: ", ns, name);
     json_t *ann = json_object_get(json_object_get(*ret_pvc, "metadata"), "annotations");
-    size_t extra = json_object_size(ann);
-    if (extra == 0)
-        return 0;
-    struct kv *m = calloc(*n + extra, sizeof(*m));
-    if (!m)
-        return -ENOMEM;
-    memcpy(m, kv, *n * sizeof(*m));
-    size_t nm = *n;
-    const char *k;
-    json_t *v;
-    static const char *const allowed[] = {CTX_SOURCE, CTX_POLICY, CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING,
-                                          CTX_PREWARM};
-    json_object_foreach(ann, k, v) {
-        if (strncmp(k, OVERRIDE_PREFIX, strlen(OVERRIDE_PREFIX)) != 0)
-            continue;
-        const char *param = k + strlen(OVERRIDE_PREFIX);
-        int known = 0;
-        for (size_t i = 0; i < ARRAY_SIZE(allowed); i++)
-            known = known || streq(param, allowed[i]);
-        if (!known || !json_is_string(v)) {
-            free(m);
-            return wc_err(e, -EINVAL, "PVC %s/%s: annotation %s is not one warmcache reads; it reads "
-                          OVERRIDE_PREFIX "%s, %s, %s, %s, %s and %s", ns, name, k, CTX_SOURCE, CTX_POLICY,
-                          CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING, CTX_PREWARM);
-        }
-        size_t i = 0;
-        while (i < nm && !streq(m[i].key, param))
-            i++;
-        m[i] = (struct kv){param, json_string_value(v)};
-        if (i == nm)
-            nm++;
-    }
-    if (nm == *n && memcmp(m, kv, *n * sizeof(*m)) == 0) {
-        free(m);
-        return 0;
-    }
-    log_json(LOG_INFO, "PVC annotations override class parameters",
-             json_pack("{s:s, s:s}", "pvc", name, "namespace", ns));
-    *ret_merged = m;
-    *n = nm;
+    if ((r = params_pvc_overrides(ann, ns, name, kv, n, ret_merged, e)) < 0)
+        return r;
+    if (*ret_merged)
+        log_json(LOG_INFO, "PVC annotations override class parameters",
+                 json_pack("{s:s, s:s}", "pvc", name, "namespace", ns));
     return 0;
 }
 

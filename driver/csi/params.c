@@ -177,3 +177,49 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
     *ret = c;
     return 0;
 }
+
+
+int params_pvc_overrides(json_t *ann, const char *ns, const char *name, const struct kv *kv, size_t *n,
+                         struct kv **ret_merged, struct wc_error *e)
+{
+    *ret_merged = NULL;
+    size_t extra = json_object_size(ann);
+    if (extra == 0)
+        return 0;
+    struct kv *m = calloc(*n + extra, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    memcpy(m, kv, *n * sizeof(*m));
+    size_t nm = *n;
+    const char *k;
+    json_t *v;
+    static const char *const allowed[] = {CTX_SOURCE, CTX_POLICY, CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING,
+                                          CTX_PREWARM};
+    json_object_foreach(ann, k, v) {
+        if (strncmp(k, OVERRIDE_PREFIX, strlen(OVERRIDE_PREFIX)) != 0)
+            continue;
+        const char *param = k + strlen(OVERRIDE_PREFIX);
+        int known = 0;
+        for (size_t i = 0; i < ARRAY_SIZE(allowed); i++)
+            known = known || streq(param, allowed[i]);
+        if (!known || !json_is_string(v)) {
+            free(m);
+            return wc_err(e, -EINVAL, "PVC %s/%s: annotation %.200s is not one warmcache reads; it reads "
+                          OVERRIDE_PREFIX "%s, %s, %s, %s, %s and %s", ns, name, k, CTX_SOURCE, CTX_POLICY,
+                          CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING, CTX_PREWARM);
+        }
+        size_t i = 0;
+        while (i < nm && !streq(m[i].key, param))
+            i++;
+        m[i] = (struct kv){param, json_string_value(v)};
+        if (i == nm)
+            nm++;
+    }
+    if (nm == *n && memcmp(m, kv, *n * sizeof(*m)) == 0) {
+        free(m);
+        return 0;
+    }
+    *ret_merged = m;
+    *n = nm;
+    return 0;
+}

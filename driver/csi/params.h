@@ -11,6 +11,7 @@
  */
 #pragma once
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,3 +80,14 @@ const char *change_policy_name(enum change_policy p);
 
 /* 1 if the key is added by Kubernetes or its sidecars, not by a user. */
 int param_key_is_kubernetes(const char *key);
+
+/* PVC-level overrides: with csi-provisioner's --extra-create-metadata the
+ * parameters name the PVC; its annotations (ann, as the API server sent them:
+ * untrusted JSON) warmcache.csi.dev/<parameter> replace the StorageClass's
+ * parameter of that name. A mistake is an error naming the PVC and the
+ * annotation (users see it as a ProvisioningFailed event on their PVC).
+ * *ret_merged: NULL when nothing changes, else the merged parameters (n
+ * updated), whose strings point into ann and kv; free() it. */
+#define OVERRIDE_PREFIX "warmcache.csi.dev/"
+int params_pvc_overrides(json_t *ann, const char *ns, const char *name, const struct kv *kv, size_t *n,
+                         struct kv **ret_merged, struct wc_error *e);

@@ -36,7 +36,7 @@ struct prewarmer {
     json_t *started;  /* PV name -> listing digest already started */
 };
 
-static void consider(struct prewarmer *p, json_t *pv)
+enum prewarm_verdict prewarm_judge(json_t *pv, json_t *node_labels, struct volume_context *vc, struct wc_error *e)
 {
     json_t *spec = json_object_get(pv, "spec"), *csi = json_object_get(spec, "csi");
     const char *driver = json_string_value(json_object_get(csi, "driver"));
@@ -44,37 +44,51 @@ static void consider(struct prewarmer *p, json_t *pv)
     json_t *attrs = json_object_get(csi, "volumeAttributes");
     const char *sel = json_string_value(json_object_get(attrs, CTX_PREWARM));
     const char *phase = json_string_value(json_object_get(json_object_get(pv, "status"), "phase"));
-    if (!driver || !streq(driver, DRIVER) || !name || !sel ||
+    if (!driver || !streq(driver, DRIVER) || !name || !sel || !json_is_object(attrs) ||
         (phase && (streq(phase, "Released") || streq(phase, "Failed"))))
-        return; /* a released volume's pods are gone: nothing to warm for */
-    if (selector_matches(sel, p->labels) != 1)
-        return;
-    const char *digest = json_string_value(json_object_get(attrs, CTX_DIGEST));
-    const char *seen = json_string_value(json_object_get(p->started, name));
-    if (seen && digest && streq(seen, digest))
-        return;
-    if (json_object_get(csi, "nodeStageSecretRef")) {
-        log_json(LOG_INFO, "not pre-warming: the volume's credentials come from a node-stage Secret",
-                 json_pack("{s:s}", "pv", name));
-        json_object_set_new(p->started, name, json_string(digest ? digest : ""));
-        return;
-    }
-    /* the volume attributes as a volume context */
+        return PREWARM_NO; /* a released volume's pods are gone: nothing to warm for */
+    if (selector_matches(sel, node_labels) != 1)
+        return PREWARM_NO;
+    if (json_object_get(csi, "nodeStageSecretRef"))
+        return PREWARM_SECRET;
+    /* the volume attributes as a volume context (the strings stay the PV's) */
     size_t n = json_object_size(attrs), i = 0;
     _cleanup_free_ struct kv *kv = calloc(n ? n : 1, sizeof(*kv));
     const char *k;
     json_t *v;
     if (!kv)
-        return;
+        return wc_err(e, -ENOMEM, "out of memory"), PREWARM_BAD;
     json_object_foreach(attrs, k, v)
         kv[i++] = (struct kv){k, json_string_value(v) ? json_string_value(v) : ""};
+    return volctx_parse(kv, n, vc, e) < 0 ? PREWARM_BAD : PREWARM_FILL;
+}
+
+static void consider(struct prewarmer *p, json_t *pv)
+{
+    json_t *spec = json_object_get(pv, "spec");
+    json_t *attrs = json_object_get(json_object_get(spec, "csi"), "volumeAttributes");
+    const char *name = json_string_value(json_object_get(json_object_get(pv, "metadata"), "name"));
+    const char *digest = json_string_value(json_object_get(attrs, CTX_DIGEST));
+    const char *seen = name ? json_string_value(json_object_get(p->started, name)) : NULL;
+    if (seen && digest && streq(seen, digest))
+        return;
     struct volume_context vc;
     struct wc_error e;
-    if (volctx_parse(kv, n, &vc, &e) < 0) {
+    switch (prewarm_judge(pv, p->labels, &vc, &e)) {
+    case PREWARM_NO:
+        return;
+    case PREWARM_SECRET:
+        log_json(LOG_INFO, "not pre-warming: the volume's credentials come from a node-stage Secret",
+                 json_pack("{s:s}", "pv", name));
+        json_object_set_new(p->started, name, json_string(digest ? digest : ""));
+        return;
+    case PREWARM_BAD:
         log_json(LOG_WARN, "not pre-warming a PV with bad attributes", json_pack("{s:s, s:s}", "pv", name, "error",
                  e.msg));
         json_object_set_new(p->started, name, json_string(digest ? digest : ""));
         return;
+    case PREWARM_FILL:
+        break;
     }
     json_t *claim = json_object_get(spec, "claimRef");
     json_t *targets _cleanup_json_ = reporter_targets(p->c->reporter, json_string_value(json_object_get(claim,
@@ -86,8 +100,8 @@ static void consider(struct prewarmer *p, json_t *pv)
     };
     char cid[CONTENT_ID_LEN + 1];
     int r = fills_ensure(&p->c->fills, &rq, 0, NULL, cid, &e); /* starts it; does not wait */
-    log_json(LOG_INFO, "pre-warming", json_pack("{s:s, s:s, s:s, s:s}", "pv", name, "selector", sel, "source",
-             vc.source, "state", r == 0 ? "already here" : e.msg));
+    log_json(LOG_INFO, "pre-warming", json_pack("{s:s, s:s, s:s, s:s}", "pv", name, "selector", vc.prewarm ?
+             vc.prewarm : "", "source", vc.source, "state", r == 0 ? "already here" : e.msg));
     json_object_set_new(p->started, name, json_string(digest ? digest : ""));
 }
 

@@ -335,16 +335,25 @@ static void resolve_one(struct reporter *r, json_t *t, json_t *out)
     json_t *pods _cleanup_json_ = NULL;
     if (kube_get(r->k, path, &pods, &e) < 0)
         return warn("listing the pods of the node", &e);
+    pods_mounting(pods, tns, tname, out);
+}
+
+void pods_mounting(json_t *pods, const char *ns, const char *claim, json_t *out)
+{
     size_t i, k;
     json_t *p, *v;
     json_array_foreach(json_object_get(pods, "items"), i, p) {
         json_t *meta = json_object_get(p, "metadata");
+        json_t *name = json_object_get(meta, "name");
+        if (!json_is_string(name))
+            continue;
         json_array_foreach(json_object_get(json_object_get(p, "spec"), "volumes"), k, v) {
-            const char *claim = json_string_value(
-                json_object_get(json_object_get(v, "persistentVolumeClaim"), "claimName"));
-            if (claim && streq(claim, tname)) {
-                json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:O*}", "kind", "Pod", "namespace", tns,
-                                      "name", json_object_get(meta, "name"), "uid", json_object_get(meta, "uid")));
+            const char *c = json_string_value(json_object_get(json_object_get(v, "persistentVolumeClaim"),
+                                                              "claimName"));
+            if (c && streq(c, claim)) {
+                json_t *uid = json_object_get(meta, "uid");
+                json_array_append_new(out, json_pack("{s:s, s:s, s:O, s:O*}", "kind", "Pod", "namespace", ns,
+                                                     "name", name, "uid", json_is_string(uid) ? uid : NULL));
                 break;
             }
         }

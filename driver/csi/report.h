@@ -35,3 +35,8 @@ json_t *reporter_targets(struct reporter *r, const char *pvc_ns, const char *pvc
 
 /* Queues one event to every target. */
 void reporter_event(struct reporter *r, json_t *targets, const char *type, const char *reason, const char *message);
+
+/* Appends {kind: Pod, namespace, name, uid} to out for each pod of a pod
+ * list (as the API server sent it: untrusted JSON) with a volume from the
+ * claim. */
+void pods_mounting(json_t *pods, const char *ns, const char *claim, json_t *out);

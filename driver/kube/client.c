@@ -232,28 +232,38 @@ int kube_merge_patch(struct kube *k, const char *path, const json_t *patch, json
 
 /* ---- watch ----------------------------------------------------------------- */
 
-struct watch {
+struct kube_watch_lines {
     kube_watch_fn fn;
     void *ctx;
-    const atomic_int *stop;
     char *line;
     size_t n, cap;
     int r;
 };
 
-static size_t on_watch(char *d, size_t sz, size_t nm, void *ud)
+struct kube_watch_lines *kube_watch_lines_new(kube_watch_fn fn, void *ctx)
 {
-    struct watch *w = ud;
-    size_t len = sz * nm;
-    for (size_t i = 0; i < len; i++) {
+    struct kube_watch_lines *w = calloc(1, sizeof(*w));
+    if (w)
+        *w = (struct kube_watch_lines){.fn = fn, .ctx = ctx};
+    return w;
+}
+
+void kube_watch_lines_free(struct kube_watch_lines *w)
+{
+    if (w)
+        free(w->line);
+    free(w);
+}
+
+int kube_watch_lines_feed(struct kube_watch_lines *w, const char *d, size_t len)
+{
+    for (size_t i = 0; w->r == 0 && i < len; i++) {
         if (d[i] != '\n') {
             if (w->n + 1 >= w->cap) {
                 size_t cap = w->cap ? w->cap * 2 : 65536;
                 char *np = cap <= BODY_MAX ? realloc(w->line, cap) : NULL;
-                if (!np) {
-                    w->r = -EFBIG; /* one object over 8 MiB: not a PV */
-                    return 0;
-                }
+                if (!np)
+                    return w->r = -EFBIG; /* one object over 8 MiB: not a PV */
                 w->line = np;
                 w->cap = cap;
             }
@@ -264,14 +274,24 @@ static size_t on_watch(char *d, size_t sz, size_t nm, void *ud)
         json_t *ev = json_loadb(w->line, w->n, 0, &je);
         w->n = 0;
         const char *type = json_string_value(json_object_get(ev, "type"));
-        int r = type ? w->fn(w->ctx, type, json_object_get(ev, "object")) : 0;
+        json_t *obj = json_object_get(ev, "object");
+        int r = type && json_is_object(obj) ? w->fn(w->ctx, type, obj) : 0;
         json_decref(ev);
-        if (r < 0) {
+        if (r < 0)
             w->r = r;
-            return 0;
-        }
     }
-    return len;
+    return w->r;
+}
+
+struct watch {
+    struct kube_watch_lines *lines;
+    const atomic_int *stop;
+};
+
+static size_t on_watch(char *d, size_t sz, size_t nm, void *ud)
+{
+    struct watch *w = ud;
+    return kube_watch_lines_feed(w->lines, d, sz * nm) < 0 ? 0 : sz * nm;
 }
 
 static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_off_t d)
@@ -291,9 +311,10 @@ int kube_watch(struct kube *k, const char *path, kube_watch_fn fn, void *ctx, co
     int hr = base_headers(k, &h, e);
     if (hr < 0)
         return hr;
-    struct watch w = {.fn = fn, .ctx = ctx, .stop = stop};
-    CURL *c = curl_easy_init();
+    struct watch w = {.lines = kube_watch_lines_new(fn, ctx), .stop = stop};
+    CURL *c = w.lines ? curl_easy_init() : NULL;
     if (!c) {
+        kube_watch_lines_free(w.lines);
         curl_slist_free_all(h);
         return -ENOMEM;
     }
@@ -310,11 +331,12 @@ int kube_watch(struct kube *k, const char *path, kube_watch_fn fn, void *ctx, co
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(c);
     curl_slist_free_all(h);
-    free(w.line);
+    int wr = w.lines->r;
+    kube_watch_lines_free(w.lines);
     if (stop && atomic_load(stop))
         return -ECANCELED;
-    if (w.r < 0)
-        return w.r == -EFBIG ? wc_err(e, w.r, "watch %s: an object over 8 MiB", path) : w.r;
+    if (wr < 0)
+        return wr == -EFBIG ? wc_err(e, wr, "watch %s: an object over 8 MiB", path) : wr;
     if (cc != CURLE_OK)
         return wc_err(e, -EAGAIN, "watch %s: %s", path, curl_easy_strerror(cc));
     if (status == 401 || status == 403)

@@ -55,3 +55,12 @@ void kube_escape(const char *in, char *out, size_t n);
 typedef int (*kube_watch_fn)(void *ctx, const char *type, json_t *object);
 int kube_watch(struct kube *k, const char *path, kube_watch_fn fn, void *ctx, const atomic_int *stop,
                struct wc_error *e);
+
+/* The watch stream's framing, for kube_watch and tests: one JSON event per
+ * line, in chunks cut anywhere; each {type, object} goes to fn. feed returns
+ * 0, fn's first negative value, or -EFBIG for a line over 8 MiB (and keeps
+ * returning it). */
+struct kube_watch_lines;
+struct kube_watch_lines *kube_watch_lines_new(kube_watch_fn fn, void *ctx);
+int kube_watch_lines_feed(struct kube_watch_lines *w, const char *d, size_t len);
+void kube_watch_lines_free(struct kube_watch_lines *w);

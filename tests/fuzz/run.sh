@@ -8,8 +8,8 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 command -v clang >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq clang libclang-rt-14-dev >/dev/null
 cmake -S "$root" -B "$root/build-fuzz" -G Ninja -DCMAKE_C_COMPILER=clang -DWC_FUZZ=ON -DWC_TESTS=OFF \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$root/build-fuzz" --target fuzz_pathkey fuzz_params fuzz_csi_request fuzz_s3_xml fuzz_creds fuzz_selector
-for t in pathkey params csi_request s3_xml creds selector; do
+cmake --build "$root/build-fuzz" --target fuzz_pathkey fuzz_params fuzz_csi_request fuzz_s3_xml fuzz_creds fuzz_selector fuzz_kube
+for t in pathkey params csi_request s3_xml creds selector kube; do
   out="$root/tests/fuzz/out/$t"; mkdir -p "$out"
   cp -n "$root/tests/fuzz/corpus/$t/"* "$out/" 2>/dev/null || true
   echo "fuzz: $t for ${secs}s"

@@ -1,10 +1,12 @@
-/* Label selectors as Kubernetes evaluates them (the prewarm parameter). */
+/* Label selectors as Kubernetes evaluates them (the prewarm parameter), and
+ * the watch stream's framing: events cut anywhere by the network. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
 #include <string.h>
 
+#include "kube/client.h"
 #include "kube/selector.h"
 
 static void matching(void **state)
@@ -44,8 +46,50 @@ static void malformed(void **state)
     assert_non_null(strstr((selector_check("a in b", &e), e.msg), "not a label selector"));
 }
 
+static int collect(void *ctx, const char *type, json_t *obj)
+{
+    json_array_append_new(ctx, json_pack("{s:s, s:O*}", "type", type, "name",
+                                         json_object_get(json_object_get(obj, "metadata"), "name")));
+    return strcmp(type, "ERROR") == 0 ? -ESTALE : 0;
+}
+
+static void watch_lines(void **state)
+{
+    const char *stream = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"pv-a\"}}}\n"
+                         "not json\n"
+                         "{\"type\":\"MODIFIED\",\"object\":\"a string, not an object\"}\n"
+                         "{\"object\":{}}\n"
+                         "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"pv-b\"}}}\n"
+                         "{\"type\":\"ERROR\",\"object\":{\"code\":410}}\n"
+                         "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"after\"}}}\n";
+    size_t len = strlen(stream);
+    for (size_t chunk = 1; chunk <= len; chunk += chunk < 8 ? 1 : 37) {
+        json_t *got = json_array();
+        struct kube_watch_lines *w = kube_watch_lines_new(collect, got);
+        int r = 0;
+        for (size_t off = 0; r == 0 && off < len; off += chunk)
+            r = kube_watch_lines_feed(w, stream + off, len - off < chunk ? len - off : chunk);
+        assert_int_equal(r, -ESTALE); /* the ERROR event ends the watch: nothing after it is handed on */
+        assert_int_equal(json_array_size(got), 3);
+        assert_string_equal(json_string_value(json_object_get(json_array_get(got, 0), "name")), "pv-a");
+        assert_string_equal(json_string_value(json_object_get(json_array_get(got, 1), "name")), "pv-b");
+        kube_watch_lines_free(w);
+        json_decref(got);
+    }
+    /* one line over 8 MiB: refused, not buffered without end */
+    struct kube_watch_lines *w = kube_watch_lines_new(collect, NULL);
+    static char big[1 << 20];
+    memset(big, 'x', sizeof(big));
+    int r = 0;
+    for (int i = 0; i < 9 && r == 0; i++)
+        r = kube_watch_lines_feed(w, big, sizeof(big));
+    assert_int_equal(r, -EFBIG);
+    kube_watch_lines_free(w);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(matching), cmocka_unit_test(malformed)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(matching), cmocka_unit_test(malformed),
+                                       cmocka_unit_test(watch_lines)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
