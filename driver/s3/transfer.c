@@ -2,10 +2,16 @@
  * The parallel fill engine: a few threads (one per CPU, at most 8), each
  * driving its share of the connections on its own curl multi handle. Receiving
  * and writing a byte costs kernel time on the receiving core, so one thread
- * tops out near one core's copy bandwidth; more threads use the others. Parts
- * are taken in order from a shared cursor, so a file's parts finish close
- * together and few files are open at once; a retried part waits out its
- * backoff in its thread's list while every connection keeps working.
+ * tops out near one core's copy bandwidth; more threads use the others.
+ *
+ * Each thread owns a run of whole objects (the parts split by bytes at object
+ * boundaries) and takes its parts in order, so a file's parts finish close
+ * together and two threads do not write into one file: writes to a file hold
+ * its inode lock, and two threads taking turns on it spent a sixth of the
+ * fill's CPU spinning on that lock (perf, 4 x 1 GiB into tmpfs). A thread
+ * whose run is done takes parts from the end of the longest run left. A
+ * retried part waits out its backoff in its thread's list while every
+ * connection keeps working.
  *
  * Every request in flight holds a token of the process's budget (if one is
  * set): concurrent fills on a node share its network instead of each opening
@@ -43,7 +49,8 @@ struct shared {
     struct s3_client *c;
     const struct s3_transfer *t;
     pthread_mutex_t lock;
-    size_t next;               /* first part never started */
+    struct run { size_t next, end; } *runs; /* per thread: parts not yet started */
+    unsigned nruns;
     atomic_int stop;           /* a thread failed: the others finish now */
     int err;
     struct wc_error e;
@@ -53,6 +60,7 @@ struct shared {
 
 struct engine {
     struct shared *sh;
+    unsigned id;               /* its run in sh->runs */
     struct s3_client *c;
     const struct s3_transfer *t;
     CURLM *m;
@@ -180,19 +188,60 @@ static int pick(struct engine *g, double now, size_t *ret)
         }
     struct shared *sh = g->sh;
     pthread_mutex_lock(&sh->lock);
-    int got = sh->next < g->t->n;
-    if (got)
-        *ret = sh->next++;
+    struct run *own = &sh->runs[g->id], *longest = own;
+    int got = own->next < own->end;
+    if (got) {
+        *ret = own->next++;
+    } else {
+        for (unsigned k = 0; k < sh->nruns; k++)
+            if (sh->runs[k].end - sh->runs[k].next > longest->end - longest->next)
+                longest = &sh->runs[k];
+        if ((got = longest->next < longest->end))
+            *ret = --longest->end;
+    }
     pthread_mutex_unlock(&sh->lock);
     return got;
+}
+
+static size_t parts_left_locked(const struct shared *sh)
+{
+    size_t n = 0;
+    for (unsigned k = 0; k < sh->nruns; k++)
+        n += sh->runs[k].end - sh->runs[k].next;
+    return n;
 }
 
 static int more_parts(struct engine *g)
 {
     pthread_mutex_lock(&g->sh->lock);
-    int more = g->sh->next < g->t->n;
+    int more = parts_left_locked(g->sh) > 0;
     pthread_mutex_unlock(&g->sh->lock);
     return more;
+}
+
+/* Cuts the parts into n runs of about equal bytes, each starting at an
+ * object's first part (a run may be empty: one object is one run). */
+static void split_runs(const struct s3_transfer *t, struct run *runs, unsigned n)
+{
+    uint64_t total = 0, acc = 0;
+    struct s3_part p;
+    for (size_t i = 0; i < t->n; i++) {
+        t->part(t->ctx, i, &p);
+        total += p.len;
+    }
+    unsigned k = 0;
+    runs[0].next = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        t->part(t->ctx, i, &p);
+        if (p.off == 0 && k + 1 < n && acc >= total / n * (k + 1)) {
+            runs[k].end = i;
+            runs[++k].next = i;
+        }
+        acc += p.len;
+    }
+    runs[k].end = t->n;
+    while (++k < n)
+        runs[k].next = runs[k].end = t->n;
 }
 
 static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_error *e)
@@ -355,21 +404,24 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
     unsigned nthreads = cpus < 1 ? 1 : cpus > 8 ? 8 : (unsigned)cpus;
     if (nthreads > (conns + 3) / 4)
         nthreads = (conns + 3) / 4; /* at least 4 connections a thread */
-    struct shared sh = {.c = c, .t = t};
+    struct shared sh = {.c = c, .t = t, .nruns = nthreads};
     struct engine *gs = calloc(nthreads, sizeof(*gs));
     sh.attempts = calloc(t->n, 1);
+    sh.runs = calloc(nthreads, sizeof(*sh.runs));
     pthread_t *tids = calloc(nthreads, sizeof(*tids));
-    if (!gs || !sh.attempts || !tids) {
+    if (!gs || !sh.attempts || !sh.runs || !tids) {
         free(gs);
         free(sh.attempts);
+        free(sh.runs);
         free(tids);
         return wc_err(e, -ENOMEM, "out of memory starting a transfer of %zu parts", t->n);
     }
     pthread_mutex_init(&sh.lock, NULL);
+    split_runs(t, sh.runs, nthreads);
     budget_join(1);
     unsigned started = 0;
     for (unsigned k = 0; k < nthreads; k++) {
-        gs[k] = (struct engine){.sh = &sh, .c = c, .t = t,
+        gs[k] = (struct engine){.sh = &sh, .id = k, .c = c, .t = t,
                                 .nslots = conns / nthreads + (k < conns % nthreads ? 1 : 0)};
         if (k > 0 && pthread_create(&tids[k], NULL, engine_main, &gs[k]) != 0)
             break;
@@ -382,11 +434,12 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
     int r = sh.err;
     if (r < 0)
         *e = sh.e;
-    else if (sh.next < t->n) /* a thread could not start and the rest stopped: impossible, but never silent */
-        r = wc_err(e, -EIO, "transfer stopped with %zu parts not started", t->n - sh.next);
+    else if (parts_left_locked(&sh)) /* a thread could not start and the rest stopped: impossible, but never silent */
+        r = wc_err(e, -EIO, "transfer stopped with %zu parts not started", parts_left_locked(&sh));
     pthread_mutex_destroy(&sh.lock);
     free(gs);
     free(sh.attempts);
+    free(sh.runs);
     free(tids);
     return r;
 }
