@@ -157,6 +157,23 @@ def model(work):
     return src
 
 
+def make_source(work, name, mib):
+    """A source holding one file of `mib` MiB."""
+    src = work / "sources" / name
+    src.mkdir(parents=True)
+    (src / "weights.bin").write_bytes(bytes([len(name)]) * (mib << 20))
+    return src
+
+
+@pytest.fixture
+def small_store(work):
+    """A 100 MiB store: two 35 MiB copies fit, a third does not."""
+    store = work / "store"
+    store.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "wc-small", str(store)], check=True)
+    return store
+
+
 def wait_for(cond, timeout=10):
     t0 = time.time()
     while time.time() - t0 < timeout:

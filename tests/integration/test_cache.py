@@ -1,13 +1,11 @@
 """The node cache: fills in the background with kubelet-friendly waits, one
 copy per content, eviction of unused copies, inline ephemeral volumes."""
-import json
 import re
-import subprocess
 import time
 
 import pytest
 
-from conftest import CtlError, Driver, SHARDS, SHARD_MIB, mounts_under, sha256_tree, wait_for
+from conftest import CtlError, Driver, SHARDS, SHARD_MIB, make_source, mounts_under, sha256_tree
 
 
 def stage_until_ready(d, vol, staging, tries=600):
@@ -73,22 +71,6 @@ def test_two_volumes_one_download(driver, model, work):
     assert st["bytes_fetched_total"] == total, "the second volume must not fetch again"
     assert len(st["copies"]) == 1 and st["copies"][0]["refs"] == 2
     assert st["copies"][0]["fetched_bytes"] == total
-
-
-def make_source(work, name, mib):
-    src = work / "sources" / name
-    src.mkdir(parents=True)
-    (src / "weights.bin").write_bytes(bytes([len(name)]) * (mib << 20))
-    return src
-
-
-@pytest.fixture
-def small_store(work):
-    """A 100 MiB store: two 35 MiB copies fit, a third does not."""
-    store = work / "store"
-    store.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100m", "wc-small", str(store)], check=True)
-    return store
 
 
 def copies(d):

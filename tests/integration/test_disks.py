@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CtlError, Driver, mounts_under, sha256_tree
+from conftest import Driver, mounts_under, sha256_tree
 
 FAKE_MDADM = Path(__file__).with_name("fake-mdadm")
 
@@ -118,7 +118,7 @@ def test_raid0_never_formats_a_disk_that_holds_a_file_system(work, loops):
     used = loops("nvme0")
     sh("mkfs.ext4", "-q", "-L", "precious", used)
     glob = nvme_disks(work, [used, loops("nvme1")])
-    with pytest.raises(RuntimeError) as ei:
+    with pytest.raises(RuntimeError):
         raid_driver(work, glob)
     log = (work / "driver.log").read_text()
     assert f"{used} holds ext4" in log and "never formats" in log

@@ -1,10 +1,8 @@
 """Faults during a fill: a second call, a client that gives up, SIGTERM and
 kill -9. A fill of 2 GiB on tmpfs takes 0.6 to 5 s here (it depends on the
 page cache), long enough to act in the middle of it."""
-import json
 import os
 import signal
-import time
 
 import pytest
 

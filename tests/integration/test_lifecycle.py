@@ -3,7 +3,6 @@ and real mounts: what a pod on a node would see."""
 import json
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 

@@ -7,14 +7,13 @@ leave no mount behind once everything is unpublished and unstaged.
 make stress runs STRESS_RUNS (default 100) seeded runs; each is a test."""
 import os
 import random
-import shutil
 import subprocess
 import threading
 import time
 
 import pytest
 
-from conftest import CtlError, Driver, mounts_under, sha256_tree, wait_for
+from conftest import CtlError, Driver, mounts_under, sha256_tree
 
 RUNS = int(os.environ.get("STRESS_RUNS", "100"))
 
