@@ -35,19 +35,12 @@ struct bar {
     int tty;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void draw(struct bar *b, int last)
 {
     struct fill_progress *p = b->p;
     uint64_t done = atomic_load(&p->bytes_done), total = p->bytes_total;
     uint64_t fresh = done - atomic_load(&p->bytes_resumed);
-    double secs = now_s() - b->t0, rate = secs > 0 ? (double)fresh / secs : 0;
+    double secs = mono_s() - b->t0, rate = secs > 0 ? (double)fresh / secs : 0;
     int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
     char d[32], t[32], r[32], eta[32] = "-";
     fmt_bytes(done, d, sizeof(d));
@@ -109,7 +102,7 @@ static int fill(const char *url, const char *dir_arg, const struct source_option
     struct source *src _cleanup_source_ = NULL;
     struct store *st = NULL;
     struct listing l = {0};
-    double t0 = now_s();
+    double t0 = mono_s();
     int r = source_open(url, so, &src, &e);
     if (r == 0)
         r = src->ops->list(src, &l, &e);
@@ -124,7 +117,7 @@ static int fill(const char *url, const char *dir_arg, const struct source_option
         store_set_part_size(st, part_size);
         listing_digest(&l, digest);
         content_id(src->identity, digest, cid);
-        double tl = now_s();
+        double tl = mono_s();
         struct bar b = {.p = &p, .t0 = tl, .tty = isatty(2)};
         pthread_t t;
         int drawing = b.tty && pthread_create(&t, NULL, bar_main, &b) == 0;
@@ -149,7 +142,7 @@ static int fill(const char *url, const char *dir_arg, const struct source_option
         if (st)
             fprintf(stderr, "warmcachectl: what was written is kept in %s; run the same command to resume\n", work);
     } else {
-        double secs = now_s() - t0;
+        double secs = mono_s() - t0;
         uint64_t fetched = atomic_load(&p.bytes_done) - atomic_load(&p.bytes_resumed);
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);

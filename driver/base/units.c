@@ -2,6 +2,7 @@
 #include "base/units.h"
 
 #include <stdio.h>
+#include <time.h>
 
 void fmt_bytes(uint64_t b, char *out, size_t n)
 {
@@ -34,4 +35,11 @@ void fmt_duration(double s, char *out, size_t n)
         snprintf(out, n, "%ldm%02lds", t / 60, t % 60);
     else
         snprintf(out, n, "%ldh%02ldm", t / 3600, (t % 3600) / 60);
+}
+
+double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }

@@ -1,4 +1,5 @@
-/* Human-readable sizes, rates and durations for messages a person reads. */
+/* Human-readable sizes, rates and durations for messages a person reads,
+ * and the clock durations are measured with. */
 #pragma once
 
 #include <stddef.h>
@@ -10,3 +11,6 @@ void fmt_bytes(uint64_t b, char *out, size_t n);
 void fmt_rate(double bytes_per_s, char *out, size_t n);
 /* seconds -> "42s", "3m10s", "2h05m". */
 void fmt_duration(double s, char *out, size_t n);
+
+/* Seconds on the monotonic clock: for intervals, never for dates. */
+double mono_s(void);

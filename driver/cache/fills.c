@@ -38,13 +38,6 @@ struct fill_job {
 
 const double fills_buckets[FILLS_BUCKETS] = {1, 5, 15, 30, 60, 120, 300, 900, 1e308};
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
 {
     char buf[8192];
@@ -144,7 +137,7 @@ static int run_job(struct fill_job *j, struct wc_error *e)
     pthread_mutex_lock(&f->lock);
     content_id(src->identity, digest, j->cid);
     j->state = FILL_RUNNING;
-    j->running_since = now_s();
+    j->running_since = mono_s();
     j->progress.bytes_total = l.bytes; /* store_fill sets them too; the start event wants them now */
     j->progress.files_total = l.n;
     pthread_cond_broadcast(&f->cond);
@@ -158,7 +151,7 @@ static int run_job(struct fill_job *j, struct wc_error *e)
     if (r < 0)
         return wc_err_prefix(e, "filling %s: ", src->url);
     char b[32], rate[32];
-    double secs = now_s() - j->running_since;
+    double secs = mono_s() - j->running_since;
     fmt_bytes(j->progress.bytes_total, b, sizeof(b));
     fmt_rate(secs > 0 ? (double)fetched / secs : 0, rate, sizeof(rate));
     log_json(LOG_INFO, "fill done", json_pack("{s:s, s:s, s:I, s:I, s:I, s:f, s:s}", "source", src->url,
@@ -174,14 +167,14 @@ static void *job_thread(void *arg)
     struct wc_error e;
     wc_error_clear(&e);
     int r = run_job(j, &e);
-    double took = now_s() - j->started;
+    double took = mono_s() - j->started;
     atomic_fetch_add(r < 0 ? &f->failed : &f->ok, 1);
     for (int b = 0; b < FILLS_BUCKETS; b++)
         if (took <= fills_buckets[b])
             atomic_fetch_add(&f->duration_bucket[b], 1);
     atomic_fetch_add(&f->duration_ms_sum, (uint64_t)(took * 1000));
     notify(j, r < 0 ? FILL_EVENT_FAILED : FILL_EVENT_DONE, r < 0 ? e.msg : NULL,
-           j->running_since > 0 ? now_s() - j->running_since : 0);
+           j->running_since > 0 ? mono_s() - j->running_since : 0);
     if (r == -ESTALE && j->resume && j->cid[0]) {
         /* the source moved on: this partial copy can never finish (other
          * failures, such as missing credentials, keep it for the next call) */
@@ -224,7 +217,7 @@ static struct fill_job *start_job_locked(struct fills *f, const struct fill_requ
     j->pinned_objects = rq->pinned_objects;
     j->pinned_bytes = rq->pinned_bytes;
     j->state = FILL_LISTING;
-    j->started = now_s();
+    j->started = mono_s();
     j->refs = 1;
     j->targets = json_array();
     pthread_attr_t attr;
@@ -248,12 +241,12 @@ static struct fill_job *start_job_locked(struct fills *f, const struct fill_requ
 static void progress_text(const struct fill_job *j, char *out, size_t n)
 {
     if (j->state == FILL_LISTING) {
-        snprintf(out, n, "listing %s (%.0fs so far)", j->source, now_s() - j->started);
+        snprintf(out, n, "listing %s (%.0fs so far)", j->source, mono_s() - j->started);
         return;
     }
     uint64_t done = atomic_load(&j->progress.bytes_done), total = j->progress.bytes_total;
     uint64_t resumed = atomic_load(&j->progress.bytes_resumed);
-    double secs = now_s() - j->running_since;
+    double secs = mono_s() - j->running_since;
     double rate = secs > 0.2 ? (double)(done - resumed) / secs : 0;
     char d[32], t[32], r[32], eta[32];
     fmt_bytes(done, d, sizeof(d));
@@ -308,14 +301,14 @@ int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, co
     atomic_fetch_add(&f->misses, 1);
     if (rq->targets)
         add_targets_locked(j, rq->targets);
-    double deadline = now_s() + wait_ms / 1000.0;
+    double deadline = mono_s() + wait_ms / 1000.0;
     int r = 0;
     while (j->state != FILL_DONE && j->state != FILL_FAILED) {
         if ((cancel && atomic_load(cancel)) || atomic_load(&f->stopping)) {
             r = wc_err(e, -ECANCELED, "call cancelled; the fill of %s goes on", j->source);
             break;
         }
-        double left = deadline - now_s();
+        double left = deadline - mono_s();
         if (left <= 0) {
             char msg[512];
             progress_text(j, msg, sizeof(msg));

@@ -165,8 +165,8 @@ static int pvc_overrides(struct csi_ctx *c, const struct kv *kv, size_t *n, stru
     if (!c->kube || !name || !ns)
         return 0;
     char path[700], ens[300], ename[300];
-    kube_escape(ns, ens, sizeof(ens));
-    kube_escape(name, ename, sizeof(ename));
+    if (kube_escape(ns, ens, sizeof(ens)) < 0 || kube_escape(name, ename, sizeof(ename)) < 0)
+        return wc_err(e, -EINVAL, "PVC name %.60s/%.60s is too long to look up", ns, name);
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/persistentvolumeclaims/%s", ens, ename);
     int r = kube_get(c->kube, path, ret_pvc, e);
     if (r < 0)

@@ -119,7 +119,8 @@ static int round_once(struct prewarmer *p, struct wc_error *e)
 {
     struct kube *k = p->c->kube;
     char path[600], node[300];
-    kube_escape(p->c->node_id, node, sizeof(node));
+    if (kube_escape(p->c->node_id, node, sizeof(node)) < 0)
+        return wc_err(e, -EINVAL, "node name %.60s... is too long to look up", p->c->node_id);
     snprintf(path, sizeof(path), "/api/v1/nodes/%s", node);
     json_t *n _cleanup_json_ = NULL;
     int r = kube_get(k, path, &n, e);
@@ -139,7 +140,8 @@ static int round_once(struct prewarmer *p, struct wc_error *e)
     }
     const char *rv = json_string_value(json_object_get(json_object_get(list, "metadata"), "resourceVersion"));
     char rve[100];
-    kube_escape(rv ? rv : "", rve, sizeof(rve));
+    if (kube_escape(rv ? rv : "", rve, sizeof(rve)) < 0)
+        return wc_err(e, -EPROTO, "the API server's resourceVersion %.60s... is too long to watch from", rv);
     snprintf(path, sizeof(path), "/api/v1/persistentvolumes?watch=1&allowWatchBookmarks=true&timeoutSeconds=300"
              "&resourceVersion=%s", rve);
     r = kube_watch(k, path, on_event, p, &p->stop, e);

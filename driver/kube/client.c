@@ -3,6 +3,7 @@
 #include "base/buf.h"
 #include "base/fsutil.h"
 #include "base/macros.h"
+#include "base/uri.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -92,17 +93,9 @@ void kube_close(struct kube *k)
     free(k);
 }
 
-void kube_escape(const char *in, char *out, size_t n)
+int kube_escape(const char *in, char *out, size_t n)
 {
-    size_t o = 0;
-    for (; *in && o + 4 < n; in++) {
-        unsigned char c = (unsigned char)*in;
-        if (isalnum(c) || strchr("-_.~", c))
-            out[o++] = (char)c;
-        else
-            o += (size_t)snprintf(out + o, n - o, "%%%02X", c);
-    }
-    out[o] = '\0';
+    return uri_encode(in, false, out, n);
 }
 
 /* Accept and (with a token file) Authorization headers; the token is read

@@ -45,8 +45,9 @@ int kube_post(struct kube *k, const char *path, const json_t *body, json_t **ret
 /* RFC 7386 JSON merge patch. */
 int kube_merge_patch(struct kube *k, const char *path, const json_t *patch, json_t **ret, struct wc_error *e);
 
-/* Percent-encodes a path segment or query value. */
-void kube_escape(const char *in, char *out, size_t n);
+/* Percent-encodes a path segment or query value (uri_encode): -ENAMETOOLONG
+ * if out is too small, never a truncated name. */
+__attribute__((warn_unused_result)) int kube_escape(const char *in, char *out, size_t n);
 
 /* Watches path (which must carry ?watch=1 and a resourceVersion): calls fn
  * with each event's type ("ADDED", "MODIFIED", "DELETED", "BOOKMARK",

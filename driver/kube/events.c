@@ -2,6 +2,7 @@
 #include "kube/events.h"
 #include "base/fsutil.h"
 #include "base/macros.h"
+#include "base/units.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -49,13 +50,6 @@ void kube_events_free(struct kube_events *ev)
     free(ev);
 }
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void key_of(const struct kube_ref *o, const char *reason, char out[SHA256_HEX_LEN + 1])
 {
     char buf[1200];
@@ -82,7 +76,7 @@ int kube_events_due(struct kube_events *ev, const struct kube_ref *obj, const ch
     key_of(obj, reason, key);
     pthread_mutex_lock(&ev->lock);
     struct seen *s = slot_locked(ev, key);
-    double now = mono();
+    double now = mono_s();
     int due = s->last == 0 || now - s->last >= min_interval;
     if (due)
         s->last = now;

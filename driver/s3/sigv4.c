@@ -13,6 +13,7 @@
  */
 #include "s3/sigv4.h"
 #include "base/macros.h"
+#include "base/uri.h"
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -73,12 +74,6 @@ static void strbuf_done(struct strbuf *b)
 
 /* ---- character classes, ASCII only: isalnum() would follow the locale ---- */
 
-static bool is_unreserved(unsigned char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-           c == '_' || c == '~';
-}
-
 static int hex_value(unsigned char c)
 {
     if (c >= '0' && c <= '9')
@@ -118,7 +113,7 @@ static void uri_encode_into(struct strbuf *b, const char *s, size_t n, bool keep
     static const char hex[] = "0123456789ABCDEF";
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (is_unreserved(c) || (keep_slash && c == '/')) {
+        if (uri_unreserved(c) || (keep_slash && c == '/')) {
             strbuf_addc(b, (char)c);
         } else {
             char esc[3] = {'%', hex[c >> 4], hex[c & 15]};
@@ -129,24 +124,7 @@ static void uri_encode_into(struct strbuf *b, const char *s, size_t n, bool keep
 
 int sigv4_uri_encode(const char *in, int keep_slash, char *out, size_t n)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    size_t o = 0;
-    for (const unsigned char *p = (const unsigned char *)in; *p; p++) {
-        bool plain = is_unreserved(*p) || (keep_slash && *p == '/');
-        if (o + (plain ? 1 : 3) >= n)
-            return -ENAMETOOLONG;
-        if (plain) {
-            out[o++] = (char)*p;
-        } else {
-            out[o++] = '%';
-            out[o++] = hex[*p >> 4];
-            out[o++] = hex[*p & 15];
-        }
-    }
-    if (n == 0)
-        return -ENAMETOOLONG;
-    out[o] = '\0';
-    return 0;
+    return uri_encode(in, keep_slash, out, n);
 }
 
 /* ---- canonical URI: S3 takes the path as sent, so we only check it -------- */
@@ -157,7 +135,7 @@ static int check_path(const char *path, struct wc_error *e)
         return wc_err(e, -EINVAL, "cannot sign the request: its path does not start with '/'");
     for (size_t i = 0; path[i]; i++) {
         unsigned char c = (unsigned char)path[i];
-        if (c == '/' || is_unreserved(c))
+        if (c == '/' || uri_unreserved(c))
             continue;
         if (c == '%' && is_upper_hex((unsigned char)path[i + 1]) && is_upper_hex((unsigned char)path[i + 2])) {
             i += 2;
@@ -470,7 +448,7 @@ static int check_request(const struct sigv4_request *rq, const struct sigv4_cred
         return wc_err(e, -EACCES, "no AWS credentials to sign the request with");
     /* the key id lands in the Authorization header: no separators, no blanks */
     for (const char *p = cr->access_key_id; *p; p++)
-        if (!is_unreserved((unsigned char)*p))
+        if (!uri_unreserved((unsigned char)*p))
             return wc_err(e, -EINVAL, "cannot sign the request: the access key id holds a character that is not "
                                       "allowed in it (check the credentials)");
     if (!rq->method || !*rq->method)

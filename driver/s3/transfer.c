@@ -19,6 +19,7 @@
  */
 #include "s3/client.h"
 #include "base/macros.h"
+#include "base/units.h"
 #include "s3/internal.h"
 
 #include <inttypes.h>
@@ -130,13 +131,6 @@ static void budget_give(struct shared *sh)
     sh->held--;
     pthread_mutex_unlock(&budget.lock);
     atomic_fetch_sub(&s3_stats.in_flight, 1);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static int start(struct engine *g, struct slot *sl, size_t i, struct wc_error *e)
@@ -279,7 +273,7 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
         g->retry = nr;
         g->retry_cap = cap;
     }
-    g->retry[g->nretry++] = (struct retry){sl->part, now_s() + s3_backoff_ms(*attempts) / 1000.0};
+    g->retry[g->nretry++] = (struct retry){sl->part, mono_s() + s3_backoff_ms(*attempts) / 1000.0};
     return 0;
 }
 
@@ -291,7 +285,7 @@ static int run(struct engine *g, struct wc_error *e)
             return wc_err(e, -ECANCELED, "fill cancelled");
         if (atomic_load(&g->sh->stop))
             return -ECANCELED; /* another thread failed; its error is the one reported */
-        double now = now_s();
+        double now = mono_s();
         int starved = 0; /* a free slot and a part, but no token in the budget */
         for (unsigned k = 0; k < g->nslots && g->active < g->nslots; k++) {
             size_t i;

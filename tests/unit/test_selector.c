@@ -1,9 +1,11 @@
-/* Label selectors as Kubernetes evaluates them (the prewarm parameter), and
- * the watch stream's framing: events cut anywhere by the network. */
+/* Label selectors as Kubernetes evaluates them (the prewarm parameter), names
+ * escaped for API paths, and the watch stream's framing: events cut anywhere
+ * by the network. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <errno.h>
 #include <string.h>
 
 #include "kube/client.h"
@@ -53,6 +55,22 @@ static int collect(void *ctx, const char *type, json_t *obj)
     return strcmp(type, "ERROR") == 0 ? -ESTALE : 0;
 }
 
+/* Names in API paths and field selectors: encoded, and never cut short (a
+ * truncated name would address another object). */
+static void escaping(void **state)
+{
+    (void)state;
+    char out[32];
+    assert_int_equal(kube_escape("spec.nodeName=ip-10-0-1-2", out, sizeof(out)), 0);
+    assert_string_equal(out, "spec.nodeName%3Dip-10-0-1-2");
+    assert_int_equal(kube_escape("a/b c", out, sizeof(out)), 0);
+    assert_string_equal(out, "a%2Fb%20c");
+    assert_int_equal(kube_escape("pvc-0123456789abcdef0123456789abcdef", out, sizeof(out)), -ENAMETOOLONG);
+    assert_string_equal(out, "");
+    assert_int_equal(kube_escape("ab/", out, 5), -ENAMETOOLONG); /* "ab%2F" needs 6 bytes with the NUL */
+    assert_int_equal(kube_escape("ab/", out, 6), 0);
+}
+
 static void watch_lines(void **state)
 {
     const char *stream = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"pv-a\"}}}\n"
@@ -90,6 +108,6 @@ static void watch_lines(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {cmocka_unit_test(matching), cmocka_unit_test(malformed),
-                                       cmocka_unit_test(watch_lines)};
+                                       cmocka_unit_test(watch_lines), cmocka_unit_test(escaping)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
