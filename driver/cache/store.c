@@ -217,13 +217,6 @@ static int write_meta(struct store *s, struct source *src, const struct listing 
     return r < 0 ? wc_err_errno(e, r, "store: writing %s", p) : 0;
 }
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* What a fill is filling, so that a restarted plugin can resume it. */
 static int write_journal(struct store *s, struct source *src, const struct listing *l, const char *cid,
                          struct wc_error *e)
@@ -278,11 +271,11 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
         return r;
     if ((r = write_journal(s, src, l, cid, e)) < 0)
         return r;
-    double t0 = now_s();
+    double t0 = mono_s();
     if ((r = fill_transfer(s, src, l, partial, tmpdir, s->part_size, cancel, p, e)) < 0)
         return r;
     uint64_t fetched = atomic_load(&p->bytes_done) - atomic_load(&p->bytes_resumed);
-    if ((r = write_meta(s, src, l, cid, now_s() - t0, fetched, atomic_load(&p->files_checksummed), e)) < 0)
+    if ((r = write_meta(s, src, l, cid, mono_s() - t0, fetched, atomic_load(&p->files_checksummed), e)) < 0)
         return r;
     if (rename(partial, final) < 0)
         return wc_err_errno(e, -errno, "store: publishing the copy %s", final);
@@ -462,6 +455,7 @@ static int evict_locked(struct store *s, const char *cid)
         return -errno;
     unlink(meta);
     atomic_fetch_add(&s->evictions, 1);
+    atomic_fetch_add(&s->removals, 1);
     log_json(LOG_INFO, "evicted", json_pack("{s:s}", "content_id", cid));
     return fs_rm_rf(to);
 }
@@ -654,8 +648,10 @@ int store_set_aside(struct store *s, const char *cid)
     store_path(s, meta, sizeof(meta), "meta/%s.json", cid);
     pthread_mutex_lock(&s->lock);
     int r = rename(from, to) < 0 ? -errno : 0;
-    if (r == 0)
+    if (r == 0) {
         unlink(meta);
+        atomic_fetch_add(&s->removals, 1);
+    }
     pthread_mutex_unlock(&s->lock);
     return r;
 }

@@ -46,6 +46,7 @@ struct store {
     struct strbag busy;      /* content ids being filled now */
     struct strbag pins;      /* content ids a call is using now */
     _Atomic uint64_t evictions; /* copies evicted to make room (metrics) */
+    _Atomic uint64_t removals;  /* copies evicted or set aside: the reporter's cue to unlabel */
 };
 
 int store_open(const char *root, struct store **ret, struct wc_error *e);

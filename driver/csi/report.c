@@ -7,6 +7,8 @@
 
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,10 @@
 
 #define PROGRESS_EVERY 5.0 /* seconds between progress events on one object */
 #define RESOLVE_TTL 30.0   /* seconds a resolved target list is reused */
+#define SWEEP_EVERY 600.0  /* seconds between sweeps for labels of copies gone unnoticed */
 #define WARM_NODES "warmcache.csi.dev/warm-nodes"
 #define CONTENT_ID "warmcache.csi.dev/content-id"
+#define LABEL_PREFIX "content.warmcache.csi.dev/"
 
 struct item {
     struct item *next;
@@ -36,14 +40,10 @@ struct reporter {
     struct item *head, **tail;
     int stopping;
     json_t *resolved;          /* targets (as JSON text) -> {at, refs}; the reporter's thread only */
+    uint64_t removals_seen;    /* store->removals at the last sweep */
+    double swept_at;           /* mono_s() of the last sweep; 0: none yet */
+    bool pvs_swept;            /* the PVs have been swept once since the start */
 };
-
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static void queue(struct reporter *r, json_t *targets, const char *type, const char *reason, const char *message,
                   const char *cid)
@@ -116,36 +116,47 @@ static void warn(const char *what, const struct wc_error *e)
     log_json(LOG_WARN, "kubernetes", json_pack("{s:s, s:s}", "what", what, "error", e->msg));
 }
 
-/* Adds this node to the PV's warm-nodes annotation (read, modify, write
- * with the resourceVersion: a conflict with another node is retried). */
-static void annotate_pv(struct reporter *r, const char *pv, const char *cid)
+static int escape(const char *name, char *out, size_t n, struct wc_error *e)
+{
+    if (kube_escape(name, out, n) < 0)
+        return wc_err(e, -EINVAL, "name %.60s... is too long for an API path", name);
+    return 0;
+}
+
+/* Adds this node to the PV's warm-nodes annotation (warm) or takes it out
+ * (read, modify, write with the resourceVersion: a conflict with another
+ * node is retried). */
+static void annotate_pv(struct reporter *r, const char *pv, const char *cid, bool warm)
 {
     char path[400], esc[300];
-    kube_escape(pv, esc, sizeof(esc));
-    snprintf(path, sizeof(path), "/api/v1/persistentvolumes/%s", esc);
     struct wc_error e;
+    if (escape(pv, esc, sizeof(esc), &e) < 0)
+        return warn("annotating the PV", &e);
+    snprintf(path, sizeof(path), "/api/v1/persistentvolumes/%s", esc);
     for (int attempt = 0; attempt < 5; attempt++) {
         json_t *obj _cleanup_json_ = NULL;
         if (kube_get(r->k, path, &obj, &e) < 0)
             return warn("reading the PV", &e);
         json_t *meta = json_object_get(obj, "metadata");
         const char *have = json_string_value(json_object_get(json_object_get(meta, "annotations"), WARM_NODES));
-        char nodes[4096] = "";
-        int present = 0;
-        if (have) {
-            snprintf(nodes, sizeof(nodes), "%s", have);
-            char copy[4096], *save = NULL;
-            snprintf(copy, sizeof(copy), "%s", have);
-            for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
-                present = present || streq(t, r->node);
+        char nodes[4096] = "", copy[4096], *save = NULL;
+        bool present = false;
+        snprintf(copy, sizeof(copy), "%s", have ? have : "");
+        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+            size_t n = strlen(nodes);
+            if (streq(t, r->node))
+                present = true;
+            else
+                snprintf(nodes + n, sizeof(nodes) - n, "%s%s", n ? "," : "", t);
         }
-        if (present)
+        if (present == warm)
             return;
         size_t n = strlen(nodes);
-        snprintf(nodes + n, sizeof(nodes) - n, "%s%s", n ? "," : "", r->node);
-        json_t *patch _cleanup_json_ = json_pack("{s:{s:O, s:{s:s, s:s}}}", "metadata", "resourceVersion",
+        if (warm)
+            snprintf(nodes + n, sizeof(nodes) - n, "%s%s", n ? "," : "", r->node);
+        json_t *patch _cleanup_json_ = json_pack("{s:{s:O, s:{s:o, s:s}}}", "metadata", "resourceVersion",
                                                  json_object_get(meta, "resourceVersion"), "annotations", WARM_NODES,
-                                                 nodes, CONTENT_ID, cid);
+                                                 nodes[0] ? json_string(nodes) : json_null(), CONTENT_ID, cid);
         int rc = kube_merge_patch(r->k, path, patch, NULL, &e);
         if (rc != -EAGAIN)
             return rc < 0 ? warn("annotating the PV", &e) : (void)0;
@@ -155,11 +166,12 @@ static void annotate_pv(struct reporter *r, const char *pv, const char *cid)
 static void label_node(struct reporter *r, const char *cid)
 {
     char path[400], esc[300], key[80];
-    kube_escape(r->node, esc, sizeof(esc));
-    snprintf(path, sizeof(path), "/api/v1/nodes/%s", esc);
-    snprintf(key, sizeof(key), "content.warmcache.csi.dev/%s", cid);
-    json_t *patch _cleanup_json_ = json_pack("{s:{s:{s:s}}}", "metadata", "labels", key, "ready");
     struct wc_error e;
+    if (escape(r->node, esc, sizeof(esc), &e) < 0)
+        return warn("labelling the node", &e);
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s", esc);
+    snprintf(key, sizeof(key), LABEL_PREFIX "%s", cid);
+    json_t *patch _cleanup_json_ = json_pack("{s:{s:{s:s}}}", "metadata", "labels", key, "ready");
     if (kube_merge_patch(r->k, path, patch, NULL, &e) < 0)
         warn("labelling the node", &e);
 }
@@ -172,18 +184,80 @@ static void deliver(struct reporter *r, struct item *it)
     json_t *t;
     struct wc_error e;
     json_t *targets _cleanup_json_ = resolve(r, it->targets);
+    /* a copy evicted since it was ready is not advertised (the sweep would
+     * have to take it back) */
+    bool warm = it->cid[0] && store_content_ready(r->fills->store, it->cid);
     json_array_foreach(targets, i, t) {
         struct kube_ref ref;
         ref_of(t, &ref);
         if (!ref.kind || !ref.name)
             continue;
-        if (it->cid[0] && streq(ref.kind, "PersistentVolume"))
-            annotate_pv(r, ref.name, it->cid);
+        if (warm && streq(ref.kind, "PersistentVolume"))
+            annotate_pv(r, ref.name, it->cid, true);
         if (kube_event(r->ev, &ref, it->type, it->reason, it->message, &e) < 0)
             warn("posting an event", &e);
     }
-    if (it->cid[0])
+    if (warm)
         label_node(r, it->cid);
+}
+
+static bool is_content_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+            return false;
+    return n == CONTENT_ID_LEN;
+}
+
+/* Takes back what advertises copies this node no longer holds (evicted, set
+ * aside as damaged, or gone while the plugin was down): the Node's content
+ * labels, and this node in the warm-nodes annotation of their PVs, so node
+ * affinity does not steer pods to a cold node. PVs are listed only when a
+ * label was stale, and until they have been once (a crash between the two). */
+static void sweep(struct reporter *r)
+{
+    char path[400], esc[300];
+    struct wc_error e;
+    if (escape(r->node, esc, sizeof(esc), &e) < 0)
+        return warn("reading the node's labels", &e);
+    snprintf(path, sizeof(path), "/api/v1/nodes/%s", esc);
+    json_t *node _cleanup_json_ = NULL;
+    if (kube_get(r->k, path, &node, &e) < 0)
+        return warn("reading the node's labels", &e);
+    json_t *gone _cleanup_json_ = json_object(); /* label key -> null: removed by the merge patch */
+    const char *key;
+    json_t *v;
+    json_object_foreach(json_object_get(json_object_get(node, "metadata"), "labels"), key, v) {
+        if (strncmp(key, LABEL_PREFIX, strlen(LABEL_PREFIX)) != 0)
+            continue;
+        const char *cid = key + strlen(LABEL_PREFIX);
+        if (!is_content_id(cid) || !store_content_ready(r->fills->store, cid))
+            json_object_set_new(gone, key, json_null());
+    }
+    if (json_object_size(gone) > 0) {
+        json_t *patch _cleanup_json_ = json_pack("{s:{s:O}}", "metadata", "labels", gone);
+        if (kube_merge_patch(r->k, path, patch, NULL, &e) < 0)
+            return warn("taking back the node's labels of evicted copies", &e);
+        log_json(LOG_INFO, "unlabelled", json_pack("{s:I}", "copies", (json_int_t)json_object_size(gone)));
+    } else if (r->pvs_swept) {
+        return;
+    }
+    json_t *pvs _cleanup_json_ = NULL;
+    if (kube_get(r->k, "/api/v1/persistentvolumes", &pvs, &e) < 0)
+        return warn("listing PVs for their warm-nodes annotation", &e);
+    r->pvs_swept = true;
+    size_t i;
+    json_t *pv;
+    json_array_foreach(json_object_get(pvs, "items"), i, pv) {
+        json_t *meta = json_object_get(pv, "metadata");
+        json_t *ann = json_object_get(meta, "annotations");
+        const char *cid = json_string_value(json_object_get(ann, CONTENT_ID));
+        const char *name = json_string_value(json_object_get(meta, "name"));
+        if (cid && name && json_is_string(json_object_get(ann, WARM_NODES)) &&
+            (!is_content_id(cid) || !store_content_ready(r->fills->store, cid)))
+            annotate_pv(r, name, cid, false);
+    }
 }
 
 /* Progress of running fills, to each of their targets at a bounded rate. */
@@ -228,6 +302,12 @@ static void *reporter_main(void *arg)
         }
         pthread_mutex_unlock(&r->lock);
         progress(r);
+        uint64_t removals = atomic_load(&r->fills->store->removals);
+        if (r->swept_at == 0 || removals != r->removals_seen || mono_s() - r->swept_at >= SWEEP_EVERY) {
+            sweep(r);
+            r->removals_seen = removals;
+            r->swept_at = mono_s();
+        }
         pthread_mutex_lock(&r->lock);
         if (r->head || r->stopping)
             continue;
@@ -310,7 +390,8 @@ static void resolve_one(struct reporter *r, json_t *t, json_t *out)
         json_array_append(out, t);
         return;
     }
-    kube_escape(tname, name, sizeof(name));
+    if (escape(tname, name, sizeof(name), &e) < 0)
+        return warn("reading the PV or PVC", &e);
     json_t *obj _cleanup_json_ = NULL;
     if (streq(kind, "PersistentVolume")) {
         snprintf(path, sizeof(path), "/api/v1/persistentvolumes/%s", name);
@@ -322,7 +403,8 @@ static void resolve_one(struct reporter *r, json_t *t, json_t *out)
     }
     if (!tns)
         return;
-    kube_escape(tns, ns, sizeof(ns));
+    if (escape(tns, ns, sizeof(ns), &e) < 0)
+        return warn("reading the PVC", &e);
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/persistentvolumeclaims/%s", ns, name);
     if (kube_get(r->k, path, &obj, &e) < 0)
         return warn("reading the PVC", &e);
@@ -330,7 +412,8 @@ static void resolve_one(struct reporter *r, json_t *t, json_t *out)
                                          "uid", json_object_get(json_object_get(obj, "metadata"), "uid")));
     char sel[400];
     snprintf(sel, sizeof(sel), "spec.nodeName=%s", r->node);
-    kube_escape(sel, node, sizeof(node));
+    if (escape(sel, node, sizeof(node), &e) < 0)
+        return warn("listing the pods of the node", &e);
     snprintf(path, sizeof(path), "/api/v1/namespaces/%s/pods?fieldSelector=%s", ns, node);
     json_t *pods _cleanup_json_ = NULL;
     if (kube_get(r->k, path, &pods, &e) < 0)
@@ -367,7 +450,7 @@ static json_t *resolve(struct reporter *r, json_t *targets)
 {
     _cleanup_free_ char *key = json_dumps(targets, JSON_COMPACT | JSON_SORT_KEYS);
     json_t *hit = key ? json_object_get(r->resolved, key) : NULL;
-    double now = mono();
+    double now = mono_s();
     if (hit && now - json_real_value(json_object_get(hit, "at")) < RESOLVE_TTL)
         return json_incref(json_object_get(hit, "refs"));
     json_t *out = json_array();

@@ -10,6 +10,9 @@
  *   a ready copy) and warmcache.csi.dev/content-id.
  * - On the Node, a label per ready copy: content.warmcache.csi.dev/<content
  *   id>=ready, for node affinity towards warm nodes.
+ * - Both taken back when the copy leaves the node (evicted, set aside as
+ *   damaged, or gone while the plugin was down): swept at start, after every
+ *   removal, and every 10 minutes.
  */
 #pragma once
 

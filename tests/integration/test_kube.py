@@ -8,16 +8,19 @@ with the node's and the controller's identities.
   gets the warm-nodes annotation and the Node a label per ready copy.
 - A PVC annotation overrides the class's source; an invalid one fails
   CreateVolume with a message naming the PVC and the annotation.
+- A copy that leaves the node (evicted, or gone while the plugin was down)
+  takes back its Node label and this node in the PV's warm-nodes.
 
 The fill is slowed down by a proxy so that progress events have time to
 appear (one every 5 s at most)."""
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
 
-from conftest import CtlError, Driver, sha256_tree, wait_for
+from conftest import CtlError, Driver, make_source, sha256_tree, wait_for
 from faultproxy import FaultProxy
 
 NODE = "it-node"
@@ -151,5 +154,54 @@ def test_prewarm_fills_before_any_stage_on_matching_nodes_only(work, kube, s3ser
         assert (d.store / "content" / cid / "config.json").exists()  # no NodeStage was called
         assert "warmcache.csi.dev/warm-nodes" not in kube.get("pv", "pv-cold")["metadata"].get("annotations", {})
         assert len([p for p in (d.store / "content").iterdir() if not p.name.endswith(".partial")]) == 1
+    finally:
+        assert d.stop() == 0
+
+
+def test_a_copy_leaving_the_node_takes_back_its_label_and_warm_node_annotation(work, kube, small_store):
+    """Node affinity on content.warmcache.csi.dev/<id> must not steer pods to
+    a node whose copy was evicted, nor to one whose copy went while the
+    plugin was down (a stale label and PV annotation are there at start)."""
+    label = "content.warmcache.csi.dev/"
+    stale = "0123456789abcdef" * 2
+    kube.apply({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": NODE, "labels": {label + stale: "ready", "gpu": "h100"}}})
+
+    def pv(name, annotations=None):
+        kube.apply({"apiVersion": "v1", "kind": "PersistentVolume",
+                    "metadata": {"name": name, "annotations": annotations or {}},
+                    "spec": {"accessModes": ["ReadOnlyMany"], "capacity": {"storage": "1Gi"},
+                             "csi": {"driver": "warmcache.csi.dev", "volumeHandle": name}}})
+
+    def labels():
+        return kube.get("node", NODE)["metadata"].get("labels", {})
+
+    def warm_nodes(name):
+        return kube.get("pv", name)["metadata"].get("annotations", {}).get("warmcache.csi.dev/warm-nodes")
+
+    pv("pv-gone", {"warmcache.csi.dev/content-id": stale, "warmcache.csi.dev/warm-nodes": f"other-node,{NODE}"})
+    for n in "abc":
+        pv(f"pv-{n}")
+    d = Driver(work).start(*kube.plugin_flags("node"), "--evict-high=80", "--evict-low=60")
+    try:
+        assert wait_for(lambda: label + stale not in labels(), timeout=20), d.log.read_text()[-2000:]
+        assert wait_for(lambda: warm_nodes("pv-gone") == "other-node", timeout=20)
+        assert labels()["gpu"] == "h100", "only our labels are touched"
+
+        vols = {n: d.create(n, f"file://{make_source(work, n, 35)}", f"csi.storage.k8s.io/pv/name=pv-{n}")
+                for n in "abc"}
+        for n in "ab":
+            d.ctl("stage", "-f", vols[n], work / f"s-{n}")
+            d.ctl("unstage", "-f", vols[n], work / f"s-{n}")
+            time.sleep(1.1)  # last-use times are in seconds
+        assert wait_for(lambda: warm_nodes("pv-a") == NODE and warm_nodes("pv-b") == NODE, timeout=20)
+        cid = {n: kube.get("pv", f"pv-{n}")["metadata"]["annotations"]["warmcache.csi.dev/content-id"] for n in "ab"}
+        assert labels()[label + cid["a"]] == "ready" and labels()[label + cid["b"]] == "ready"
+
+        d.ctl("stage", "-f", vols["c"], work / "s-c")  # evicts a, the least recently used
+        assert wait_for(lambda: label + cid["a"] not in labels(), timeout=20), d.log.read_text()[-2000:]
+        assert wait_for(lambda: warm_nodes("pv-a") is None, timeout=20)
+        assert wait_for(lambda: warm_nodes("pv-c") == NODE, timeout=20)
+        assert labels()[label + cid["b"]] == "ready" and warm_nodes("pv-b") == NODE
     finally:
         assert d.stop() == 0
