@@ -95,12 +95,13 @@ static void rfc3339(char out[32])
 int kube_event(struct kube_events *ev, const struct kube_ref *obj, const char *type, const char *reason,
                const char *message, struct wc_error *e)
 {
-    char key[SHA256_HEX_LEN + 1], now[32], msg[MESSAGE_MAX + 1], path[512], ns_esc[200], name_esc[700];
+    char key[SHA256_HEX_LEN + 1], now[32], msg[MESSAGE_MAX + 1], path[512], ns_esc[200], name_esc[960];
     key_of(obj, reason, key);
     rfc3339(now);
     snprintf(msg, sizeof(msg), "%s", message);
     const char *ns = obj->ns && *obj->ns ? obj->ns : "default";
-    kube_escape(ns, ns_esc, sizeof(ns_esc));
+    if (kube_escape(ns, ns_esc, sizeof(ns_esc)) < 0)
+        return wc_err(e, -EINVAL, "namespace %.60s... is too long for an event", ns);
 
     pthread_mutex_lock(&ev->lock);
     struct seen *s = slot_locked(ev, key);
@@ -110,7 +111,8 @@ int kube_event(struct kube_events *ev, const struct kube_ref *obj, const char *t
     char name[320];
     memcpy(name, s->event, sizeof(name));
     pthread_mutex_unlock(&ev->lock);
-    kube_escape(name, name_esc, sizeof(name_esc));
+    if (kube_escape(name, name_esc, sizeof(name_esc)) < 0) /* cannot happen: 320 bytes escape into 960 */
+        return wc_err(e, -EINVAL, "event name %.60s... is too long", name);
 
     int r;
     if (count > 1) {
