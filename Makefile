@@ -4,7 +4,7 @@ BUILD   ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all setup build test unit integration sanity asan chart image-test demo bench fuzz stress clean
+.PHONY: all setup build test unit integration sanity asan chart fuzz-smoke image-test demo bench fuzz stress clean
 
 all: build
 
@@ -46,8 +46,8 @@ chart: setup
 image-test: setup
 	bash scripts/image-test.sh
 
-test: unit integration sanity chart asan
-	@echo "make test: unit, integration, csi-sanity, chart, and the first three again under ASan+UBSan: passed"
+test: unit integration sanity chart asan fuzz-smoke
+	@echo "make test: unit, integration, csi-sanity, chart, the first three again under ASan+UBSan, fuzz smoke: passed"
 
 demo: build
 	bash scripts/demo.sh $(BUILD)
@@ -56,6 +56,11 @@ demo: build
 FUZZ_SECONDS ?= 60
 fuzz: setup
 	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+# The same targets for 10 s each, in make test: they build, the corpora
+# replay, and a shallow crash shows at once.
+fuzz-smoke: setup
+	bash tests/fuzz/run.sh 10
 
 # kill -9 of the plugin at STRESS_RUNS (100) random points (fills, mounts), with
 # restart and invariant checks after each: bounded, a few minutes.
