@@ -18,7 +18,7 @@ for t in pathkey params csi_request s3_xml creds selector kube; do
   cp -n "$root/tests/fuzz/corpus/$t/"* "$out/" 2>/dev/null || true
   echo "fuzz: $t for ${secs}s"
   "$root/build-fuzz/fuzz_$t" -max_total_time="$secs" -max_len=65536 -artifact_prefix="$out/crash-" \
-     -print_final_stats=1 "$out" 2>&1 | grep -E "stat::number_of_executed_units|stat::peak_rss_mb|ERROR|SUMMARY" || true
+     -print_final_stats=1 "$out" 2>&1 | grep -E "stat::number_of_executed_units|stat::peak_rss_mb|==ERROR|^SUMMARY" || true
   if ls "$out"/crash-* >/dev/null 2>&1; then echo "fuzz: $t found a crash: $(ls "$out"/crash-*)"; exit 1; fi
 done
 echo "fuzz: no crashes"
