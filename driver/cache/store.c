@@ -109,8 +109,8 @@ void store_free(struct store *s)
 
 int store_content_ready(const struct store *s, const char *cid)
 {
-    char p[PATH_MAX];
-    return store_path(s, p, sizeof(p), "content/%s", cid) == 0 && fs_is_dir(p);
+    char p[PATH_MAX], valid[CONTENT_ID_LEN + 1];
+    return cid_of(cid, "", valid) && store_path(s, p, sizeof(p), "content/%s", valid) == 0 && fs_is_dir(p);
 }
 
 static ssize_t bag_index(const struct strbag *b, const char *v)

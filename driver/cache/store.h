@@ -57,6 +57,8 @@ void store_free(struct store *s);
 /* Path of a store subdirectory or file: store_path(s, buf, n, "content/%s", cid). */
 int store_path(const struct store *s, char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* 1 if a ready copy of cid is here; 0 too for a string that is no content id
+ * (it may come from outside: a Node label, a PV annotation). */
 int store_content_ready(const struct store *s, const char *cid);
 
 /* Fills content `cid` from src per listing, unless it is already there.

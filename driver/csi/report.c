@@ -163,13 +163,22 @@ static void annotate_pv(struct reporter *r, const char *pv, const char *cid, boo
     }
 }
 
+/* The API path of this node's object. */
+static int node_path(struct reporter *r, char path[400], struct wc_error *e)
+{
+    char esc[300];
+    if (escape(r->node, esc, sizeof(esc), e) < 0)
+        return -EINVAL;
+    snprintf(path, 400, "/api/v1/nodes/%s", esc);
+    return 0;
+}
+
 static void label_node(struct reporter *r, const char *cid)
 {
-    char path[400], esc[300], key[80];
+    char path[400], key[80];
     struct wc_error e;
-    if (escape(r->node, esc, sizeof(esc), &e) < 0)
+    if (node_path(r, path, &e) < 0)
         return warn("labelling the node", &e);
-    snprintf(path, sizeof(path), "/api/v1/nodes/%s", esc);
     snprintf(key, sizeof(key), LABEL_PREFIX "%s", cid);
     json_t *patch _cleanup_json_ = json_pack("{s:{s:{s:s}}}", "metadata", "labels", key, "ready");
     if (kube_merge_patch(r->k, path, patch, NULL, &e) < 0)
@@ -201,15 +210,6 @@ static void deliver(struct reporter *r, struct item *it)
         label_node(r, it->cid);
 }
 
-static bool is_content_id(const char *s)
-{
-    size_t n = 0;
-    for (; s[n]; n++)
-        if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
-            return false;
-    return n == CONTENT_ID_LEN;
-}
-
 /* Takes back what advertises copies this node no longer holds (evicted, set
  * aside as damaged, or gone while the plugin was down): the Node's content
  * labels, and this node in the warm-nodes annotation of their PVs, so node
@@ -217,11 +217,10 @@ static bool is_content_id(const char *s)
  * label was stale, and until they have been once (a crash between the two). */
 static void sweep(struct reporter *r)
 {
-    char path[400], esc[300];
+    char path[400];
     struct wc_error e;
-    if (escape(r->node, esc, sizeof(esc), &e) < 0)
+    if (node_path(r, path, &e) < 0)
         return warn("reading the node's labels", &e);
-    snprintf(path, sizeof(path), "/api/v1/nodes/%s", esc);
     json_t *node _cleanup_json_ = NULL;
     if (kube_get(r->k, path, &node, &e) < 0)
         return warn("reading the node's labels", &e);
@@ -232,7 +231,7 @@ static void sweep(struct reporter *r)
         if (strncmp(key, LABEL_PREFIX, strlen(LABEL_PREFIX)) != 0)
             continue;
         const char *cid = key + strlen(LABEL_PREFIX);
-        if (!is_content_id(cid) || !store_content_ready(r->fills->store, cid))
+        if (!store_content_ready(r->fills->store, cid))
             json_object_set_new(gone, key, json_null());
     }
     if (json_object_size(gone) > 0) {
@@ -255,7 +254,7 @@ static void sweep(struct reporter *r)
         const char *cid = json_string_value(json_object_get(ann, CONTENT_ID));
         const char *name = json_string_value(json_object_get(meta, "name"));
         if (cid && name && json_is_string(json_object_get(ann, WARM_NODES)) &&
-            (!is_content_id(cid) || !store_content_ready(r->fills->store, cid)))
+            !store_content_ready(r->fills->store, cid))
             annotate_pv(r, name, cid, false);
     }
 }

@@ -5,7 +5,6 @@
 #include "base/macros.h"
 #include "base/uri.h"
 
-#include <ctype.h>
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <pthread.h>
