@@ -9,7 +9,7 @@ mkdir -p "$tools/bin"
 
 apt_pkgs=(cmake ninja-build pkg-config gcc make libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
           libjansson-dev libcurl4-openssl-dev libmount-dev libblkid-dev libcmocka-dev libssl-dev libexpat1-dev libisal-dev
-          xfsprogs util-linux mount python3 python3-pytest etcd-server openssl)
+          xfsprogs util-linux mount procps python3 python3-pytest etcd-server openssl)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

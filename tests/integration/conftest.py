@@ -129,6 +129,9 @@ def work():
     d = Path(tempfile.mkdtemp(prefix="wc-it."))
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12g", "wc-it", str(d)], check=True)
     yield d
+    # a test that failed half-way leaves its plugin running, which would keep
+    # this tmpfs (gigabytes of RAM) alive after the lazy unmount
+    subprocess.run(["pkill", "-KILL", "-f", f"warmcache-csi --endpoint=unix://{d}/"], check=False)
     for m in sorted(mounts_under(d), key=len, reverse=True):
         subprocess.run(["umount", "-l", m], check=False)
     os.rmdir(d)
