@@ -73,7 +73,7 @@ int main(int argc, char **argv)
     struct s3_client *c;
     struct s3_options so = {.endpoint = argv[2]};
     struct plan pl = {0};
-    if (s3_client_new(argv[1], &so, &c, &e) < 0 || s3_list(c, add, &pl, &e) < 0) {
+    if (s3_client_new(argv[1], &so, &c, &e) < 0 || s3_list(c, add, &pl, NULL, 0, &e) < 0) {
         fprintf(stderr, "bench_s3_ceiling: %s\n", e.msg);
         return 1;
     }

@@ -70,7 +70,7 @@ PY
 
 say "Start the plugin (controller + node in one process)"
 "$bin/warmcache-csi" --endpoint "unix://$demo/csi.sock" --store-root "$demo/nvme/warmcache" \
-  --state-dir "$demo/controller" --node-id demo-node 2> "$demo/driver.log" &
+  --state-dir "$demo/controller" --node-id demo-node --allowed-sources s3://models/ 2> "$demo/driver.log" &
 driver=$!
 for _ in $(seq 50); do [ -S "$demo/csi.sock" ] && break; sleep 0.1; done
 echo "  warmcache-csi pid $driver on $demo/csi.sock (log: JSON lines, one per call)"
@@ -84,15 +84,16 @@ cat <<YAML
   parameters:
     source: s3://models/tiny-llama/
     endpoint: $endpoint
+    allowPlainHTTP: "true"        # the demo's S3 server is on loopback; never on a real network
     csi.storage.k8s.io/node-stage-secret-name: tiny-llama-s3     # awsAccessKeyId, awsSecretAccessKey
     csi.storage.k8s.io/node-stage-secret-namespace: ml
 YAML
 creds=(--secret "awsAccessKeyId=$key" --secret "awsSecretAccessKey=$secret")
-ctl create pvc-0b1c -p source=s3://models/tiny-llama/ -p "endpoint=$endpoint" --capacity $((100 << 20)) \
+ctl create pvc-0b1c -p source=s3://models/tiny-llama/ -p "endpoint=$endpoint" -p allowPlainHTTP=true --capacity $((100 << 20)) \
   "${creds[@]}" | tee "$demo/vol.json"
 
 say "A mistake in a StorageClass gets an error that says what to fix"
-ctl create pvc-bad -p source=s3://models/tiny-llama/ -p "endpoint=$endpoint" -p sourceChangePolicy=Sometimes \
+ctl create pvc-bad -p source=s3://models/tiny-llama/ -p "endpoint=$endpoint" -p allowPlainHTTP=true -p sourceChangePolicy=Sometimes \
   "${creds[@]}" || true
 
 say "A wrong secret in the node-stage Secret: S3 refuses, and the error says what to check"

@@ -5,6 +5,7 @@
  */
 #include "base/log.h"
 #include "base/macros.h"
+#include "base/units.h"
 #include "csi/csi.h"
 #include "s3/client.h"
 
@@ -48,6 +49,19 @@ static void usage(FILE *f)
             "                                    cluster (default); a URL for development, with:\n"
             "  --kube-token-file=F --kube-ca-file=F  bearer token and CA bundle for --kube=URL\n"
             "  --metrics-address=[HOST]:PORT     serve Prometheus metrics at /metrics (default: off)\n"
+            "  --allowed-sources=LIST            URL prefixes sources must lie under, comma-separated, such as\n"
+            "                                    s3://,file:///fsx/ (default s3://: every bucket, no node path)\n"
+            "  --inline-sources=LIST             node: prefixes inline (csi:) volumes may use (default: none,\n"
+            "                                    inline volumes are refused)\n"
+            "  --inline-node-credentials         node: inline s3:// volumes without a Secret may sign with the\n"
+            "                                    node's own credentials\n"
+            "  --kubelet-dir=DIR                 never a source (default /var/lib/kubelet)\n"
+            "  --list-timeout=SECONDS            give up listing a source after this long (default 900)\n"
+            "  --scratch-size=SIZE               node: bound of a writable layer a volume does not size\n"
+            "                                    (default 1Gi)\n"
+            "  --mkfs-ext4=PATH                  node: formats writable layers where the store has no project\n"
+            "                                    quotas (default mkfs.ext4)\n"
+            "  --kube-watch-timeout=SECONDS      node: length of one PV watch (default 300)\n"
             "  --max-calls=N                     concurrent calls (default 64)\n"
             "  --shutdown-grace=SECONDS          time given to in-flight calls on SIGTERM (default 30)\n"
             "  --log-level=debug|info|warn|error (default info)\n"
@@ -110,6 +124,10 @@ int main(int argc, char **argv)
         {"disk-glob", required_argument, NULL, 'G'}, {"adopt", required_argument, NULL, 'A'},
         {"raid-array", required_argument, NULL, 'R'}, {"force-format", no_argument, NULL, 'F'},
         {"mdadm", required_argument, NULL, 'X'},     {"mkfs", required_argument, NULL, 'Y'},
+        {"allowed-sources", required_argument, NULL, 1000}, {"inline-sources", required_argument, NULL, 1001},
+        {"inline-node-credentials", no_argument, NULL, 1002}, {"kubelet-dir", required_argument, NULL, 1003},
+        {"list-timeout", required_argument, NULL, 1004}, {"scratch-size", required_argument, NULL, 1005},
+        {"mkfs-ext4", required_argument, NULL, 1006}, {"kube-watch-timeout", required_argument, NULL, 1007},
         {0},
     };
     const char *endpoint = getenv("CSI_ENDPOINT"), *mode = "all";
@@ -211,6 +229,28 @@ int main(int argc, char **argv)
             break;
         }
         case 'Z': core_dumps = 1; break;
+        case 1000: cfg.allowed_sources = optarg; break;
+        case 1001: cfg.inline_sources = optarg; break;
+        case 1002: cfg.inline_node_credentials = 1; break;
+        case 1003: cfg.kubelet_dir = optarg; break;
+        case 1006: cfg.mkfs_ext4 = optarg; break;
+        case 1004:
+        case 1007: {
+            int v;
+            if (parse_int(optarg, 1, 86400, &v) < 0) {
+                fprintf(stderr, "warmcache-csi: --%s wants seconds from 1 to 86400\n",
+                        o == 1004 ? "list-timeout" : "kube-watch-timeout");
+                return 2;
+            }
+            *(o == 1004 ? &cfg.list_timeout_s : &cfg.kube_watch_timeout_s) = (unsigned)v;
+            break;
+        }
+        case 1005:
+            if (parse_bytes(optarg, &cfg.scratch_bytes) < 0 || cfg.scratch_bytes == 0) {
+                fprintf(stderr, "warmcache-csi: --scratch-size wants a size such as 1Gi or 500Mi\n");
+                return 2;
+            }
+            break;
         case 'V': printf("warmcache-csi %s (%s)\n", WC_VERSION, DRIVER_NAME); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;

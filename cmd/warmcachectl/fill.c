@@ -105,7 +105,7 @@ static int fill(const char *url, const char *dir_arg, const struct source_option
     double t0 = mono_s();
     int r = source_open(url, so, &src, &e);
     if (r == 0)
-        r = src->ops->list(src, &l, &e);
+        r = source_list(src, &l, NULL, &e);
     if (r == 0 && l.n == 0)
         r = wc_err(&e, -EINVAL, "%s holds no objects", src->url);
     if (r == 0)

@@ -37,7 +37,8 @@ static void usage(FILE *f)
         "usage: warmcachectl [-s SOCKET] COMMAND ...\n"
         "  create NAME -p source=URL [-p key=value]... [--capacity BYTES] [--access MODE] [--secret k=v]...\n"
         "  stage (VOLUME_ID -c key=value... | -f CREATE_OUTPUT.json) STAGING_PATH [--secret k=v]...\n"
-        "  publish (VOLUME_ID | -f FILE) STAGING_PATH TARGET_PATH [--readonly] [--access MODE]\n"
+        "  publish (VOLUME_ID [-c key=value]... | -f FILE) STAGING_PATH TARGET_PATH [--readonly] [--access MODE]\n"
+        "          [--secret k=v]...   (inline volumes: STAGING_PATH \"\", -c csi.storage.k8s.io/ephemeral=true)\n"
         "  unpublish (VOLUME_ID | -f FILE) TARGET_PATH\n"
         "  unstage (VOLUME_ID | -f FILE) STAGING_PATH\n"
         "  delete (VOLUME_ID | -f FILE)\n"
@@ -195,6 +196,8 @@ static int cmd_publish(int i, int argc, char **argv)
     q->readonly = O.readonly;
     fill_map(ctx, &q->volume_context, &q->n_volume_context,
              &csi__v1__node_publish_volume_request__volume_context_entry__descriptor);
+    /* an inline volume's nodePublishSecretRef, as kubelet sends it */
+    fill_map(O.secrets, &q->secrets, &q->n_secrets, &csi__v1__node_publish_volume_request__secrets_entry__descriptor);
     return run("/csi.v1.Node/NodePublishVolume", q, &csi__v1__node_publish_volume_response__descriptor, 0);
 }
 

@@ -14,3 +14,8 @@ void fmt_duration(double s, char *out, size_t n);
 
 /* Seconds on the monotonic clock: for intervals, never for dates. */
 double mono_s(void);
+
+/* A Kubernetes-style quantity of bytes: "20Gi", "500M", "1.5Ti", "4096".
+ * 0, or -EINVAL for anything else (a unit it does not know, a fraction of a
+ * byte, a negative number, an overflow). */
+int parse_bytes(const char *s, uint64_t *ret);

@@ -10,6 +10,7 @@
 #include "base/fsutil.h"
 #include "base/log.h"
 #include "base/macros.h"
+#include "base/pathkey.h"
 #include "base/units.h"
 
 #include <inttypes.h>
@@ -38,11 +39,28 @@ struct fill_job {
 
 const double fills_buckets[FILLS_BUCKETS] = {1, 5, 15, 30, 60, 120, 300, 900, 1e308};
 
+/* What decides what a job fills and how it reaches the source: the URL, the
+ * pin, the policy, the S3 settings, and whose credentials (a hash of them,
+ * or none: the node's own). A call with a Secret never joins a job that runs
+ * on other credentials, such as one resumed at start without any. */
 static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
 {
+    const struct source_options *o = &rq->opts;
+    char who[SHA256_HEX_LEN + 1] = "node";
+    if (o->access_key_id && *o->access_key_id) {
+        size_t n = strlen(o->access_key_id) + strlen(o->secret_access_key ?: "") + strlen(o->session_token ?: "") + 3;
+        _cleanup_free_ char *c = malloc(n);
+        if (c) {
+            snprintf(c, n, "%s\n%s\n%s", o->access_key_id, o->secret_access_key ?: "", o->session_token ?: "");
+            sha256_hex(c, n - 1, who);
+            explicit_bzero(c, n);
+        } else {
+            snprintf(who, sizeof(who), "secret:%.40s", o->access_key_id);
+        }
+    }
     char buf[8192];
-    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d\n%s", rq->source, rq->pinned ? rq->pinned : "", rq->follow,
-                     rq->opts.endpoint ? rq->opts.endpoint : "");
+    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d\n%s\n%s\n%s\n%s", rq->source, rq->pinned ? rq->pinned : "",
+                     rq->follow, o->endpoint ?: "", o->region ?: "", o->addressing ?: "", who);
     sha256_hex(buf, n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, out);
 }
 
@@ -123,8 +141,14 @@ static int run_job(struct fill_job *j, struct wc_error *e)
             return 0;
     }
     struct listing l = {0};
-    if ((r = src->ops->list(src, &l, e)) < 0)
+    if ((r = source_list(src, &l, &f->stopping, e)) < 0)
         return r;
+    if (l.n == 0) {
+        listing_free(&l);
+        return wc_err(e, -ENOENT, "source %s holds no files: a shared file system not mounted on this node yet, or "
+                      "a prefix deleted since the volume was created; nothing is mounted until it holds the data",
+                      src->url);
+    }
     char digest[LISTING_DIGEST_LEN + 1];
     listing_digest(&l, digest);
     if (j->pinned && !streq(digest, j->pinned) && !j->follow) {
@@ -173,6 +197,8 @@ static void *job_thread(void *arg)
         if (took <= fills_buckets[b])
             atomic_fetch_add(&f->duration_bucket[b], 1);
     atomic_fetch_add(&f->duration_ms_sum, (uint64_t)(took * 1000));
+    if (r == 0) /* its caller may have stopped waiting: keep it until kubelet comes back */
+        store_lease(f->store, j->cid, FILL_LEASE_SECONDS);
     notify(j, r < 0 ? FILL_EVENT_FAILED : FILL_EVENT_DONE, r < 0 ? e.msg : NULL,
            j->running_since > 0 ? mono_s() - j->running_since : 0);
     if (r == -ESTALE && j->resume && j->cid[0]) {
@@ -213,7 +239,7 @@ static struct fill_job *start_job_locked(struct fills *f, const struct fill_requ
     for (int i = 0; i < 6; i++)
         j->opt[i] = o[i] ? strdup(o[i]) : NULL;
     j->opts = (struct source_options){j->opt[0], j->opt[1], j->opt[2], j->opt[3], j->opt[4], j->opt[5],
-                                      f->connections, f->stall_seconds};
+                                      f->connections, f->stall_seconds, f->list_timeout_s};
     j->pinned_objects = rq->pinned_objects;
     j->pinned_bytes = rq->pinned_bytes;
     j->state = FILL_LISTING;
@@ -260,28 +286,48 @@ static void progress_text(const struct fill_job *j, char *out, size_t n)
              total ? 100.0 * (double)done / (double)total : 100.0, r, eta);
 }
 
+/* 0: the pinned copy is here and verified; 1: it is not (fill it); < 0: it
+ * is damaged but in use, or could not be checked. */
+static int warm_copy(struct fills *f, const struct fill_request *rq, char ret_cid[CONTENT_ID_LEN + 1],
+                     struct wc_error *e)
+{
+    char identity[PATHKEY_MAX + 400];
+    struct wc_error why;
+    if (source_identity(rq->source, &rq->opts, identity, sizeof(identity), &why) < 0)
+        return 1; /* the job says what is wrong with it */
+    content_id(identity, rq->pinned, ret_cid);
+    if (!store_content_ready(f->store, ret_cid))
+        return 1;
+    int r = store_verify(f->store, ret_cid, &why);
+    if (r == 0) {
+        atomic_fetch_add(&f->hits, 1);
+        if (rq->ret_hit)
+            *rq->ret_hit = 1;
+        return 0;
+    }
+    if (r == -ENOENT)
+        return 1; /* evicted meanwhile */
+    if (r != -EBADMSG)
+        return wc_err(e, r, "could not verify the copy of %s on this node: %s; try again", rq->source, why.msg);
+    /* damaged (a file changed or vanished on disk): fill a new copy, unless
+     * pods still see this one: they keep it until they are gone */
+    if (store_set_aside(f->store, ret_cid) == -EBUSY)
+        return wc_err(e, -EBADMSG, "%s; it is in use by pods on this node, so it stays until they are gone and is "
+                      "filled again then", why.msg);
+    log_json(LOG_WARN, "a copy failed verification; filling it again",
+             json_pack("{s:s, s:s}", "content_id", ret_cid, "error", why.msg));
+    return 1;
+}
+
 int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, const atomic_int *cancel,
                  char ret_cid[CONTENT_ID_LEN + 1], struct wc_error *e)
 {
-    /* Warm path: the pinned listing's copy is here; no thread, no listing. */
+    /* Warm path: the pinned listing's copy is here; no thread, no listing,
+     * no credentials (the content id needs only the source's identity). */
     if (rq->pinned) {
-        struct source *src _cleanup_source_ = NULL;
-        struct wc_error ignored;
-        if (source_open(rq->source, &rq->opts, &src, &ignored) == 0) {
-            content_id(src->identity, rq->pinned, ret_cid);
-            if (store_content_ready(f->store, ret_cid)) {
-                if (store_verify(f->store, ret_cid, &ignored) == 0) {
-                    atomic_fetch_add(&f->hits, 1);
-                    if (rq->ret_hit)
-                        *rq->ret_hit = 1;
-                    return 0;
-                }
-                /* damaged (a file changed or vanished on disk): fill a new copy */
-                log_json(LOG_WARN, "a copy failed verification; filling it again",
-                         json_pack("{s:s, s:s}", "content_id", ret_cid, "error", ignored.msg));
-                store_set_aside(f->store, ret_cid);
-            }
-        }
+        int r = warm_copy(f, rq, ret_cid, e);
+        if (r <= 0)
+            return r;
     }
     char key[SHA256_HEX_LEN + 1];
     job_key(rq, key);

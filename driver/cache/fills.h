@@ -36,6 +36,10 @@ struct fill_request {
 
 struct fill_job;
 
+/* A finished fill's copy is kept from eviction this long without a pin: its
+ * caller may have got ABORTED and be waiting out kubelet's backoff. */
+#define FILL_LEASE_SECONDS 300
+
 /* Upper bounds (seconds) of the fill duration histogram; the last is +Inf. */
 #define FILLS_BUCKETS 9
 extern const double fills_buckets[FILLS_BUCKETS];
@@ -66,6 +70,7 @@ struct fills {
     _Atomic uint64_t duration_ms_sum;
     unsigned connections;       /* per fill (--s3-connections); 0: the source default */
     unsigned stall_seconds;     /* --s3-stall-timeout; 0: the default */
+    unsigned list_timeout_s;    /* --list-timeout; 0: none */
     /* optional, called from the job's thread, without the lock */
     void (*notify)(void *ctx, enum fill_event ev, const struct fill_report *r);
     void *notify_ctx;

@@ -38,4 +38,29 @@ void listing_free(struct listing *l);
 int listing_finalize(struct listing *l, struct wc_error *e);
 
 void listing_digest(const struct listing *l, char out[LISTING_DIGEST_LEN + 1]);
+
+/*
+ * The same digest, count and bytes from a stream of entries in key order
+ * (what S3 sends for a general purpose bucket), in memory that does not grow
+ * with the listing: what the controller needs at CreateVolume for a prefix
+ * of millions of objects. The checks of listing_finalize are made on the
+ * way: duplicates are neighbours in key order, and a key that is also a
+ * prefix ("a" before "a/b") is caught with a stack of the keys that may
+ * still be one (each a prefix of the next, so at most PATHKEY_MAX deep).
+ * add returns -EDOM when a key comes out of order: the caller lists again
+ * into a struct listing, which sorts.
+ */
+struct listing_sum {
+    void *md;                 /* the running SHA-256 */
+    uint64_t n, bytes;
+    char *last;               /* the previous key */
+    char **open;              /* keys a later key could still have as a directory */
+    size_t n_open, cap_open;
+};
+
+int listing_sum_init(struct listing_sum *s);
+int listing_sum_add(struct listing_sum *s, const char *key, size_t len, uint64_t size, const char *etag,
+                    struct wc_error *e);
+void listing_sum_digest(struct listing_sum *s, char out[LISTING_DIGEST_LEN + 1]);
+void listing_sum_free(struct listing_sum *s);
 void content_id(const char *source_url, const char *digest, char out[CONTENT_ID_LEN + 1]);

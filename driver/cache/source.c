@@ -3,6 +3,7 @@
 #include "base/macros.h"
 #include "s3/client.h"
 
+#include <stdio.h>
 #include <string.h>
 
 int source_url_check(const char *url, struct wc_error *e)
@@ -21,7 +22,85 @@ int source_open(const char *url, const struct source_options *opt, struct source
         return r;
     if (strncmp(url, "s3://", 5) == 0)
         return source_s3_open(url, opt, ret, e);
-    return source_file_open(url, ret, e);
+    return source_file_open(url, opt, ret, e);
+}
+
+int source_identity(const char *url, const struct source_options *opt, char *out, size_t n, struct wc_error *e)
+{
+    int r = source_url_check(url, e);
+    if (r < 0)
+        return r;
+    if (strncmp(url, "s3://", 5) == 0)
+        return s3_identity(url, opt ? opt->endpoint : NULL, out, n, e);
+    /* file://: the URL as source_file_open normalizes it (one trailing slash) */
+    const char *root = url + 7;
+    size_t len = strlen(root);
+    while (len > 1 && root[len - 1] == '/')
+        len--;
+    int w = len == 1 ? snprintf(out, n, "file:///") : snprintf(out, n, "file://%.*s/", (int)len, root);
+    return w < 0 || (size_t)w >= n ? wc_err(e, -ENAMETOOLONG, "source %.200s: too long", url) : 0;
+}
+
+static int collect(void *ctx, const char *key, size_t len, uint64_t size, const char *etag)
+{
+    return listing_add(ctx, key, len, size, etag);
+}
+
+int source_list(struct source *s, struct listing *ret, const atomic_int *cancel, struct wc_error *e)
+{
+    *ret = (struct listing){0};
+    int r = s->ops->list(s, collect, ret, cancel, e);
+    if (r == 0)
+        r = listing_finalize(ret, e);
+    if (r < 0)
+        listing_free(ret);
+    return r;
+}
+
+struct summing {
+    struct listing_sum sum;
+    struct listing all;      /* when the source does not list in order */
+    int collecting;
+    uint64_t stop_above, bytes;
+    struct wc_error *e;
+};
+
+static int sum_one(void *ctx, const char *key, size_t len, uint64_t size, const char *etag)
+{
+    struct summing *m = ctx;
+    int r = m->collecting ? listing_add(&m->all, key, len, size, etag)
+                          : listing_sum_add(&m->sum, key, len, size, etag, m->e);
+    m->bytes += size;
+    if (r == 0 && m->stop_above && m->bytes > m->stop_above)
+        return -ERANGE; /* more than asked for: no need to see the rest */
+    return r;
+}
+
+int source_summarize(struct source *s, uint64_t stop_above, const atomic_int *cancel, struct source_summary *ret,
+                     struct wc_error *e)
+{
+    struct summing m = {.collecting = !s->sorted, .stop_above = stop_above, .e = e};
+    int r = listing_sum_init(&m.sum);
+    if (r == 0)
+        r = s->ops->list(s, sum_one, &m, cancel, e);
+    if (r == -EDOM) { /* out of key order after all: list again, keeping it */
+        m.collecting = 1;
+        m.bytes = 0;
+        r = s->ops->list(s, sum_one, &m, cancel, e);
+    }
+    struct source_summary out = {.over = r == -ERANGE};
+    if (r == 0 && m.collecting && (r = listing_finalize(&m.all, e)) == 0)
+        listing_digest(&m.all, out.digest);
+    else if (r == 0)
+        listing_sum_digest(&m.sum, out.digest);
+    out.objects = m.collecting ? m.all.n : m.sum.n;
+    out.bytes = m.bytes;
+    listing_sum_free(&m.sum);
+    listing_free(&m.all);
+    if (r < 0 && r != -ERANGE)
+        return r;
+    *ret = out;
+    return 0;
 }
 
 void source_free(struct source *s)

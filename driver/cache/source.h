@@ -50,9 +50,15 @@ struct fill_sink {
 
 struct source;
 
+/* One listed object: its key relative to the source (through pathkey_check),
+ * size and version tag. A negative return stops the listing with that value. */
+typedef int (*source_object_fn)(void *ctx, const char *key, size_t len, uint64_t size, const char *etag);
+
 struct source_ops {
     const char *scheme;
-    int (*list)(struct source *s, struct listing *ret, struct wc_error *e);
+    /* Hands every object to fn, until the end, cancel, the listing deadline
+     * (source_options.list_timeout_s: -ETIMEDOUT), or fn's error. */
+    int (*list)(struct source *s, source_object_fn fn, void *ctx, const atomic_int *cancel, struct wc_error *e);
     int (*transfer)(struct source *s, const struct listing *l, struct fill_sink *k, const atomic_int *cancel,
                     struct fill_progress *p, struct wc_error *e);
     /* optional: the checksum the source keeps for a whole object (alg
@@ -66,7 +72,22 @@ struct source {
     char *url;       /* normalized: scheme://…/ with exactly one trailing slash */
     char *identity;  /* what names the data (the endpoint too, for S3): content ids derive from it */
     char *region, *endpoint, *addressing; /* S3 options, NULL for file://; never secrets */
+    int sorted;      /* list() gives keys in byte order (S3 general purpose buckets) */
 };
+
+/* The whole listing, sorted and checked (listing_finalize). */
+int source_list(struct source *s, struct listing *ret, const atomic_int *cancel, struct wc_error *e);
+
+/* What CreateVolume pins: digest, objects, bytes. In memory that does not
+ * grow with the listing when the source lists in key order; stops as soon
+ * as the bytes pass stop_above (when not 0), with over set. */
+struct source_summary {
+    char digest[LISTING_DIGEST_LEN + 1];
+    uint64_t objects, bytes;
+    int over;
+};
+int source_summarize(struct source *s, uint64_t stop_above, const atomic_int *cancel, struct source_summary *ret,
+                     struct wc_error *e);
 
 /* How to reach a source: S3 settings and credentials (NULL fields: defaults). */
 struct source_options {
@@ -74,11 +95,15 @@ struct source_options {
     const char *access_key_id, *secret_access_key, *session_token;
     unsigned connections;   /* parallel requests of one fill; 0: the default */
     unsigned stall_seconds; /* S3: cut a transfer stalled this long (under 1 KiB/s); 0: 30 */
+    unsigned list_timeout_s; /* the whole listing; 0: none */
 };
 
 /* Checks the URL's form without touching the network or the disk. */
 int source_url_check(const char *url, struct wc_error *e);
 int source_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e);
+/* What source_open's identity would be, without opening anything (no
+ * credentials, no I/O): enough to find a ready copy by its content id. */
+int source_identity(const char *url, const struct source_options *opt, char *out, size_t n, struct wc_error *e);
 void source_free(struct source *s);
 static inline void source_freep(struct source **s) { if (*s) source_free(*s); }
 #define _cleanup_source_ __attribute__((cleanup(source_freep)))
@@ -87,5 +112,5 @@ static inline void source_freep(struct source **s) { if (*s) source_free(*s); }
 int source_s3_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e);
 
 /* The file:// implementation (source_file.c). */
-int source_file_open(const char *url, struct source **ret, struct wc_error *e);
+int source_file_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e);
 int source_file_url_check(const char *url, struct wc_error *e);

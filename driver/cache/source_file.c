@@ -14,6 +14,7 @@
 #include "cache/source.h"
 #include "base/macros.h"
 #include "base/pathkey.h"
+#include "base/units.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -30,6 +31,7 @@ struct file_source {
     struct source base;
     char *root;      /* as given, no trailing slash */
     char *root_real; /* realpath(root), for containment checks */
+    unsigned list_timeout_s;
 };
 
 int source_file_url_check(const char *url, struct wc_error *e)
@@ -46,10 +48,27 @@ static const char *etag_of(const struct stat *st, char *buf, size_t n)
 
 struct walk {
     struct file_source *fs;
-    struct listing *out;
+    source_object_fn fn;
+    void *ctx;
+    const atomic_int *cancel;
+    double deadline;         /* mono_s(); 0: none */
+    uint64_t seen;
     struct wc_error *e;
     char key[PATHKEY_MAX + 2];
 };
+
+/* Every 1024 entries: has the caller given up, or the deadline passed? */
+static int walk_bounded(struct walk *w)
+{
+    if (++w->seen % 1024)
+        return 0;
+    if (w->cancel && atomic_load(w->cancel))
+        return wc_err(w->e, -ECANCELED, "listing %s: cancelled", w->fs->base.url);
+    if (w->deadline && mono_s() > w->deadline)
+        return wc_err(w->e, -ETIMEDOUT, "listing %s took longer than --list-timeout (%us) and was given up after "
+                      "%" PRIu64 " entries", w->fs->base.url, w->fs->list_timeout_s, w->seen);
+    return 0;
+}
 
 /* A symlink is followed only if its target stays under the source root. */
 static int resolve_link(struct walk *w, size_t keylen, struct stat *ret_st)
@@ -88,6 +107,8 @@ static int walk_dir(struct walk *w, int fd, size_t keylen, int depth)
     while ((errno = 0, de = readdir(d))) {
         if (streq(de->d_name, ".") || streq(de->d_name, ".."))
             continue;
+        if ((r = walk_bounded(w)) < 0)
+            break;
         size_t nl = strlen(de->d_name);
         size_t klen = keylen + (keylen ? 1 : 0) + nl;
         if (klen > PATHKEY_MAX) {
@@ -108,7 +129,7 @@ static int walk_dir(struct walk *w, int fd, size_t keylen, int depth)
             break;
         char tag[48];
         if (S_ISREG(st.st_mode)) {
-            r = listing_add(w->out, w->key, klen, (uint64_t)st.st_size, etag_of(&st, tag, sizeof(tag)));
+            r = w->fn(w->ctx, w->key, klen, (uint64_t)st.st_size, etag_of(&st, tag, sizeof(tag)));
         } else if (S_ISDIR(st.st_mode)) {
             int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             if (sub < 0) {
@@ -131,7 +152,8 @@ static int walk_dir(struct walk *w, int fd, size_t keylen, int depth)
     return r;
 }
 
-static int file_list(struct source *s, struct listing *ret, struct wc_error *e)
+static int file_list(struct source *s, source_object_fn fn, void *ctx, const atomic_int *cancel,
+                     struct wc_error *e)
 {
     struct file_source *fs = (struct file_source *)s;
     int fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -139,13 +161,9 @@ static int file_list(struct source *s, struct listing *ret, struct wc_error *e)
         return wc_err_errno(e, errno == ENOENT || errno == ENOTDIR ? -EINVAL : -errno,
                             "source %s: cannot open the directory (is the shared file system mounted on this node?)",
                             s->url);
-    struct walk w = {.fs = fs, .out = ret, .e = e};
-    int r = walk_dir(&w, fd, 0, 0);
-    if (r == 0)
-        r = listing_finalize(ret, e);
-    if (r < 0)
-        listing_free(ret);
-    return r;
+    struct walk w = {.fs = fs, .fn = fn, .ctx = ctx, .cancel = cancel, .e = e,
+                     .deadline = fs->list_timeout_s ? mono_s() + fs->list_timeout_s : 0};
+    return walk_dir(&w, fd, 0, 0);
 }
 
 static int same_version(const struct listing_entry *ent, const struct stat *st)
@@ -295,7 +313,7 @@ static const struct source_ops file_ops = {
     .free = file_free,
 };
 
-int source_file_open(const char *url, struct source **ret, struct wc_error *e)
+int source_file_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e)
 {
     int r = source_file_url_check(url, e);
     if (r < 0)
@@ -304,6 +322,7 @@ int source_file_open(const char *url, struct source **ret, struct wc_error *e)
     if (!fs)
         return -ENOMEM;
     fs->base.ops = &file_ops;
+    fs->list_timeout_s = opt ? opt->list_timeout_s : 0;
     fs->root = strdup(url + 7);
     if (!fs->root) {
         free(fs);

@@ -15,22 +15,14 @@ struct s3_source {
     struct source base;
     struct s3_client *client;
     unsigned connections;
+    unsigned list_timeout_s;
 };
 
-static int add_entry(void *ctx, const char *key, size_t len, uint64_t size, const char *etag)
-{
-    return listing_add(ctx, key, len, size, etag);
-}
-
-static int s3src_list(struct source *s, struct listing *ret, struct wc_error *e)
+static int s3src_list(struct source *s, source_object_fn fn, void *ctx, const atomic_int *cancel,
+                      struct wc_error *e)
 {
     struct s3_source *ss = (struct s3_source *)s;
-    int r = s3_list(ss->client, add_entry, ret, e);
-    if (r == 0)
-        r = listing_finalize(ret, e);
-    if (r < 0)
-        listing_free(ret);
-    return r;
+    return s3_list(ss->client, fn, ctx, cancel, ss->list_timeout_s, e);
 }
 
 struct xfer {
@@ -126,6 +118,9 @@ int source_s3_open(const char *url, const struct source_options *opt, struct sou
     }
     ss->base.ops = &s3_ops;
     ss->connections = opt && opt->connections ? opt->connections : s3_connections_for_gbps(S3_DEFAULT_GBPS);
+    ss->list_timeout_s = opt ? opt->list_timeout_s : 0;
+    /* general purpose buckets list in key order; directory buckets do not */
+    ss->base.sorted = !s3_client_is_express(ss->client);
     ss->base.url = strdup(s3_client_url(ss->client));
     ss->base.identity = strdup(s3_client_identity(ss->client));
     if (opt) {

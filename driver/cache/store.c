@@ -5,10 +5,11 @@
 #include "base/log.h"
 #include "base/macros.h"
 #include "base/units.h"
+#include "base/crash.h"
+#include "base/pathkey.h"
 
 #include <dirent.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ static int cid_of(const char *name, const char *suffix, char cid[CONTENT_ID_LEN 
     return 1;
 }
 
-static const char *const subdirs[] = {"content", "tmp", "meta", "volumes", "overlays"};
+static const char *const subdirs[] = {"content", "tmp", "meta"};
 
 int store_path(const struct store *s, char *buf, size_t n, const char *fmt, ...)
 {
@@ -101,6 +102,7 @@ void store_free(struct store *s)
         return;
     bag_free(&s->busy);
     bag_free(&s->pins);
+    free(s->leases);
     pthread_mutex_destroy(&s->lock);
     pthread_cond_destroy(&s->cond);
     free(s->root);
@@ -188,6 +190,53 @@ void store_unpin(struct store *s, const char *cid)
 
 void store_set_part_size(struct store *s, uint64_t bytes) { s->part_size = bytes; }
 
+void store_set_users(struct store *s, const struct store_users *u) { s->users = *u; }
+
+static unsigned users_of(const struct store *s, const char *cid)
+{
+    return s->users.refs ? s->users.refs(s->users.ctx, cid) : 0;
+}
+
+/* Caller holds s->lock; expired leases are dropped on the way. */
+static int leased_locked(struct store *s, const char *cid)
+{
+    double now = mono_s();
+    int held = 0;
+    for (size_t i = 0; i < s->n_leases;) {
+        if (s->leases[i].until <= now) {
+            s->leases[i] = s->leases[--s->n_leases];
+            continue;
+        }
+        held = held || streq(s->leases[i].cid, cid);
+        i++;
+    }
+    return held;
+}
+
+void store_unlease(struct store *s, const char *cid)
+{
+    pthread_mutex_lock(&s->lock);
+    for (size_t i = 0; i < s->n_leases;)
+        if (streq(s->leases[i].cid, cid))
+            s->leases[i] = s->leases[--s->n_leases];
+        else
+            i++;
+    pthread_mutex_unlock(&s->lock);
+}
+
+void store_lease(struct store *s, const char *cid, double seconds)
+{
+    pthread_mutex_lock(&s->lock);
+    leased_locked(s, ""); /* drop the expired ones */
+    struct store_lease *nl = realloc(s->leases, (s->n_leases + 1) * sizeof(*nl));
+    if (nl) { /* on ENOMEM the copy is merely evictable a bit sooner */
+        s->leases = nl;
+        snprintf(nl[s->n_leases].cid, sizeof(nl[s->n_leases].cid), "%s", cid);
+        nl[s->n_leases++].until = mono_s() + seconds;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
 void store_set_watermarks(struct store *s, int high_pct, int low_pct)
 {
     s->high_pct = high_pct;
@@ -267,12 +316,14 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
         return wc_err_errno(e, r, "store: creating the fill directories under %s", s->root);
     p->bytes_total = l->bytes;
     p->files_total = l->n;
-    if ((r = store_make_room(s, l->bytes - partial_bytes(partial, l), src->url, e)) < 0)
-        return r;
-    if ((r = write_journal(s, src, l, cid, e)) < 0)
+    struct store_reservation room = {.done = &p->bytes_done};
+    if ((r = store_make_room(s, l->bytes - partial_bytes(partial, l), src->url, &room, e)) < 0)
         return r;
     double t0 = mono_s();
-    if ((r = fill_transfer(s, src, l, partial, tmpdir, s->part_size, cancel, p, e)) < 0)
+    if ((r = write_journal(s, src, l, cid, e)) == 0)
+        r = fill_transfer(s, src, l, partial, tmpdir, s->part_size, cancel, p, e);
+    store_release_room(s, &room);
+    if (r < 0)
         return r;
     uint64_t fetched = atomic_load(&p->bytes_done) - atomic_load(&p->bytes_resumed);
     if ((r = write_meta(s, src, l, cid, mono_s() - t0, fetched, atomic_load(&p->files_checksummed), e)) < 0)
@@ -367,30 +418,7 @@ json_t *store_list(const struct store *s)
     return arr;
 }
 
-/* ---- references and eviction -------------------------------------------- */
-
-unsigned store_refs(const struct store *s, const char *cid)
-{
-    char dir[PATH_MAX];
-    store_path(s, dir, sizeof(dir), "volumes");
-    DIR *d = opendir(dir);
-    if (!d)
-        return 0;
-    unsigned n = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        size_t len = strlen(de->d_name);
-        if (len < 6 || strcmp(de->d_name + len - 5, ".json") != 0)
-            continue;
-        char p[PATH_MAX];
-        snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-        json_t *rec _cleanup_json_ = json_load_file(p, 0, NULL);
-        const char *c = json_string_value(json_object_get(rec, "content_id"));
-        n += c && streq(c, cid);
-    }
-    closedir(d);
-    return n;
-}
+/* ---- use, eviction and reservations ------------------------------------ */
 
 struct candidate {
     char cid[CONTENT_ID_LEN + 1];
@@ -404,7 +432,14 @@ static int by_last_used(const void *a, const void *b)
     return x->last_used < y->last_used ? -1 : x->last_used > y->last_used;
 }
 
-/* Ready copies that no record references and no call pins; caller holds s->lock. */
+/* Nothing uses cid: no mount may show it, no call pins it, no fill writes
+ * it. Caller holds s->lock. */
+static int unused_locked(struct store *s, const char *cid)
+{
+    return bag_index(&s->pins, cid) < 0 && bag_index(&s->busy, cid) < 0 && users_of(s, cid) == 0;
+}
+
+/* Ready copies nothing uses, least recently used first; caller holds s->lock. */
 static size_t evictable(struct store *s, struct candidate **ret)
 {
     json_t *all _cleanup_json_ = store_list(s);
@@ -417,8 +452,8 @@ static size_t evictable(struct store *s, struct candidate **ret)
     }
     json_array_foreach(all, i, o) {
         const char *cid = json_string_value(json_object_get(o, "content_id"));
-        if (!cid || !streq(json_string_value(json_object_get(o, "state")) ?: "", "ready") ||
-            bag_index(&s->pins, cid) >= 0 || bag_index(&s->busy, cid) >= 0 || store_refs(s, cid) > 0)
+        if (!cid || !streq(json_string_value(json_object_get(o, "state")) ?: "", "ready") || !unused_locked(s, cid) ||
+            leased_locked(s, cid))
             continue;
         snprintf(v[n].cid, sizeof(v[n].cid), "%s", cid);
         v[n].last_used = json_integer_value(json_object_get(o, "last_used"));
@@ -443,21 +478,30 @@ uint64_t store_evictable_bytes(struct store *s)
     return sum;
 }
 
-/* The copy disappears in one rename, then is deleted at leisure. */
-static int evict_locked(struct store *s, const char *cid)
+/* Takes a copy out of content/ in one rename, to tmp/<kind>-<cid>; the
+ * caller deletes it once the lock is dropped (a crash in between leaves it
+ * in tmp/, which the next start clears). Caller holds s->lock. */
+static int take_out_locked(struct store *s, const char *cid, const char *kind, char *to, size_t n)
 {
-    char from[PATH_MAX], to[PATH_MAX], meta[PATH_MAX];
+    char from[PATH_MAX], meta[PATH_MAX];
     store_path(s, from, sizeof(from), "content/%s", cid);
-    store_path(s, to, sizeof(to), "tmp/evicted-%s", cid);
+    store_path(s, to, n, "tmp/%s-%s", kind, cid);
     store_path(s, meta, sizeof(meta), "meta/%s.json", cid);
     fs_rm_rf(to);
     if (rename(from, to) < 0)
         return -errno;
     unlink(meta);
-    atomic_fetch_add(&s->evictions, 1);
     atomic_fetch_add(&s->removals, 1);
-    log_json(LOG_INFO, "evicted", json_pack("{s:s}", "content_id", cid));
-    return fs_rm_rf(to);
+    crash_point("store-taken-out");
+    return 0;
+}
+
+static void delete_taken(const char *path, const char *cid, const char *why)
+{
+    double t0 = mono_s();
+    int r = fs_rm_rf(path);
+    log_json(r < 0 ? LOG_WARN : LOG_INFO, why, json_pack("{s:s, s:f, s:s*}", "content_id", cid, "delete_seconds",
+             mono_s() - t0, "error", r < 0 ? strerror(-r) : NULL));
 }
 
 static void space(const struct store *s, uint64_t *total, uint64_t *avail)
@@ -470,36 +514,86 @@ static void space(const struct store *s, uint64_t *total, uint64_t *avail)
     }
 }
 
-int store_make_room(struct store *s, uint64_t need, const char *what, struct wc_error *e)
+/* What running fills have claimed and not written yet. Caller holds s->lock. */
+static uint64_t reserved_locked(const struct store *s)
+{
+    uint64_t sum = 0;
+    for (const struct store_reservation *r = s->reservations; r; r = r->next) {
+        uint64_t written = atomic_load(r->done) - r->done0;
+        sum += written < r->need ? r->need - written : 0;
+    }
+    return sum;
+}
+
+static int fits(uint64_t total, uint64_t avail, uint64_t need, int pct)
+{
+    return avail >= need && total - avail + need <= total / 100 * (uint64_t)pct;
+}
+
+int store_make_room(struct store *s, uint64_t need, const char *what, struct store_reservation *res,
+                    struct wc_error *e)
 {
     uint64_t total, avail;
     space(s, &total, &avail);
     if (total == 0)
         return 0;
     pthread_mutex_lock(&s->lock);
-    struct candidate *v;
-    size_t n = evictable(s, &v);
-    /* used after the fill, against the watermarks; evict oldest first */
-    for (size_t i = 0; i < n && v; i++) {
-        uint64_t used = total - avail + need;
-        if (used <= total / 100 * (uint64_t)s->high_pct && avail >= need)
+    uint64_t claimed = reserved_locked(s);
+    uint64_t free_now = avail > claimed ? avail - claimed : 0;
+    struct candidate *v = NULL;
+    size_t n = fits(total, free_now, need, s->high_pct) ? 0 : evictable(s, &v), taken = 0;
+    /* oldest first, until the fill fits under the high mark (or one eviction took it under the low one) */
+    char (*gone)[PATH_MAX] = n ? calloc(n, PATH_MAX) : NULL;
+    for (size_t i = 0; i < n && gone; i++) {
+        if (fits(total, free_now, need, s->high_pct))
             break;
-        if (evict_locked(s, v[i].cid) == 0)
-            space(s, &total, &avail);
-        if (total - avail + need <= total / 100 * (uint64_t)s->low_pct && avail >= need)
+        if (take_out_locked(s, v[i].cid, "evicted", gone[taken], PATH_MAX) < 0)
+            continue;
+        if (taken != i)
+            v[taken] = v[i];
+        taken++;
+        free_now += v[taken - 1].bytes;
+        if (fits(total, free_now, need, s->low_pct))
             break;
     }
+    int ok = free_now >= need;
+    if (ok && res) {
+        res->need = need;
+        res->done0 = atomic_load(res->done);
+        res->next = s->reservations;
+        s->reservations = res;
+    }
     pthread_mutex_unlock(&s->lock);
+    for (size_t i = 0; i < taken; i++) {
+        atomic_fetch_add(&s->evictions, 1);
+        delete_taken(gone[i], v[i].cid, "evicted");
+    }
+    free(gone);
     free(v);
-    if (avail >= need)
+    if (ok)
         return 0;
-    char sn[32], sa[32], st[32];
+    char sn[32], sa[32], st[32], sc[32], claim[96] = "";
     fmt_bytes(need, sn, sizeof(sn));
     fmt_bytes(avail, sa, sizeof(sa));
     fmt_bytes(total, st, sizeof(st));
-    return wc_err(e, -ENOSPC, "the copy of %s needs %s more, but the node store %s has %s free of %s and "
+    if (claimed) {
+        fmt_bytes(claimed, sc, sizeof(sc));
+        snprintf(claim, sizeof(claim), ", %s of it reserved by fills running now,", sc);
+    }
+    return wc_err(e, -ENOSPC, "the copy of %s needs %s more, but the node store %s has %s free of %s%s and "
                   "every other copy on it is in use; free space on the node or use a node with a larger store",
-                  what, sn, s->root, sa, st);
+                  what, sn, s->root, sa, st, claim);
+}
+
+void store_release_room(struct store *s, struct store_reservation *res)
+{
+    pthread_mutex_lock(&s->lock);
+    for (struct store_reservation **p = &s->reservations; *p; p = &(*p)->next)
+        if (*p == res) {
+            *p = res->next;
+            break;
+        }
+    pthread_mutex_unlock(&s->lock);
 }
 
 /* ---- start-up reconciliation --------------------------------------------- */
@@ -514,26 +608,6 @@ static int dir_entries(const char *dir, json_t *out)
         if (de->d_name[0] != '.')
             json_array_append_new(out, json_string(de->d_name));
     closedir(d);
-    return 0;
-}
-
-/* Target keys (overlay dir names) that volume records still name. */
-static int overlay_in_use(const struct store *s, const char *vkey, const char *tkey)
-{
-    char p[PATH_MAX];
-    store_path(s, p, sizeof(p), "volumes/%s.json", vkey);
-    json_t *rec _cleanup_json_ = json_load_file(p, 0, NULL);
-    size_t i;
-    json_t *t;
-    json_array_foreach(json_object_get(rec, "targets"), i, t) {
-        const char *path = json_string_value(json_object_get(t, "path"));
-        char hex[SHA256_HEX_LEN + 1];
-        if (!path)
-            continue;
-        sha256_hex(path, strlen(path), hex);
-        if (strncmp(hex, tkey, 32) == 0)
-            return 1;
-    }
     return 0;
 }
 
@@ -579,43 +653,49 @@ json_t *store_reconcile(struct store *s)
             json_array_append_new(dropped, json_sprintf("meta/%s", name));
         }
     }
-    /* writable layers whose publish no record remembers */
-    json_array_clear(names);
-    store_path(s, dir, sizeof(dir), "overlays");
-    dir_entries(dir, names);
-    json_array_foreach(names, i, n) {
-        const char *vkey = json_string_value(n);
-        json_t *targets _cleanup_json_ = json_array();
-        store_path(s, p, sizeof(p), "overlays/%s", vkey);
-        dir_entries(p, targets);
-        size_t k;
-        json_t *t;
-        json_array_foreach(targets, k, t) {
-            if (overlay_in_use(s, vkey, json_string_value(t)))
-                continue;
-            char q[PATH_MAX];
-            store_path(s, q, sizeof(q), "overlays/%s/%s", vkey, json_string_value(t));
-            if (fs_rm_rf(q) == 0)
-                json_array_append_new(dropped, json_sprintf("overlays/%s/%s", vkey, json_string_value(t)));
-        }
-        rmdir(p); /* only if now empty */
-    }
     return json_pack("{s:o, s:o}", "resume", resume, "dropped", dropped);
 }
 
 /* ---- re-verification ------------------------------------------------------ */
 
-static _Thread_local uint64_t walk_files, walk_bytes;
+struct tally {
+    uint64_t files, bytes;
+};
 
-static int count_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+/* Counts the regular files under dirfd (which it closes) and their bytes;
+ * a failure to read is returned as its errno, never taken for damage. */
+static int count_tree(int dfd, unsigned depth, struct tally *t)
 {
-    (void)path;
-    (void)ftw;
-    if (flag == FTW_F && S_ISREG(st->st_mode)) {
-        walk_files++;
-        walk_bytes += (uint64_t)st->st_size;
+    if (depth > PATHKEY_MAX) {
+        close(dfd);
+        return -ELOOP;
     }
-    return 0;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        int r = -errno;
+        close(dfd);
+        return r;
+    }
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (errno = 0, de = readdir(d))) {
+        if (streq(de->d_name, ".") || streq(de->d_name, ".."))
+            continue;
+        struct stat st;
+        if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+            r = -errno;
+        } else if (S_ISREG(st.st_mode)) {
+            t->files++;
+            t->bytes += (uint64_t)st.st_size;
+        } else if (S_ISDIR(st.st_mode)) {
+            int sub = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            r = sub < 0 ? -errno : count_tree(sub, depth + 1, t);
+        }
+    }
+    if (r == 0 && errno != 0)
+        r = -errno;
+    closedir(d);
+    return r;
 }
 
 int store_verify(const struct store *s, const char *cid, struct wc_error *e)
@@ -628,30 +708,27 @@ int store_verify(const struct store *s, const char *cid, struct wc_error *e)
     if (!store_content_ready(s, cid) || !m)
         return wc_err(e, -ENOENT, "the cached copy %s is missing from the node store %s", cid, s->root);
     store_path(s, p, sizeof(p), "content/%s", cid);
-    walk_files = walk_bytes = 0;
-    if (nftw(p, count_cb, 32, FTW_PHYS | FTW_MOUNT) != 0)
-        return wc_err_errno(e, -EIO, "reading the cached copy %s", cid);
+    struct tally t = {0};
+    int fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    int r = fd < 0 ? -errno : count_tree(fd, 0, &t);
+    if (r < 0)
+        return wc_err_errno(e, r == -EBADMSG ? -EIO : r, "reading the cached copy %s to verify it", cid);
     uint64_t files = (uint64_t)json_integer_value(json_object_get(m, "files"));
     uint64_t bytes = (uint64_t)json_integer_value(json_object_get(m, "bytes"));
-    if (files != walk_files || bytes != walk_bytes)
+    if (files != t.files || bytes != t.bytes)
         return wc_err(e, -EBADMSG, "the cached copy %s failed verification: %llu files, %llu bytes on disk, "
-                      "%llu files, %llu bytes expected", cid, (unsigned long long)walk_files,
-                      (unsigned long long)walk_bytes, (unsigned long long)files, (unsigned long long)bytes);
+                      "%llu files, %llu bytes expected", cid, (unsigned long long)t.files,
+                      (unsigned long long)t.bytes, (unsigned long long)files, (unsigned long long)bytes);
     return 0;
 }
 
 int store_set_aside(struct store *s, const char *cid)
 {
-    char from[PATH_MAX], to[PATH_MAX], meta[PATH_MAX];
-    store_path(s, from, sizeof(from), "content/%s", cid);
-    store_path(s, to, sizeof(to), "tmp/damaged-%s-%ld", cid, (long)time(NULL));
-    store_path(s, meta, sizeof(meta), "meta/%s.json", cid);
+    char to[PATH_MAX];
     pthread_mutex_lock(&s->lock);
-    int r = rename(from, to) < 0 ? -errno : 0;
-    if (r == 0) {
-        unlink(meta);
-        atomic_fetch_add(&s->removals, 1);
-    }
+    int r = unused_locked(s, cid) ? take_out_locked(s, cid, "damaged", to, sizeof(to)) : -EBUSY;
     pthread_mutex_unlock(&s->lock);
+    if (r == 0)
+        delete_taken(to, cid, "set aside a damaged copy");
     return r;
 }

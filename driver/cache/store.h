@@ -6,8 +6,8 @@
  *   tmp/<cid>/<n>           files being written now, in parts (never visible to pods)
  *   tmp/<cid>/parts         the part journal: which parts of them are written
  *   meta/<cid>.json         what the copy is: source, digest, bytes, files, times
- *   volumes/                node volume records (csi/node.c)
- *   overlays/               upper/work dirs of writable publishes
+ *   volumes/                node volume records (csi/volumes.c)
+ *   overlays/               upper/work dirs of writable publishes (csi/volumes.c)
  *
  * A file reaches content/<cid>.partial/ only by rename after a sync, so a
  * killed fill leaves whole files there and resumes by skipping them, and
@@ -15,11 +15,15 @@
  * becomes visible by one rename of the partial directory after every file and
  * directory is fsynced and the metadata is written.
  *
- * Copies are a cache. A copy is referenced by every volume record (volumes/)
- * that names it and pinned in memory while a call works with it; before a
- * fill writes, copies that are neither are evicted least recently used first
- * when the fill would take the store above its high watermark, down to the
- * low one. A fill that cannot fit even then fails with ENOSPC, naming sizes.
+ * Copies are a cache. A copy is in use while a mount may show it (the store
+ * asks its users: the node's volume records), while a call works with it
+ * (pinned), and for a while after a fill for a call that stopped waiting
+ * (leased). Before a fill writes, it claims its room against the fills
+ * already running, and copies in none of those states are evicted least
+ * recently used first when the fill would take the store above its high
+ * watermark, down to the low one. A fill that cannot fit even then fails
+ * with ENOSPC, naming sizes. A copy is deleted only after it left content/
+ * by rename, and outside the store lock.
  */
 #pragma once
 
@@ -37,14 +41,39 @@ struct strbag {              /* a small multiset of strings */
     size_t n, cap;
 };
 
+/* Who may be using copies: the node's volume records (csi/volumes.c),
+ * asked before a copy is evicted or set aside. NULL refs: nobody. */
+struct store_users {
+    unsigned (*refs)(void *ctx, const char *cid); /* mounts that may show cid */
+    void *ctx;
+};
+
+/* Room a running fill has claimed: need bytes, of which *done - done0 are
+ * written already (and so show in the file system's own free space). */
+struct store_reservation {
+    struct store_reservation *next;
+    uint64_t need;
+    const _Atomic uint64_t *done;
+    uint64_t done0;
+};
+
+struct store_lease {
+    char cid[CONTENT_ID_LEN + 1];
+    double until;            /* mono_s() */
+};
+
 struct store {
     char *root;
     int high_pct, low_pct;   /* eviction watermarks, percent of the store used */
     uint64_t part_size;      /* bytes per request of a fill; 0: FILL_PART_SIZE */
-    pthread_mutex_t lock;    /* guards busy and pins */
+    struct store_users users;
+    pthread_mutex_t lock;    /* guards busy, pins, leases, reservations */
     pthread_cond_t cond;
     struct strbag busy;      /* content ids being filled now */
     struct strbag pins;      /* content ids a call is using now */
+    struct store_lease *leases;
+    size_t n_leases;
+    struct store_reservation *reservations;
     _Atomic uint64_t evictions; /* copies evicted to make room (metrics) */
     _Atomic uint64_t removals;  /* copies evicted or set aside: the reporter's cue to unlabel */
 };
@@ -52,6 +81,7 @@ struct store {
 int store_open(const char *root, struct store **ret, struct wc_error *e);
 void store_set_watermarks(struct store *s, int high_pct, int low_pct);
 void store_set_part_size(struct store *s, uint64_t bytes);
+void store_set_users(struct store *s, const struct store_users *u);
 void store_free(struct store *s);
 
 /* Path of a store subdirectory or file: store_path(s, buf, n, "content/%s", cid). */
@@ -73,30 +103,43 @@ void store_drop_partial(struct store *s, const char *cid);
 /* A pinned copy is never evicted; pin before using a copy, unpin after. */
 void store_pin(struct store *s, const char *cid);
 void store_unpin(struct store *s, const char *cid);
-/* Volume records that name cid. */
-unsigned store_refs(const struct store *s, const char *cid);
-/* Evicts unreferenced copies (LRU) until `need` more bytes fit under the
- * watermarks; -ENOSPC with a message naming the sizes when they cannot. */
-int store_make_room(struct store *s, uint64_t need, const char *what, struct wc_error *e);
-/* Bytes held by ready copies that nothing references (could be evicted). */
+/* Keeps a copy from eviction for a while without a pin: a fill finished for
+ * a call that gave up waiting (ABORTED) and will be made again. */
+void store_lease(struct store *s, const char *cid, double seconds);
+/* Ends the lease: the copy is mounted now (its users keep it) or given up. */
+void store_unlease(struct store *s, const char *cid);
+/* Evicts unused copies (LRU) until `need` more bytes fit under the
+ * watermarks, counting the room other running fills have claimed, and on
+ * success claims need for the caller in *res (its done counter tells how
+ * much is written so far; store_release_room gives it back). -ENOSPC with a
+ * message naming the sizes when it cannot. Deletes the evicted copies after
+ * dropping the store lock. */
+int store_make_room(struct store *s, uint64_t need, const char *what, struct store_reservation *res,
+                    struct wc_error *e);
+void store_release_room(struct store *s, struct store_reservation *res);
+/* Bytes held by ready copies that nothing uses (could be evicted). */
 uint64_t store_evictable_bytes(struct store *s);
 
 /* Re-verifies a ready copy against its metadata (file count and bytes on
- * disk): 0 when it matches, -EBADMSG with what differs, -ENOENT if gone. */
+ * disk): 0 when it matches, -EBADMSG with what differs (the copy is
+ * damaged), -ENOENT if gone, another negative errno when it could not be
+ * read (EMFILE, ENOMEM, EIO): that is no verdict on the copy. */
 int store_verify(const struct store *s, const char *cid, struct wc_error *e);
 
-/* Moves a damaged copy out of the way (pods that mount it keep what they
- * have; the next start deletes it) so the next fill makes a new one. */
+/* Moves a damaged copy out of the way, so the next fill makes a new one,
+ * and deletes it; -EBUSY (nothing done) while a mount or call may use it:
+ * pods keep what they see until they are gone. */
 int store_set_aside(struct store *s, const char *cid);
 
 /* Copy metadata (meta/<cid>.json), NULL if there is none. */
 json_t *store_meta(const struct store *s, const char *cid);
-/* Records a use of a copy (last_used), for eviction and status. */
+/* Records a use of a copy (last_used), for eviction and status: when it is
+ * mounted and when a mount of it goes away. */
 void store_touch(const struct store *s, const char *cid);
 /* At start: drops debris a crash can leave (unjournaled partial copies,
- * metadata of gone copies, writable layers no record names) and returns
- * {"resume": [fill journals], "dropped": [paths]}. Mounts are not touched:
- * pods keep working across a plugin restart. */
+ * metadata of gone copies) and returns {"resume": [fill journals],
+ * "dropped": [paths]}. Mounts are not touched: pods keep working across a
+ * plugin restart. */
 json_t *store_reconcile(struct store *s);
 
 /* All copies, ready and partial, as a JSON array for status. */

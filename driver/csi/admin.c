@@ -7,7 +7,6 @@
 #include "base/macros.h"
 #include "rpc/pbutil.h"
 
-#include <dirent.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -57,32 +56,24 @@ static int add_copy(Warmcache__Admin__V1__StatusResponse *resp, json_t *o)
     return cp->content_id && cp->source && cp->state && cp->message ? 0 : -ENOMEM;
 }
 
-static int add_volume(Warmcache__Admin__V1__StatusResponse *resp, json_t *rec)
+static int add_volume(void *ctx, struct vol_record *rec)
 {
-    Warmcache__Admin__V1__StagedVolume *v = pb_new(&warmcache__admin__v1__staged_volume__descriptor);
+    Warmcache__Admin__V1__StatusResponse *resp = ctx;
+    Warmcache__Admin__V1__StagedVolume **nv = realloc(resp->volumes, (resp->n_volumes + 1) * sizeof(*nv));
+    Warmcache__Admin__V1__StagedVolume *v = nv ? pb_new(&warmcache__admin__v1__staged_volume__descriptor) : NULL;
+    if (nv)
+        resp->volumes = nv;
     if (!v)
         return -ENOMEM;
     resp->volumes[resp->n_volumes++] = v;
-    v->volume_id = xstrdup(json_string_value(json_object_get(rec, "volume_id")));
-    v->content_id = xstrdup(json_string_value(json_object_get(rec, "content_id")));
-    v->staging_path = xstrdup(json_string_value(json_object_get(rec, "staging_path")));
-    json_t *targets = json_object_get(rec, "targets");
-    size_t n = json_array_size(targets), i;
-    json_t *t;
-    if (n && !(v->targets = calloc(n, sizeof(char *))))
+    v->volume_id = xstrdup(rec->volume_id);
+    v->content_id = xstrdup(rec->content_id[0] || !rec->n_targets ? rec->content_id : rec->targets[0].content_id);
+    v->staging_path = xstrdup(rec->staging_path);
+    if (rec->n_targets && !(v->targets = calloc(rec->n_targets, sizeof(char *))))
         return -ENOMEM;
-    json_array_foreach(targets, i, t)
-        v->targets[v->n_targets++] = xstrdup(json_string_value(json_object_get(t, "path")));
-    return 0;
-}
-
-/* Copies still referenced by a record get a ref count. */
-static void count_refs(Warmcache__Admin__V1__StatusResponse *resp)
-{
-    for (size_t i = 0; i < resp->n_copies; i++)
-        for (size_t k = 0; k < resp->n_volumes; k++)
-            if (streq(resp->copies[i]->content_id, resp->volumes[k]->content_id))
-                resp->copies[i]->refs++;
+    for (size_t i = 0; i < rec->n_targets; i++)
+        v->targets[v->n_targets++] = xstrdup(rec->targets[i].path);
+    return v->volume_id && v->content_id && v->staging_path ? 0 : -ENOMEM;
 }
 
 DECLARE_HANDLER(admin_status)
@@ -115,27 +106,10 @@ DECLARE_HANDLER(admin_status)
         if (add_copy(resp, o) < 0)
             return -ENOMEM;
 
-    char dir[PATH_MAX];
-    store_path(c->store, dir, sizeof(dir), "volumes");
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    json_t *recs _cleanup_json_ = json_array();
-    while (d && (de = readdir(d))) {
-        if (!strstr(de->d_name, ".json") || de->d_name[0] == '.')
-            continue;
-        char p[PATH_MAX];
-        snprintf(p, sizeof(p), "%s/%s", dir, de->d_name);
-        json_t *rec = json_load_file(p, 0, NULL);
-        if (rec)
-            json_array_append_new(recs, rec);
-    }
-    if (d)
-        closedir(d);
-    if (json_array_size(recs) && !(resp->volumes = calloc(json_array_size(recs), sizeof(void *))))
+    if (volumes_each(c->volumes, add_volume, resp) == -ENOMEM)
         return -ENOMEM;
-    json_array_foreach(recs, i, o)
-        if (add_volume(resp, o) < 0)
-            return -ENOMEM;
-    count_refs(resp);
+    /* a copy's users: the mounts that may show it (staging and targets) */
+    for (size_t k = 0; k < resp->n_copies; k++)
+        resp->copies[k]->refs = volumes_refs(c->volumes, resp->copies[k]->content_id);
     return 0;
 }

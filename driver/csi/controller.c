@@ -79,51 +79,55 @@ static int capacity_fits(int64_t cap, const Csi__V1__CapacityRange *range)
 }
 
 static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req, const struct volume_params *p,
-                      const char *volid, const char *fingerprint, json_t **ret_rec, struct wc_error *e)
+                      const char *volid, const char *fingerprint, const atomic_int *cancel, json_t **ret_rec,
+                      struct wc_error *e)
 {
-    struct source *src _cleanup_source_ = NULL;
     void *const *sec = (void *const *)req->secrets;
-    struct source_options opts = {
-        .region = p->s3.region, .endpoint = p->s3.endpoint, .addressing = p->s3.addressing,
-        .access_key_id = pbmap_get(sec, req->n_secrets, SECRET_ACCESS_KEY_ID),
-        .secret_access_key = pbmap_get(sec, req->n_secrets, SECRET_SECRET_ACCESS_KEY),
-        .session_token = pbmap_get(sec, req->n_secrets, SECRET_SESSION_TOKEN),
-    };
-    int r = source_open(p->source, &opts, &src, e);
+    const char *akid = pbmap_get(sec, req->n_secrets, SECRET_ACCESS_KEY_ID);
+    struct source_use use = {.url = p->source, .s3 = &p->s3, .allow_plain_http = p->allow_plain_http,
+                             .has_secret = akid && *akid};
+    int r = policy_check(&c->policy, &use, e);
     if (r < 0)
         return r;
-    struct listing l = {0};
-    if ((r = src->ops->list(src, &l, e)) < 0)
+    struct source *src _cleanup_source_ = NULL;
+    struct source_options opts = {
+        .region = p->s3.region, .endpoint = p->s3.endpoint, .addressing = p->s3.addressing,
+        .access_key_id = akid, .secret_access_key = pbmap_get(sec, req->n_secrets, SECRET_SECRET_ACCESS_KEY),
+        .session_token = pbmap_get(sec, req->n_secrets, SECRET_SESSION_TOKEN), .list_timeout_s = c->list_timeout_s,
+    };
+    if ((r = source_open(p->source, &opts, &src, e)) < 0)
         return r;
-    char digest[LISTING_DIGEST_LEN + 1], have[32], want[32];
-    listing_digest(&l, digest);
-    uint64_t bytes = l.bytes, objects = l.n;
-    listing_free(&l);
-    if (objects == 0)
-        return wc_err(e, -EINVAL, "source %s holds no files: check the path or prefix", src->url);
-
+    /* the listing may stop as soon as it passes the request: no need to see the rest to say no */
     const Csi__V1__CapacityRange *range = req->capacity_range;
-    fmt_bytes(bytes, have, sizeof(have));
-    if (range && range->required_bytes > 0 && (uint64_t)range->required_bytes < bytes) {
-        fmt_bytes((uint64_t)range->required_bytes, want, sizeof(want));
-        return wc_err(e, -ERANGE, "requested capacity %s is smaller than the source %s (%s in %" PRIu64
-                      " files); request at least %" PRIu64 " bytes", want, src->url, have, objects, bytes);
+    uint64_t stop = range && range->required_bytes > 0 ? (uint64_t)range->required_bytes : 0;
+    if (range && range->limit_bytes > 0 && (stop == 0 || (uint64_t)range->limit_bytes < stop))
+        stop = (uint64_t)range->limit_bytes;
+    struct source_summary sum;
+    if ((r = source_summarize(src, stop, cancel, &sum, e)) < 0)
+        return r;
+    char have[32], want[32];
+    fmt_bytes(sum.bytes, have, sizeof(have));
+    if (sum.over) {
+        fmt_bytes(stop, want, sizeof(want));
+        return wc_err(e, -ERANGE, "requested capacity %s is smaller than the source %s, which holds more than %s "
+                      "(%s in the first %" PRIu64 " objects listed); request at least the source's size, or pick a "
+                      "smaller prefix", want,
+                      src->url, want, have, sum.objects);
     }
-    if (range && range->limit_bytes > 0 && (uint64_t)range->limit_bytes < bytes) {
-        fmt_bytes((uint64_t)range->limit_bytes, want, sizeof(want));
-        return wc_err(e, -ERANGE, "capacity limit %s is smaller than the source %s (%s in %" PRIu64 " files)",
-                      want, src->url, have, objects);
-    }
-    int64_t capacity = range && (uint64_t)range->required_bytes > bytes ? range->required_bytes : (int64_t)bytes;
-
-    char nobj[24], nbytes[24];
-    snprintf(nobj, sizeof(nobj), "%" PRIu64, objects);
-    snprintf(nbytes, sizeof(nbytes), "%" PRIu64, bytes);
-    json_t *rec = json_pack("{s:s, s:s, s:I, s:s, s:{s:s, s:s, s:s, s:s, s:s}}",
+    if (sum.objects == 0)
+        return wc_err(e, -EINVAL, "source %s holds no files: check the path or prefix", src->url);
+    int64_t capacity = range && (uint64_t)range->required_bytes > sum.bytes ? range->required_bytes
+                                                                             : (int64_t)sum.bytes;
+    char nobj[24], nbytes[24], scratch[24];
+    snprintf(nobj, sizeof(nobj), "%" PRIu64, sum.objects);
+    snprintf(nbytes, sizeof(nbytes), "%" PRIu64, sum.bytes);
+    /* a writable publish may write this much: scratchSize, else the volume's size */
+    snprintf(scratch, sizeof(scratch), "%" PRIu64, p->scratch_bytes ? p->scratch_bytes : (uint64_t)capacity);
+    json_t *rec = json_pack("{s:s, s:s, s:I, s:s, s:{s:s, s:s, s:s, s:s, s:s, s:s}}",
         "volume_id", volid, "name", req->name, "capacity_bytes", (json_int_t)capacity,
         "params_fingerprint", fingerprint, "context",
-        CTX_SOURCE, src->url, CTX_POLICY, change_policy_name(p->policy), CTX_DIGEST, digest,
-        CTX_OBJECTS, nobj, CTX_BYTES, nbytes);
+        CTX_SOURCE, src->url, CTX_POLICY, change_policy_name(p->policy), CTX_DIGEST, sum.digest,
+        CTX_OBJECTS, nobj, CTX_BYTES, nbytes, CTX_SCRATCH, scratch);
     if (!rec)
         return -ENOMEM;
     json_t *ctx = json_object_get(rec, "context");
@@ -135,6 +139,8 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
         json_object_set_new(ctx, CTX_ADDRESSING, json_string(p->s3.addressing));
     if (p->prewarm)
         json_object_set_new(ctx, CTX_PREWARM, json_string(p->prewarm));
+    if (p->allow_plain_http)
+        json_object_set_new(ctx, CTX_PLAIN_HTTP, json_string("true"));
     /* who asked (csi-provisioner --extra-create-metadata): the node posts events there */
     static const char *const k8s[] = {K8S_PVC_NAME, K8S_PVC_NAMESPACE, K8S_PV_NAME};
     for (size_t i = 0; i < ARRAY_SIZE(k8s); i++) {
@@ -152,8 +158,8 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
 
 /* PVC-level overrides (params_pvc_overrides): the PVC the parameters name,
  * read from the API server; *ret_merged's strings point into *ret_pvc. */
-static int pvc_overrides(struct csi_ctx *c, const struct kv *kv, size_t *n, struct kv **ret_merged, json_t **ret_pvc,
-                         struct wc_error *e)
+static int pvc_overrides(struct csi_ctx *c, const struct volume_params *class, const struct kv *kv, size_t *n,
+                         struct kv **ret_merged, json_t **ret_pvc, struct wc_error *e)
 {
     const char *name = NULL, *ns = NULL;
     for (size_t i = 0; i < *n; i++) {
@@ -172,7 +178,7 @@ static int pvc_overrides(struct csi_ctx *c, const struct kv *kv, size_t *n, stru
     if (r < 0)
         return wc_err_prefix(e, "reading PVC %s/%s for its warmcache annotations: ", ns, name);
     json_t *ann = json_object_get(json_object_get(*ret_pvc, "metadata"), "annotations");
-    if ((r = params_pvc_overrides(ann, ns, name, kv, n, ret_merged, e)) < 0)
+    if ((r = params_pvc_overrides(ann, ns, name, class, kv, n, ret_merged, e)) < 0)
         return r;
     if (*ret_merged)
         log_json(LOG_INFO, "PVC annotations override class parameters",
@@ -212,17 +218,17 @@ DECLARE_HANDLER(controller_create_volume)
     size_t nkv = q->n_parameters;
     json_t *pvc _cleanup_json_ = NULL;
     _cleanup_free_ struct kv *merged = NULL;
-    if ((r = pvc_overrides(c, kv, &nkv, &merged, &pvc, e)) < 0)
+    if ((r = pvc_overrides(c, &p, kv, &nkv, &merged, &pvc, e)) < 0)
         return r;
-    if (merged && (r = params_parse(merged, nkv, &p, e)) < 0) {
-        /* the class alone parsed: the PVC's annotation is what to fix; say so in its words */
+    if (merged) {
+        /* the class alone parsed: an error now is the PVC's annotation, and says so */
         json_t *meta = json_object_get(pvc, "metadata");
-        char msg[WC_ERROR_MSG_MAX];
-        const char *rest = strncmp(e->msg, "StorageClass parameter ", 23) == 0 ? e->msg + 23 : e->msg;
-        snprintf(msg, sizeof(msg), "PVC %s/%s: annotation " OVERRIDE_PREFIX "%s",
+        char where[700];
+        snprintf(where, sizeof(where), "PVC %s/%s: annotation " OVERRIDE_PREFIX,
                  json_string_value(json_object_get(meta, "namespace")) ?: "",
-                 json_string_value(json_object_get(meta, "name")) ?: "", rest);
-        return wc_err(e, r, "%s", msg);
+                 json_string_value(json_object_get(meta, "name")) ?: "");
+        if ((r = params_parse_from(merged, nkv, where, &p, e)) < 0)
+            return r;
     }
     const struct kv *eff = merged ? merged : kv;
     char volid[VOLID_LEN + 1], fp[SHA256_HEX_LEN + 1];
@@ -241,7 +247,7 @@ DECLARE_HANDLER(controller_create_volume)
             r = wc_err(e, -EEXIST, "volume %s already exists with capacity %" PRId64 " bytes, outside the "
                        "requested range", q->name, cap);
     } else {
-        r = create_new(c, q, &p, volid, fp, &rec, e);
+        r = create_new(c, q, &p, volid, fp, rpc_call_cancelled(call), &rec, e);
     }
     vlocks_release(&c->locks, volid);
     if (r == 0) {

@@ -20,11 +20,14 @@ struct prewarmer;
 #include "cache/store.h"
 #include "csi.pb-c.h"
 #include "csi/locks.h"
+#include "csi/policy.h"
 #include "csi/registry.h"
+#include "csi/volumes.h"
 #include "kube/client.h"
 #include "rpc/server.h"
 #include "storage/disks.h"
 #include "storage/mount.h"
+#include "storage/bound.h"
 
 #define DRIVER_NAME "warmcache.csi.dev"
 
@@ -42,13 +45,28 @@ struct csi_config {
     const char *kube;        /* "auto" (in-cluster when there), "off", or an API server URL */
     const char *kube_token_file, *kube_ca_file; /* with a URL */
     const char *metrics_address;  /* "[host]:port" for Prometheus, or NULL */
+    /* source policy (policy.h) */
+    const char *allowed_sources;  /* comma-separated URL prefixes */
+    const char *inline_sources;   /* node: prefixes inline volumes may use; NULL: inline volumes off */
+    int inline_node_credentials;  /* node: inline s3:// without a Secret may use the node's credentials */
+    const char *kubelet_dir;      /* node: never a source (every pod's Secrets are there) */
+    unsigned list_timeout_s;      /* a source's whole listing; 0: 900 */
+    unsigned kube_watch_timeout_s; /* node: one PV watch; 0: 300 */
+    uint64_t scratch_bytes;       /* node: bound of a writable layer the volume does not size; 0: 1 GiB */
+    const char *mkfs_ext4;        /* node: formats writable layers' images where there are no quotas */
 };
 
 struct csi_ctx {
     int controller, node;
     char *node_id;
     struct store *store;
-    struct mounter *mounter;
+    struct volumes *volumes;     /* node: what each volume has mounted here */
+    const struct mounter *mounter;
+    struct bounder bounds;       /* node: what bounds a writable layer */
+    struct source_policy policy;
+    uint64_t scratch_bytes;
+    unsigned list_timeout_s;
+    unsigned kube_watch_timeout_s;
     struct registry *registry;
     struct fills fills;
     int fill_wait_ms;
@@ -61,6 +79,8 @@ struct csi_ctx {
 };
 
 int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_error *e);
+/* Node, at start: volume records against the mounts really there (node.c). */
+void node_reconcile(struct csi_ctx *c);
 void csi_ctx_fini(struct csi_ctx *c);
 
 /* The routes: handlers by method path, and the services they belong to. */

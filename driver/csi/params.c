@@ -2,10 +2,12 @@
 #include "csi/params.h"
 #include "kube/selector.h"
 #include "base/macros.h"
+#include "base/units.h"
 #include "cache/listing.h"
 #include "cache/source.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +28,7 @@ static int parse_policy(const char *where, const char *v, enum change_policy *re
     else if (streq(v, "Follow"))
         *ret = CHANGE_FOLLOW;
     else
-        return wc_err(e, -EINVAL, "%s sourceChangePolicy: \"%.100s\" is not valid; use Fail or Follow", where, v);
+        return wc_err(e, -EINVAL, "%ssourceChangePolicy: \"%.100s\" is not valid; use Fail or Follow", where, v);
     return 0;
 }
 
@@ -36,17 +38,17 @@ static int parse_s3_key(const char *where, const char *k, const char *v, struct 
     if (streq(k, CTX_REGION)) {
         size_t n = strlen(v);
         if (n == 0 || n > 32 || strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-") != n)
-            return wc_err(e, -EINVAL, "%s region: \"%.40s\" is not an AWS region name (e.g. us-east-1)", where, v);
+            return wc_err(e, -EINVAL, "%sregion: \"%.40s\" is not an AWS region name (e.g. us-east-1)", where, v);
         s3->region = v;
     } else if (streq(k, CTX_ENDPOINT)) {
         if ((strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) || strlen(v) > 200 ||
             strpbrk(v, " \t\r\n?#"))
-            return wc_err(e, -EINVAL, "%s endpoint: \"%.100s\" must be an http:// or https:// URL with no query",
+            return wc_err(e, -EINVAL, "%sendpoint: \"%.100s\" must be an http:// or https:// URL with no query",
                           where, v);
         s3->endpoint = v;
     } else if (streq(k, CTX_ADDRESSING)) {
         if (!streq(v, "path") && !streq(v, "virtual"))
-            return wc_err(e, -EINVAL, "%s addressingStyle: \"%.40s\" is not valid; use path or virtual", where, v);
+            return wc_err(e, -EINVAL, "%saddressingStyle: \"%.40s\" is not valid; use path or virtual", where, v);
         s3->addressing = v;
     } else {
         return 1; /* not an S3 key */
@@ -54,14 +56,49 @@ static int parse_s3_key(const char *where, const char *k, const char *v, struct 
     return 0;
 }
 
-static int s3_keys_need_s3(const char *where, const char *source, const struct s3_params *s3, struct wc_error *e)
+static int parse_bool(const char *where, const char *k, const char *v, bool *ret, struct wc_error *e)
 {
-    if ((s3->region || s3->endpoint || s3->addressing) && strncmp(source, "s3://", 5) != 0)
-        return wc_err(e, -EINVAL, "%s region, endpoint and addressingStyle apply to s3:// sources only", where);
+    if (streq(v, "true"))
+        *ret = true;
+    else if (streq(v, "false"))
+        *ret = false;
+    else
+        return wc_err(e, -EINVAL, "%s%s: \"%.40s\" is not valid; use \"true\" or \"false\"", where, k, v);
     return 0;
 }
 
-int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struct wc_error *e)
+/* pvcOverrides: a comma-separated list of parameters a PVC may set. */
+static int check_override_keys(const char *v, struct wc_error *e)
+{
+    static const char *const may[] = {CTX_SOURCE, CTX_POLICY, CTX_REGION, CTX_ADDRESSING, CTX_PREWARM};
+    char buf[256];
+    if (strlen(v) >= sizeof(buf))
+        return wc_err(e, -EINVAL, "StorageClass parameter " PARAM_PVC_OVERRIDES " is too long");
+    snprintf(buf, sizeof(buf), "%s", v);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        int ok = 0;
+        for (size_t i = 0; i < ARRAY_SIZE(may); i++)
+            ok = ok || streq(t, may[i]);
+        if (streq(t, CTX_ENDPOINT) || streq(t, CTX_PLAIN_HTTP))
+            return wc_err(e, -EINVAL, "StorageClass parameter " PARAM_PVC_OVERRIDES ": %s is never taken from a PVC: "
+                          "the class's credentials would go wherever a PVC author pointed them", t);
+        if (!ok)
+            return wc_err(e, -EINVAL, "StorageClass parameter " PARAM_PVC_OVERRIDES ": \"%.60s\" cannot be set by a "
+                          "PVC; it may name source, sourceChangePolicy, region, addressingStyle and prewarm", t);
+    }
+    return 0;
+}
+
+static int s3_keys_need_s3(const char *where, const char *source, const struct s3_params *s3, struct wc_error *e)
+{
+    if ((s3->region || s3->endpoint || s3->addressing) && strncmp(source, "s3://", 5) != 0)
+        return wc_err(e, -EINVAL, "%sregion, endpoint and addressingStyle apply to s3:// sources only", where);
+    return 0;
+}
+
+int params_parse_from(const struct kv *kv, size_t n, const char *where, struct volume_params *ret, struct wc_error *e)
 {
     struct volume_params p = {.policy = CHANGE_FAIL};
     for (size_t i = 0; i < n; i++) {
@@ -71,18 +108,29 @@ int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struc
             p.source = v;
             r = source_url_check(v, e);
             if (r < 0)
-                return wc_err_prefix(e, "StorageClass parameter source: ");
+                return wc_err_prefix(e, "%ssource: ", where);
         } else if (streq(k, "sourceChangePolicy")) {
-            r = parse_policy("StorageClass parameter", v, &p.policy, e);
+            r = parse_policy(where, v, &p.policy, e);
         } else if (streq(k, CTX_PREWARM)) {
             p.prewarm = v;
             if ((r = selector_check(v, e)) < 0)
-                return wc_err_prefix(e, "StorageClass parameter prewarm: ");
-        } else if ((r = parse_s3_key("StorageClass parameter", k, v, &p.s3, e)) <= 0) {
+                return wc_err_prefix(e, "%sprewarm: ", where);
+        } else if (streq(k, CTX_PLAIN_HTTP)) {
+            r = parse_bool(where, k, v, &p.allow_plain_http, e);
+        } else if (streq(k, PARAM_SCRATCH)) {
+            if (parse_bytes(v, &p.scratch_bytes) < 0 || p.scratch_bytes == 0)
+                return wc_err(e, -EINVAL, "%s" PARAM_SCRATCH ": \"%.40s\" is not a size such as 10Gi or 500Mi",
+                              where, v);
+        } else if (streq(k, PARAM_PVC_OVERRIDES)) {
+            p.pvc_overrides = v;
+            r = check_override_keys(v, e);
+        } else if (streq(k, PARAM_PVC_PREFIXES)) {
+            p.pvc_source_prefixes = v;
+        } else if ((r = parse_s3_key(where, k, v, &p.s3, e)) <= 0) {
             /* an S3 key, parsed or refused */
         } else if (!param_key_is_kubernetes(k)) {
-            return wc_err(e, -EINVAL, "unknown StorageClass parameter \"%.100s\"; warmcache knows: source, "
-                          "sourceChangePolicy, region, endpoint, addressingStyle, prewarm", k);
+            return wc_err(e, -EINVAL, "unknown StorageClass parameter \"%.100s\"; warmcache knows: %s", k,
+                          PARAMS_KNOWN);
         } else {
             r = 0;
         }
@@ -91,11 +139,16 @@ int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struc
     }
     if (!p.source || !*p.source)
         return wc_err(e, -EINVAL, "StorageClass parameter source is required, e.g. source: file:///mnt/fsx/models/llama/");
-    int r = s3_keys_need_s3("StorageClass parameters", p.source, &p.s3, e);
+    int r = s3_keys_need_s3(where, p.source, &p.s3, e);
     if (r < 0)
         return r;
     *ret = p;
     return 0;
+}
+
+int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struct wc_error *e)
+{
+    return params_parse_from(kv, n, "StorageClass parameter ", ret, e);
 }
 
 static int parse_u64(const char *key, const char *v, uint64_t *ret, struct wc_error *e)
@@ -130,7 +183,7 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
             if ((r = source_url_check(v, e)) < 0)
                 return wc_err_prefix(e, "volume attribute source: ");
         } else if (streq(k, CTX_POLICY)) {
-            r = parse_policy("volume attribute", v, &c.policy, e);
+            r = parse_policy("volume attribute ", v, &c.policy, e);
         } else if (streq(k, CTX_PREWARM)) {
             c.prewarm = v;
             if ((r = selector_check(v, e)) < 0)
@@ -141,9 +194,13 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
             c.digest = v;
         } else if (streq(k, CTX_OBJECTS)) {
             r = parse_u64(k, v, &c.objects, e);
+        } else if (streq(k, CTX_PLAIN_HTTP)) {
+            r = parse_bool("volume attribute ", k, v, &c.allow_plain_http, e);
+        } else if (streq(k, CTX_SCRATCH)) {
+            r = parse_u64(k, v, &c.scratch_bytes, e);
         } else if (streq(k, CTX_BYTES)) {
             r = parse_u64(k, v, &c.bytes, e);
-        } else if ((r = parse_s3_key("volume attribute", k, v, &c.s3, e)) <= 0) {
+        } else if ((r = parse_s3_key("volume attribute ", k, v, &c.s3, e)) <= 0) {
             /* an S3 key, parsed or refused */
         } else if (param_key_is_kubernetes(k)) {
             if (streq(k, K8S_PVC_NAME))
@@ -160,8 +217,8 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
                 c.pod_uid = v;
         } else if (!param_key_is_kubernetes(k)) {
             return wc_err(e, -EINVAL, "unknown volume attribute \"%.100s\"; warmcache knows: %s, %s, %s, %s, %s, "
-                          "%s, %s, %s", k, CTX_SOURCE, CTX_POLICY, CTX_DIGEST, CTX_OBJECTS, CTX_BYTES, CTX_REGION,
-                          CTX_ENDPOINT, CTX_ADDRESSING);
+                          "%s, %s, %s, %s, %s, %s", k, CTX_SOURCE, CTX_POLICY, CTX_DIGEST, CTX_OBJECTS, CTX_BYTES,
+                          CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING, CTX_PREWARM, CTX_PLAIN_HTTP, CTX_SCRATCH);
         } else {
             r = 0;
         }
@@ -171,7 +228,7 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
     if (!c.source)
         return wc_err(e, -EINVAL, "the volume has no source attribute: it was not created by warmcache, "
                                   "or a static PV is missing volumeAttributes.source");
-    int r = s3_keys_need_s3("volume attributes", c.source, &c.s3, e);
+    int r = s3_keys_need_s3("volume attributes: ", c.source, &c.s3, e);
     if (r < 0)
         return r;
     *ret = c;
@@ -179,8 +236,47 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
 }
 
 
-int params_pvc_overrides(json_t *ann, const char *ns, const char *name, const struct kv *kv, size_t *n,
-                         struct kv **ret_merged, struct wc_error *e)
+/* 1 if v is one of the comma-separated words of list. */
+static int listed(const char *list, const char *v)
+{
+    size_t n = strlen(v);
+    for (const char *t = list; t && *t;) {
+        while (*t == ' ' || *t == ',')
+            t++;
+        size_t len = strcspn(t, ",");
+        size_t end = len;
+        while (end && t[end - 1] == ' ')
+            end--;
+        if (end == n && strncmp(t, v, n) == 0)
+            return 1;
+        t += len;
+    }
+    return 0;
+}
+
+/* A PVC's source under one of the class's prefixes (or its own source). */
+static int source_under(const struct volume_params *class, const char *src)
+{
+    const char *list = class->pvc_source_prefixes ? class->pvc_source_prefixes : class->source;
+    char buf[2048];
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        size_t n = strlen(t);
+        while (n && t[n - 1] == ' ')
+            t[--n] = '\0';
+        if (n == 0)
+            continue;
+        /* a prefix is a directory: "s3://models/llama" admits "s3://models/llama/8b/", not "s3://models/llama-x/" */
+        if (strncmp(src, t, n) == 0 && (t[n - 1] == '/' || src[n] == '/' || src[n] == '\0'))
+            return 1;
+    }
+    return 0;
+}
+
+int params_pvc_overrides(json_t *ann, const char *ns, const char *name, const struct volume_params *class,
+                         const struct kv *kv, size_t *n, struct kv **ret_merged, struct wc_error *e)
 {
     *ret_merged = NULL;
     size_t extra = json_object_size(ann);
@@ -193,20 +289,28 @@ int params_pvc_overrides(json_t *ann, const char *ns, const char *name, const st
     size_t nm = *n;
     const char *k;
     json_t *v;
-    static const char *const allowed[] = {CTX_SOURCE, CTX_POLICY, CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING,
-                                          CTX_PREWARM};
     json_object_foreach(ann, k, v) {
         if (strncmp(k, OVERRIDE_PREFIX, strlen(OVERRIDE_PREFIX)) != 0)
             continue;
         const char *param = k + strlen(OVERRIDE_PREFIX);
-        int known = 0;
-        for (size_t i = 0; i < ARRAY_SIZE(allowed); i++)
-            known = known || streq(param, allowed[i]);
-        if (!known || !json_is_string(v)) {
+        if (!json_is_string(v)) {
             free(m);
-            return wc_err(e, -EINVAL, "PVC %s/%s: annotation %.200s is not one warmcache reads; it reads "
-                          OVERRIDE_PREFIX "%s, %s, %s, %s, %s and %s", ns, name, k, CTX_SOURCE, CTX_POLICY,
-                          CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING, CTX_PREWARM);
+            return wc_err(e, -EINVAL, "PVC %s/%s: annotation %.200s must be a string", ns, name, k);
+        }
+        if (!class->pvc_overrides || !listed(class->pvc_overrides, param)) {
+            free(m);
+            if (streq(param, CTX_ENDPOINT) || streq(param, CTX_PLAIN_HTTP))
+                return wc_err(e, -EPERM, "PVC %s/%s: annotation %.200s is refused: %s is never taken from a PVC (the "
+                              "class's credentials would follow it)", ns, name, k, param);
+            return wc_err(e, -EPERM, "PVC %s/%s: annotation %.200s is refused: the StorageClass does not let PVCs "
+                          "set %s; a cluster admin lists it in the class parameter " PARAM_PVC_OVERRIDES " (now: %s)",
+                          ns, name, k, param, class->pvc_overrides ? class->pvc_overrides : "not set");
+        }
+        if (streq(param, CTX_SOURCE) && !source_under(class, json_string_value(v))) {
+            free(m);
+            return wc_err(e, -EPERM, "PVC %s/%s: annotation %.200s is refused: source %.200s is not under the "
+                          "StorageClass's " PARAM_PVC_PREFIXES " (%s)", ns, name, k, json_string_value(v),
+                          class->pvc_source_prefixes ? class->pvc_source_prefixes : class->source);
         }
         size_t i = 0;
         while (i < nm && !streq(m[i].key, param))

@@ -12,6 +12,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,9 +35,16 @@ struct volume_params {
     enum change_policy policy;
     struct s3_params s3;
     const char *prewarm;         /* a node label selector, or NULL */
+    bool allow_plain_http;       /* allowPlainHTTP: credentials may go to an http:// endpoint */
+    uint64_t scratch_bytes;      /* scratchSize: bound of a writable layer; 0: the volume's capacity */
+    const char *pvc_overrides;   /* pvcOverrides: parameters a PVC annotation may set (comma-separated) */
+    const char *pvc_source_prefixes; /* pvcSourcePrefixes: where a PVC's source may point; NULL: under source */
 };
 
 int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struct wc_error *e);
+/* The same, with where naming whence the keys came in every message
+ * ("StorageClass parameter ", "PVC ns/a: annotation warmcache.csi.dev/"). */
+int params_parse_from(const struct kv *kv, size_t n, const char *where, struct volume_params *ret, struct wc_error *e);
 
 /* Volume context keys written by CreateVolume and read by the node. */
 #define CTX_SOURCE "source"
@@ -48,6 +56,15 @@ int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struc
 #define CTX_ENDPOINT "endpoint"
 #define CTX_ADDRESSING "addressingStyle"
 #define CTX_PREWARM "prewarm"
+#define CTX_PLAIN_HTTP "allowPlainHTTP"
+#define CTX_SCRATCH "scratchBytes"
+/* StorageClass parameters that stay with the controller */
+#define PARAM_SCRATCH "scratchSize"
+#define PARAM_PVC_OVERRIDES "pvcOverrides"
+#define PARAM_PVC_PREFIXES "pvcSourcePrefixes"
+/* Every StorageClass parameter, for messages (and the chart's schema test). */
+#define PARAMS_KNOWN "source, sourceChangePolicy, region, endpoint, addressingStyle, prewarm, allowPlainHTTP, " \
+                     "scratchSize, pvcOverrides, pvcSourcePrefixes"
 /* Kubernetes' own keys that warmcache reads (they pass validation as theirs) */
 #define K8S_PVC_NAME "csi.storage.k8s.io/pvc/name"
 #define K8S_PVC_NAMESPACE "csi.storage.k8s.io/pvc/namespace"
@@ -72,6 +89,8 @@ struct volume_context {
     /* from the kubelet with podInfoOnMount (NodePublishVolume only) */
     const char *pod_name, *pod_namespace, *pod_uid;
     const char *prewarm;
+    bool allow_plain_http;
+    uint64_t scratch_bytes;      /* bound of a writable layer; 0: not pinned (the node's default) */
 };
 
 int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, struct wc_error *e);
@@ -84,10 +103,14 @@ int param_key_is_kubernetes(const char *key);
 /* PVC-level overrides: with csi-provisioner's --extra-create-metadata the
  * parameters name the PVC; its annotations (ann, as the API server sent them:
  * untrusted JSON) warmcache.csi.dev/<parameter> replace the StorageClass's
- * parameter of that name. A mistake is an error naming the PVC and the
- * annotation (users see it as a ProvisioningFailed event on their PVC).
- * *ret_merged: NULL when nothing changes, else the merged parameters (n
- * updated), whose strings point into ann and kv; free() it. */
+ * parameter of that name, but only the parameters the class lists in
+ * pvcOverrides, and a source only under pvcSourcePrefixes (by default the
+ * class's own source). endpoint and allowPlainHTTP are never taken from a
+ * PVC: the class's credentials would follow them. A mistake or a refusal is
+ * an error naming the PVC, the annotation and the rule (users see it as a
+ * ProvisioningFailed event on their PVC). class: the class's parameters as
+ * parsed. *ret_merged: NULL when nothing changes, else the merged
+ * parameters (n updated), whose strings point into ann and kv; free() it. */
 #define OVERRIDE_PREFIX "warmcache.csi.dev/"
-int params_pvc_overrides(json_t *ann, const char *ns, const char *name, const struct kv *kv, size_t *n,
-                         struct kv **ret_merged, struct wc_error *e);
+int params_pvc_overrides(json_t *ann, const char *ns, const char *name, const struct volume_params *class,
+                         const struct kv *kv, size_t *n, struct kv **ret_merged, struct wc_error *e);

@@ -90,6 +90,13 @@ static void consider(struct prewarmer *p, json_t *pv)
     case PREWARM_FILL:
         break;
     }
+    struct source_use use = {.url = vc.source, .s3 = &vc.s3, .allow_plain_http = vc.allow_plain_http};
+    if (policy_check(&p->c->policy, &use, &e) < 0) {
+        log_json(LOG_WARN, "not pre-warming a PV whose source this node does not serve",
+                 json_pack("{s:s, s:s}", "pv", name, "error", e.msg));
+        json_object_set_new(p->started, name, json_string(digest ? digest : ""));
+        return;
+    }
     json_t *claim = json_object_get(spec, "claimRef");
     json_t *targets _cleanup_json_ = reporter_targets(p->c->reporter, json_string_value(json_object_get(claim,
         "namespace")), json_string_value(json_object_get(claim, "name")), name);
@@ -115,10 +122,19 @@ static int on_event(void *ctx, const char *type, json_t *obj)
     return 0;
 }
 
+static int consider_item(void *ctx, json_t *pv)
+{
+    struct prewarmer *p = ctx;
+    if (atomic_load(&p->stop))
+        return -ECANCELED;
+    consider(p, pv);
+    return 0;
+}
+
 static int round_once(struct prewarmer *p, struct wc_error *e)
 {
     struct kube *k = p->c->kube;
-    char path[600], node[300];
+    char path[600], node[300], rv[64];
     if (kube_escape(p->c->node_id, node, sizeof(node)) < 0)
         return wc_err(e, -EINVAL, "node name %.60s... is too long to look up", p->c->node_id);
     snprintf(path, sizeof(path), "/api/v1/nodes/%s", node);
@@ -128,23 +144,9 @@ static int round_once(struct prewarmer *p, struct wc_error *e)
         return r;
     json_decref(p->labels);
     p->labels = json_incref(json_object_get(json_object_get(n, "metadata"), "labels"));
-    json_t *list _cleanup_json_ = NULL;
-    if ((r = kube_get(k, "/api/v1/persistentvolumes", &list, e)) < 0)
-        return r;
-    size_t i;
-    json_t *pv;
-    json_array_foreach(json_object_get(list, "items"), i, pv) {
-        if (atomic_load(&p->stop))
-            return 0;
-        consider(p, pv);
-    }
-    const char *rv = json_string_value(json_object_get(json_object_get(list, "metadata"), "resourceVersion"));
-    char rve[100];
-    if (kube_escape(rv ? rv : "", rve, sizeof(rve)) < 0)
-        return wc_err(e, -EPROTO, "the API server's resourceVersion %.60s... is too long to watch from", rv);
-    snprintf(path, sizeof(path), "/api/v1/persistentvolumes?watch=1&allowWatchBookmarks=true&timeoutSeconds=300"
-             "&resourceVersion=%s", rve);
-    r = kube_watch(k, path, on_event, p, &p->stop, e);
+    if ((r = kube_list(k, "/api/v1/persistentvolumes", consider_item, p, rv, e)) < 0)
+        return r == -ECANCELED ? 0 : r;
+    r = kube_watch(k, "/api/v1/persistentvolumes", rv, p->c->kube_watch_timeout_s, on_event, p, &p->stop, e);
     return r == -ESTALE ? 0 : r;
 }
 

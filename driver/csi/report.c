@@ -123,6 +123,39 @@ static int escape(const char *name, char *out, size_t n, struct wc_error *e)
     return 0;
 }
 
+int warm_nodes_edit(const char *have, const char *node, bool warm, char **ret)
+{
+    size_t hl = have ? strlen(have) : 0, nl = strlen(node);
+    _cleanup_free_ char *out = malloc(hl + nl + 2);
+    if (!out)
+        return -ENOMEM;
+    size_t o = 0;
+    bool present = false;
+    for (const char *t = have ? have : ""; *t;) {
+        size_t len = strcspn(t, ",");
+        if (len == nl && memcmp(t, node, nl) == 0)
+            present = true;
+        else if (len) {
+            if (o)
+                out[o++] = ',';
+            memcpy(out + o, t, len);
+            o += len;
+        }
+        t += len + (t[len] == ',');
+    }
+    if (present == warm)
+        return 0;
+    if (warm) {
+        if (o)
+            out[o++] = ',';
+        memcpy(out + o, node, nl);
+        o += nl;
+    }
+    out[o] = '\0';
+    *ret = TAKE_PTR(out);
+    return 1;
+}
+
 /* Adds this node to the PV's warm-nodes annotation (warm) or takes it out
  * (read, modify, write with the resourceVersion: a conflict with another
  * node is retried). */
@@ -139,21 +172,10 @@ static void annotate_pv(struct reporter *r, const char *pv, const char *cid, boo
             return warn("reading the PV", &e);
         json_t *meta = json_object_get(obj, "metadata");
         const char *have = json_string_value(json_object_get(json_object_get(meta, "annotations"), WARM_NODES));
-        char nodes[4096] = "", copy[4096], *save = NULL;
-        bool present = false;
-        snprintf(copy, sizeof(copy), "%s", have ? have : "");
-        for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-            size_t n = strlen(nodes);
-            if (streq(t, r->node))
-                present = true;
-            else
-                snprintf(nodes + n, sizeof(nodes) - n, "%s%s", n ? "," : "", t);
-        }
-        if (present == warm)
+        _cleanup_free_ char *nodes = NULL;
+        int changed = warm_nodes_edit(have, r->node, warm, &nodes);
+        if (changed <= 0)
             return;
-        size_t n = strlen(nodes);
-        if (warm)
-            snprintf(nodes + n, sizeof(nodes) - n, "%s%s", n ? "," : "", r->node);
         json_t *patch _cleanup_json_ = json_pack("{s:{s:O, s:{s:o, s:s}}}", "metadata", "resourceVersion",
                                                  json_object_get(meta, "resourceVersion"), "annotations", WARM_NODES,
                                                  nodes[0] ? json_string(nodes) : json_null(), CONTENT_ID, cid);
@@ -210,6 +232,19 @@ static void deliver(struct reporter *r, struct item *it)
         label_node(r, it->cid);
 }
 
+/* A PV that names this node warm for a copy no longer here loses it. */
+static int unwarm_pv(void *ctx, json_t *pv)
+{
+    struct reporter *r = ctx;
+    json_t *meta = json_object_get(pv, "metadata");
+    json_t *ann = json_object_get(meta, "annotations");
+    const char *cid = json_string_value(json_object_get(ann, CONTENT_ID));
+    const char *name = json_string_value(json_object_get(meta, "name"));
+    if (cid && name && json_is_string(json_object_get(ann, WARM_NODES)) && !store_content_ready(r->fills->store, cid))
+        annotate_pv(r, name, cid, false);
+    return 0;
+}
+
 /* Takes back what advertises copies this node no longer holds (evicted, set
  * aside as damaged, or gone while the plugin was down): the Node's content
  * labels, and this node in the warm-nodes annotation of their PVs, so node
@@ -242,21 +277,9 @@ static void sweep(struct reporter *r)
     } else if (r->pvs_swept) {
         return;
     }
-    json_t *pvs _cleanup_json_ = NULL;
-    if (kube_get(r->k, "/api/v1/persistentvolumes", &pvs, &e) < 0)
+    if (kube_list(r->k, "/api/v1/persistentvolumes", unwarm_pv, r, NULL, &e) < 0)
         return warn("listing PVs for their warm-nodes annotation", &e);
     r->pvs_swept = true;
-    size_t i;
-    json_t *pv;
-    json_array_foreach(json_object_get(pvs, "items"), i, pv) {
-        json_t *meta = json_object_get(pv, "metadata");
-        json_t *ann = json_object_get(meta, "annotations");
-        const char *cid = json_string_value(json_object_get(ann, CONTENT_ID));
-        const char *name = json_string_value(json_object_get(meta, "name"));
-        if (cid && name && json_is_string(json_object_get(ann, WARM_NODES)) &&
-            !store_content_ready(r->fills->store, cid))
-            annotate_pv(r, name, cid, false);
-    }
 }
 
 /* Progress of running fills, to each of their targets at a bounded rate. */

@@ -17,6 +17,7 @@
 #pragma once
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "cache/fills.h"
 #include "kube/client.h"
@@ -38,6 +39,11 @@ json_t *reporter_targets(struct reporter *r, const char *pvc_ns, const char *pvc
 
 /* Queues one event to every target. */
 void reporter_event(struct reporter *r, json_t *targets, const char *type, const char *reason, const char *message);
+
+/* The warm-nodes annotation (a comma-separated list) with node added
+ * (warm) or taken out: 1 and the new value in *ret (free it), 0 when it
+ * already says so. Names are kept whole, however long the list. */
+int warm_nodes_edit(const char *have, const char *node, bool warm, char **ret);
 
 /* Appends {kind: Pod, namespace, name, uid} to out for each pod of a pod
  * list (as the API server sent it: untrusted JSON) with a volume from the

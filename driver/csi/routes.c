@@ -13,6 +13,9 @@
 #include "base/macros.h"
 #include "s3/client.h"
 
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -63,9 +66,82 @@ static int kube_connect(struct csi_ctx *c, const struct csi_config *cfg, struct 
     return r;
 }
 
+/* The trees no source may reach beside the system's (policy.h): the
+ * kubelet's, the store, the plugin's credential files. (The socket is no
+ * regular file: a source holding it is refused as such.) */
+static int policy_setup(struct csi_ctx *c, const struct csi_config *cfg, struct wc_error *e)
+{
+    int r = policy_init(&c->policy, cfg->allowed_sources ? cfg->allowed_sources : "s3://", cfg->inline_sources,
+                        cfg->inline_node_credentials, e);
+    if (r < 0)
+        return wc_err_prefix(e, "--allowed-sources or --inline-sources: ");
+    const char *never[][2] = {
+        {cfg->kubelet_dir ? cfg->kubelet_dir : "/var/lib/kubelet", "every pod's volumes and Secrets"},
+        {c->store ? c->store->root : NULL, "the node store (every tenant's copies)"},
+        {"/var/run/secrets", "service account tokens"},
+        {cfg->kube_token_file, "the plugin's Kubernetes token"},
+        {getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), "the plugin's IRSA token"},
+        {getenv("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"), "the plugin's Pod Identity token"},
+    };
+    for (size_t i = 0; r == 0 && i < ARRAY_SIZE(never); i++) {
+        const char *p = never[i][0];
+        char dir[PATH_MAX];
+        if (!p || !*p)
+            continue;
+        /* a token file: its whole directory (the projected volume) */
+        if (i >= 3 && strrchr(p, '/') && strrchr(p, '/') != p) {
+            snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(p, '/') - p), p);
+            p = dir;
+        }
+        r = policy_never(&c->policy, p, never[i][1]);
+    }
+    return r < 0 ? wc_err(e, r, "out of memory") : 0;
+}
+
+static int node_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_error *e)
+{
+    _cleanup_free_ char *root = NULL;
+    int r;
+    if ((r = disks_prepare(&cfg->disks, c->mounter, &root, e)) < 0 || (r = store_open(root, &c->store, e)) < 0 ||
+        (r = volumes_open(root, &c->volumes, e)) < 0)
+        return r;
+    store_set_users(c->store, &(struct store_users){volumes_refs, c->volumes});
+    if ((r = policy_setup(c, cfg, e)) < 0)
+        return r;
+    store_set_watermarks(c->store, cfg->high_pct, cfg->low_pct);
+    store_set_part_size(c->store, cfg->part_size);
+    /* a writable layer is bounded by a project quota where the store has them, else by a loop image */
+    c->bounds = (struct bounder){bound_quota_enforced(root) ? &bound_project_quota : &bound_loop_image, c->mounter,
+                                 cfg->mkfs_ext4};
+    c->scratch_bytes = cfg->scratch_bytes ? cfg->scratch_bytes : 1ull << 30;
+    log_json(LOG_INFO, "writable layers", json_pack("{s:s}", "bounded_by", c->bounds.ops->name));
+    fills_init(&c->fills, c->store);
+    /* one budget for the node: a fill alone uses all of it, concurrent fills share it */
+    c->fills.connections = cfg->s3_connections ? cfg->s3_connections : s3_connections_for_gbps(S3_DEFAULT_GBPS);
+    s3_set_request_budget(c->fills.connections);
+    c->fills.stall_seconds = cfg->s3_stall_s;
+    c->fills.list_timeout_s = c->list_timeout_s;
+    c->fill_wait_ms = cfg->fill_wait_s * 1000;
+    if (c->kube) {
+        if ((r = reporter_start(c->kube, &c->fills, c->node_id, &c->reporter, e)) < 0)
+            return r;
+        c->fills.notify = reporter_notify;
+        c->fills.notify_ctx = c->reporter;
+    }
+    node_reconcile(c);
+    json_t *rec _cleanup_json_ = store_reconcile(c->store);
+    log_json(LOG_INFO, "store reconciled", json_incref(rec));
+    fills_resume(&c->fills, json_object_get(rec, "resume"));
+    if (c->kube && (r = prewarm_start(c, &c->prewarmer, e)) < 0)
+        return r;
+    return 0;
+}
+
 int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_error *e)
 {
-    *c = (struct csi_ctx){.controller = cfg->controller, .node = cfg->node, .mounter = &mounter_libmount};
+    *c = (struct csi_ctx){.controller = cfg->controller, .node = cfg->node, .mounter = &mounter_libmount,
+                          .list_timeout_s = cfg->list_timeout_s ? cfg->list_timeout_s : 900,
+                          .kube_watch_timeout_s = cfg->kube_watch_timeout_s ? cfg->kube_watch_timeout_s : 300};
     vlocks_init(&c->locks);
     char host[256] = "";
     if (cfg->node_id && *cfg->node_id)
@@ -77,31 +153,8 @@ int csi_ctx_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_erro
     int r = 0;
     if ((r = kube_connect(c, cfg, e)) < 0)
         return r;
-    if (c->node) {
-        _cleanup_free_ char *root = NULL;
-        if ((r = disks_prepare(&cfg->disks, c->mounter, &root, e)) < 0 ||
-            (r = store_open(root, &c->store, e)) < 0)
-            return r;
-        store_set_watermarks(c->store, cfg->high_pct, cfg->low_pct);
-        store_set_part_size(c->store, cfg->part_size);
-        fills_init(&c->fills, c->store);
-        /* one budget for the node: a fill alone uses all of it, concurrent fills share it */
-        c->fills.connections = cfg->s3_connections ? cfg->s3_connections : s3_connections_for_gbps(S3_DEFAULT_GBPS);
-        s3_set_request_budget(c->fills.connections);
-        c->fills.stall_seconds = cfg->s3_stall_s;
-        c->fill_wait_ms = cfg->fill_wait_s * 1000;
-        if (c->kube) {
-            if ((r = reporter_start(c->kube, &c->fills, c->node_id, &c->reporter, e)) < 0)
-                return r;
-            c->fills.notify = reporter_notify;
-            c->fills.notify_ctx = c->reporter;
-        }
-        json_t *rec _cleanup_json_ = store_reconcile(c->store);
-        log_json(LOG_INFO, "store reconciled", json_incref(rec));
-        fills_resume(&c->fills, json_object_get(rec, "resume"));
-        if (c->kube && (r = prewarm_start(c, &c->prewarmer, e)) < 0)
-            return r;
-    }
+    if ((r = c->node ? node_init(c, cfg, e) : policy_setup(c, cfg, e)) < 0)
+        return r;
     if (c->controller && (r = registry_open(cfg->state_dir, &c->registry, e)) < 0)
         return r;
     if (cfg->metrics_address && *cfg->metrics_address &&
@@ -119,7 +172,9 @@ void csi_ctx_fini(struct csi_ctx *c)
     reporter_stop(c->reporter); /* after the fills: their last reports are delivered */
     kube_close(c->kube);
     store_free(c->store);
+    volumes_free(c->volumes);
     registry_free(c->registry);
+    policy_fini(&c->policy);
     vlocks_fini(&c->locks);
     free(c->node_id);
 }

@@ -293,11 +293,46 @@ static int on_progress(void *ud, curl_off_t a, curl_off_t b, curl_off_t c, curl_
     return w->stop && atomic_load(w->stop);
 }
 
-int kube_watch(struct kube *k, const char *path, kube_watch_fn fn, void *ctx, const atomic_int *stop,
-               struct wc_error *e)
+int kube_list(struct kube *k, const char *path, int (*fn)(void *ctx, json_t *item), void *ctx, char *ret_rv,
+              struct wc_error *e)
 {
-    char url[2048];
-    if (snprintf(url, sizeof(url), "%s%s", k->server, path) >= (int)sizeof(url))
+    char cont[2048] = "", url[4096], esc[3 * sizeof(cont)];
+    for (;;) {
+        if (kube_escape(cont, esc, sizeof(esc)) < 0)
+            return wc_err(e, -EPROTO, "the API server's continue token for %s is too long", path);
+        snprintf(url, sizeof(url), "%s?limit=%d%s%s", path, KUBE_LIST_PAGE, cont[0] ? "&continue=" : "", esc);
+        json_t *page _cleanup_json_ = NULL;
+        int r = kube_get(k, url, &page, e);
+        if (r < 0)
+            return r;
+        size_t i;
+        json_t *item;
+        json_array_foreach(json_object_get(page, "items"), i, item)
+            if ((r = fn(ctx, item)) < 0)
+                return r;
+        json_t *meta = json_object_get(page, "metadata");
+        const char *next = json_string_value(json_object_get(meta, "continue"));
+        if (!next || !*next) {
+            const char *rv = json_string_value(json_object_get(meta, "resourceVersion"));
+            if (ret_rv)
+                snprintf(ret_rv, 64, "%s", rv ? rv : "");
+            return 0;
+        }
+        if (strlen(next) >= sizeof(cont))
+            return wc_err(e, -EPROTO, "the API server's continue token for %s is too long", path);
+        snprintf(cont, sizeof(cont), "%s", next);
+    }
+}
+
+int kube_watch(struct kube *k, const char *path, const char *resource_version, unsigned timeout_s, kube_watch_fn fn,
+               void *ctx, const atomic_int *stop, struct wc_error *e)
+{
+    char url[2048], rv[200];
+    if (kube_escape(resource_version ? resource_version : "", rv, sizeof(rv)) < 0)
+        return wc_err(e, -EPROTO, "the API server's resourceVersion %.60s... is too long to watch from",
+                      resource_version);
+    if (snprintf(url, sizeof(url), "%s%s?watch=1&allowWatchBookmarks=true&timeoutSeconds=%u&resourceVersion=%s",
+                 k->server, path, timeout_s, rv) >= (int)sizeof(url))
         return wc_err(e, -ENAMETOOLONG, "Kubernetes API path too long");
     struct curl_slist *h;
     int hr = base_headers(k, &h, e);
@@ -318,6 +353,9 @@ int kube_watch(struct kube *k, const char *path, kube_watch_fn fn, void *ctx, co
     curl_easy_setopt(c, CURLOPT_XFERINFODATA, &w);
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
     easy_common(k, c);
+    /* the server ends the stream at timeoutSeconds; one that does not has stalled */
+    long grace = timeout_s / 10 > 5 ? (long)timeout_s / 10 : 5;
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, (long)timeout_s + grace);
     CURLcode cc = curl_easy_perform(c);
     long status = 0;
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -329,6 +367,9 @@ int kube_watch(struct kube *k, const char *path, kube_watch_fn fn, void *ctx, co
         return -ECANCELED;
     if (wr < 0)
         return wr == -EFBIG ? wc_err(e, wr, "watch %s: an object over 8 MiB", path) : wr;
+    if (cc == CURLE_OPERATION_TIMEDOUT)
+        return wc_err(e, -EAGAIN, "watch %s: the stream went on past its %us without ending: cut, and watched again",
+                      path, timeout_s);
     if (cc != CURLE_OK)
         return wc_err(e, -EAGAIN, "watch %s: %s", path, curl_easy_strerror(cc));
     if (status == 401 || status == 403)

@@ -49,13 +49,23 @@ int kube_merge_patch(struct kube *k, const char *path, const json_t *patch, json
  * if out is too small, never a truncated name. */
 __attribute__((warn_unused_result)) int kube_escape(const char *in, char *out, size_t n);
 
-/* Watches path (which must carry ?watch=1 and a resourceVersion): calls fn
- * with each event's type ("ADDED", "MODIFIED", "DELETED", "BOOKMARK",
- * "ERROR") and object until the server ends the stream (0), *stop is set
- * (-ECANCELED), or fn returns < 0 (that value). */
+/* Lists a collection (path without a query) in pages of KUBE_LIST_PAGE,
+ * following the continue token, handing each item to fn (< 0 stops with
+ * that value); *ret_rv (optional, at least 64 bytes) gets the list's
+ * resourceVersion to watch from. Memory is one page, however many objects. */
+#define KUBE_LIST_PAGE 250
+int kube_list(struct kube *k, const char *path, int (*fn)(void *ctx, json_t *item), void *ctx, char *ret_rv,
+              struct wc_error *e);
+
+/* Watches path (a collection, no query) from resource_version for
+ * timeout_s seconds (the server's timeoutSeconds): calls fn with each
+ * event's type ("ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR") and
+ * object until the server ends the stream (0), *stop is set (-ECANCELED),
+ * or fn returns < 0 (that value). A server that keeps the stream open
+ * past timeout_s (and a little grace) without ending it is cut (-EAGAIN). */
 typedef int (*kube_watch_fn)(void *ctx, const char *type, json_t *object);
-int kube_watch(struct kube *k, const char *path, kube_watch_fn fn, void *ctx, const atomic_int *stop,
-               struct wc_error *e);
+int kube_watch(struct kube *k, const char *path, const char *resource_version, unsigned timeout_s, kube_watch_fn fn,
+               void *ctx, const atomic_int *stop, struct wc_error *e);
 
 /* The watch stream's framing, for kube_watch and tests: one JSON event per
  * line, in chunks cut anywhere; each {type, object} goes to fn. feed returns

@@ -78,3 +78,12 @@ ProtobufCMessage *pb_dup(const ProtobufCMessage *m)
     free(buf);
     return copy;
 }
+
+int rpc_empty_reply(const ProtobufCMessageDescriptor *d, ProtobufCMessage **ret_resp)
+{
+    ProtobufCMessage *m = pb_new(d);
+    if (!m)
+        return -ENOMEM;
+    *ret_resp = m;
+    return 0;
+}

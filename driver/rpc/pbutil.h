@@ -29,3 +29,7 @@ ProtobufCMessage *pb_dup(const ProtobufCMessage *m);
 void *pb_new(const ProtobufCMessageDescriptor *d);
 
 char *xstrdup(const char *s);
+
+/* An empty reply of type d (NodeStageVolumeResponse, ...) into *ret_resp:
+ * 0, or -ENOMEM with *ret_resp untouched. */
+int rpc_empty_reply(const ProtobufCMessageDescriptor *d, ProtobufCMessage **ret_resp);

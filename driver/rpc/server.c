@@ -33,6 +33,10 @@
 #include <time.h>
 
 #define PENDING_ACCEPTS 8
+/* Identity calls (Probe, GetPluginInfo) answer from memory at once: they get
+ * slots of their own, so calls waiting on fills never make the liveness
+ * probe fail (kubelet would restart the plugin and kill every waiting call). */
+#define IDENTITY_CALLS 16
 
 enum tag_kind { TAG_NEW, TAG_RECV, TAG_CLOSE, TAG_SEND, TAG_SHUTDOWN };
 
@@ -54,7 +58,8 @@ struct server {
     size_t n_routes;
     void *ctx;
     const struct rpc_server_config *cfg;
-    atomic_int in_handlers;
+    atomic_int in_handlers;      /* calls in handlers, bounded by max_calls */
+    atomic_int in_identity;      /* Identity calls, bounded on their own (IDENTITY_CALLS) */
     atomic_int live_calls;
     atomic_int shutting_down;
     struct tag shutdown_tag;
@@ -72,6 +77,7 @@ struct rpc_call {
     grpc_byte_buffer *response;
     grpc_slice status_details;
     int close_cancelled;
+    int identity;                /* counted in in_identity */
     atomic_int cancelled;
     atomic_int refs;
     char method[256];
@@ -266,7 +272,7 @@ static void *worker(void *arg)
         pb_wipe_secrets(req);
         protobuf_c_message_free_unpacked(req, NULL);
     }
-    atomic_fetch_sub(&srv->in_handlers, 1);
+    atomic_fetch_sub(c->identity ? &srv->in_identity : &srv->in_handlers, 1);
     return NULL;
 }
 
@@ -306,8 +312,10 @@ static void on_recv(struct rpc_call *c, int ok)
         send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "no request message received", NULL);
         return;
     }
-    if (atomic_fetch_add(&srv->in_handlers, 1) >= srv->cfg->max_calls) {
-        atomic_fetch_sub(&srv->in_handlers, 1);
+    c->identity = strncmp(c->method, "/csi.v1.Identity/", 17) == 0;
+    atomic_int *slots = c->identity ? &srv->in_identity : &srv->in_handlers;
+    if (atomic_fetch_add(slots, 1) >= (c->identity ? IDENTITY_CALLS : srv->cfg->max_calls)) {
+        atomic_fetch_sub(slots, 1);
         log_call(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many calls in progress");
         send_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many calls in progress; try again", NULL);
         return;
@@ -317,7 +325,7 @@ static void on_recv(struct rpc_call *c, int ok)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t t;
     if (pthread_create(&t, &attr, worker, c) != 0) {
-        atomic_fetch_sub(&srv->in_handlers, 1);
+        atomic_fetch_sub(slots, 1);
         send_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "cannot start a worker thread", NULL);
     }
     pthread_attr_destroy(&attr);

@@ -1,7 +1,9 @@
 /* See client.h. One curl easy handle per client, reused (keep-alive). */
 #include "s3/client.h"
 #include "s3/internal.h"
+#include "base/fsutil.h"
 #include "base/macros.h"
+#include "base/units.h"
 #include "base/pathkey.h"
 #include "s3/sigv4.h"
 
@@ -75,6 +77,23 @@ int s3_url_check(const char *url, struct wc_error *e)
     return 0;
 }
 
+int s3_identity(const char *url, const char *endpoint, char *out, size_t n, struct wc_error *e)
+{
+    int r = s3_url_check(url, e);
+    if (r < 0)
+        return r;
+    const char *b = url + 5, *slash = strchr(b, '/');
+    size_t blen = slash ? (size_t)(slash - b) : strlen(b);
+    const char *prefix = slash ? slash + 1 : "";
+    int custom = endpoint && *endpoint;
+    size_t el = custom ? strlen(endpoint) : 0;
+    while (el && endpoint[el - 1] == '/')
+        el--;
+    int w = snprintf(out, n, "%.*s s3://%.*s/%s%s", custom ? (int)el : 3, custom ? endpoint : "aws", (int)blen, b,
+                     prefix, *prefix && prefix[strlen(prefix) - 1] != '/' ? "/" : "");
+    return w < 0 || (size_t)w >= n ? wc_err(e, -ENAMETOOLONG, "source %.200s: too long", url) : 0;
+}
+
 static int setstr(char *dst, size_t n, const char *src)
 {
     return snprintf(dst, n, "%s", src ? src : "") < (int)n ? 0 : -ENAMETOOLONG;
@@ -125,7 +144,10 @@ int s3_client_new(const char *url, const struct s3_options *opt, struct s3_clien
         setstr(c->host, sizeof(c->host), hoststart);
     else
         snprintf(c->host, sizeof(c->host), "%s.%s", c->bucket, hoststart);
-    snprintf(c->identity, sizeof(c->identity), "%s %s", custom ? c->endpoint : "aws", c->url);
+    if ((r = s3_identity(url, custom ? c->endpoint : NULL, c->identity, sizeof(c->identity), e)) < 0) {
+        s3_client_free(c);
+        return r;
+    }
 
     if (opt && opt->access_key_id && *opt->access_key_id) {
         c->akid = strdup(opt->access_key_id);
@@ -174,6 +196,7 @@ void s3_client_free(struct s3_client *c)
 
 const char *s3_client_url(const struct s3_client *c) { return c->url; }
 const char *s3_client_identity(const struct s3_client *c) { return c->identity; }
+int s3_client_is_express(const struct s3_client *c) { return c->express; }
 
 /* ---- one request ----------------------------------------------------------- */
 
@@ -525,7 +548,51 @@ int s3_object_path(struct s3_client *c, const char *key, char *out, size_t n)
     return w < 0 || (size_t)w >= n ? -ENAMETOOLONG : 0;
 }
 
-int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, struct wc_error *e)
+/* Continuation tokens seen so far, by a 64-bit hash: a server whose tokens
+ * go round in a circle (A, B, A, ...) would otherwise be listed forever. */
+struct seen {
+    uint64_t *v;
+    size_t n, cap; /* open addressing, cap a power of two, load under 1/2 */
+};
+
+static uint64_t token_hash(const char *t)
+{
+    char hex[SHA256_HEX_LEN + 1];
+    sha256_hex(t, strlen(t), hex);
+    uint64_t h = strtoull((char[17]){hex[0], hex[1], hex[2], hex[3], hex[4], hex[5], hex[6], hex[7], hex[8], hex[9],
+                                     hex[10], hex[11], hex[12], hex[13], hex[14], hex[15], 0}, NULL, 16);
+    return h ? h : 1;
+}
+
+/* 1 if h was there already, 0 after adding it, -ENOMEM. */
+static int seen_add(struct seen *s, uint64_t h)
+{
+    if (2 * (s->n + 1) > s->cap) {
+        size_t cap = s->cap ? 2 * s->cap : 64;
+        uint64_t *v = calloc(cap, sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        for (size_t i = 0; i < s->cap; i++)
+            for (size_t k = s->v[i] & (cap - 1); s->v[i]; k = (k + 1) & (cap - 1))
+                if (!v[k]) {
+                    v[k] = s->v[i];
+                    break;
+                }
+        free(s->v);
+        s->v = v;
+        s->cap = cap;
+    }
+    size_t k = h & (s->cap - 1);
+    for (; s->v[k]; k = (k + 1) & (s->cap - 1))
+        if (s->v[k] == h)
+            return 1;
+    s->v[k] = h;
+    s->n++;
+    return 0;
+}
+
+int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, const atomic_int *cancel, unsigned timeout_s,
+            struct wc_error *e)
 {
     char path[128], token[3 * S3_TOKEN_MAX + 1] = "", query[8192], pfx[3 * (PATHKEY_MAX + 2) + 1];
     if (c->path_style)
@@ -533,30 +600,47 @@ int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, struct wc_error *e)
     else
         snprintf(path, sizeof(path), "/");
     sigv4_uri_encode(c->prefix, 0, pfx, sizeof(pfx));
-    struct sink s = {.fd = -1, .max = LIST_BODY_MAX};
+    struct sink s = {.fd = -1, .max = LIST_BODY_MAX, .cancel = cancel};
+    struct seen seen = {0};
+    double deadline = timeout_s ? mono_s() + timeout_s : 0;
+    uint64_t objects = 0;
     int r = 0;
     for (;;) {
+        if (cancel && atomic_load(cancel)) {
+            r = wc_err(e, -ECANCELED, "listing s3://%s/%s: cancelled", c->bucket, c->prefix);
+            break;
+        }
+        if (deadline && mono_s() > deadline) {
+            r = wc_err(e, -ETIMEDOUT, "listing s3://%s/%s took longer than --list-timeout (%us) and was given up "
+                       "after %" PRIu64 " objects: a prefix this large is better split, or the limit raised",
+                       c->bucket, c->prefix, timeout_s, objects);
+            break;
+        }
         if (token[0])
             snprintf(query, sizeof(query), "continuation-token=%s&list-type=2&prefix=%s", token, pfx);
         else
             snprintf(query, sizeof(query), "list-type=2&prefix=%s", pfx);
         struct s3_req_opts o = {.query = query};
+        s.n = 0;
         if ((r = request(c, "s3:ListBucket", NULL, path, &o, &s, e)) < 0)
             break;
         struct s3_list_page page;
         if ((r = s3_parse_list_page(s.buf ? s.buf : "", s.n, c->prefix, fn, ctx, &page, e)) < 0)
             break;
+        objects += page.objects;
         if (!page.truncated)
             break;
-        char next[3 * S3_TOKEN_MAX + 1];
-        sigv4_uri_encode(page.next_token, 0, next, sizeof(next));
-        if (streq(next, token)) {
-            r = wc_err(e, -EIO, "listing s3://%s/%s: the server returned the same continuation token twice",
-                       c->bucket, c->prefix);
+        int dup = seen_add(&seen, token_hash(page.next_token));
+        if (dup != 0) {
+            r = dup < 0 ? wc_err(e, -ENOMEM, "out of memory listing s3://%s/%s", c->bucket, c->prefix)
+                        : wc_err(e, -EIO, "listing s3://%s/%s: the server sent a continuation token it had sent "
+                                 "before, after %" PRIu64 " objects: its listing goes round in a circle and would "
+                                 "never end (a broken S3-compatible server or proxy)", c->bucket, c->prefix, objects);
             break;
         }
-        memcpy(token, next, sizeof(token));
+        sigv4_uri_encode(page.next_token, 0, token, sizeof(token));
     }
+    free(seen.v);
     free(s.buf);
     return r;
 }

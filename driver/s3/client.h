@@ -39,9 +39,19 @@ void s3_client_free(struct s3_client *c);
 const char *s3_client_url(const struct s3_client *c);
 /* What identifies the data: the endpoint and the URL. */
 const char *s3_client_identity(const struct s3_client *c);
+/* The same, without a client (no credentials, no I/O): what a content id is
+ * derived from, so a node can find its copy while STS or IMDS is down. */
+int s3_identity(const char *url, const char *endpoint, char *out, size_t n, struct wc_error *e);
 
-/* Lists every object under the prefix, page by page. */
-int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, struct wc_error *e);
+/* 1 for an S3 Express One Zone directory bucket (its listings are not in key order). */
+int s3_client_is_express(const struct s3_client *c);
+
+/* Lists every object under the prefix, page by page, until the end, cancel
+ * (-ECANCELED), timeout_s seconds (-ETIMEDOUT; 0: no limit), a continuation
+ * token the server sent before (-EIO: a listing that goes round in a
+ * circle), or fn's error. Memory stays one page, whatever the listing. */
+int s3_list(struct s3_client *c, s3_object_fn fn, void *ctx, const atomic_int *cancel, unsigned timeout_s,
+            struct wc_error *e);
 
 /* One byte range of one object under the prefix, for s3_transfer_run. */
 struct s3_part {

@@ -1,10 +1,12 @@
 /* See disks.h. Every step checks before it acts, so a second run is a no-op. */
 #include "storage/disks.h"
+#include "storage/run.h"
 #include "base/fsutil.h"
 #include "base/log.h"
 #include "base/macros.h"
 
 #include <blkid/blkid.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <glob.h>
 #include <limits.h>
@@ -25,43 +27,6 @@ int store_mode_parse(const char *s, enum store_mode *ret)
         *ret = STORE_RAID0;
     else
         return -EINVAL;
-    return 0;
-}
-
-/* Runs a program, its output into the log; a non-zero exit is an error. */
-static int run(const char *const argv[], struct wc_error *e)
-{
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0)
-        return wc_err_errno(e, -errno, "pipe");
-    pid_t pid = fork();
-    if (pid < 0)
-        return wc_err_errno(e, -errno, "fork");
-    if (pid == 0) {
-        dup2(pipefd[1], 1);
-        dup2(pipefd[1], 2);
-        execvp(argv[0], (char *const *)argv);
-        _exit(127);
-    }
-    close(pipefd[1]);
-    char out[2048];
-    size_t got = 0;
-    ssize_t n;
-    while ((n = RETRY_EINTR(read(pipefd[0], out + got, sizeof(out) - 1 - got))) > 0)
-        got += (size_t)n;
-    out[got] = '\0';
-    close(pipefd[0]);
-    int status;
-    if (RETRY_EINTR(waitpid(pid, &status, 0)) < 0)
-        return wc_err_errno(e, -errno, "waiting for %s", argv[0]);
-    json_t *args = json_array();
-    for (size_t i = 0; argv[i]; i++)
-        json_array_append_new(args, json_string(argv[i]));
-    log_json(LOG_INFO, "ran", json_pack("{s:o, s:i, s:s}", "argv", args, "exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                                       "output", out));
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        return wc_err(e, -EIO, "%s failed (exit %d): %.300s", argv[0], WIFEXITED(status) ? WEXITSTATUS(status) : -1,
-                      out);
     return 0;
 }
 
@@ -109,19 +74,27 @@ static int ensure_xfs(const struct disk_config *cfg, const char *dev, unsigned s
     snprintf(sw, sizeof(sw), "%s", DISK_LABEL);
     const char *argv_striped[] = {cfg->mkfs, "-f", "-q", "-L", sw, "-d", su, dev, NULL};
     const char *argv_plain[] = {cfg->mkfs, "-f", "-q", "-L", sw, dev, NULL};
-    return run(stripes > 1 ? argv_striped : argv_plain, e);
+    return storage_run(stripes > 1 ? argv_striped : argv_plain, e);
 }
 
-static int mount_xfs(struct mounter *m, const char *dev, const char *at, struct wc_error *e)
+static int mount_xfs(const struct mounter *m, const char *dev, const char *at, struct wc_error *e)
 {
     int r = fs_mkdir_p(at, 0755);
     if (r < 0)
         return wc_err_errno(e, r, "creating the mount point %s", at);
-    return m->ops->mount_fs(m, dev, "xfs", at, "noatime", e);
+    /* prjquota: the bound on each pod's writable layer (storage/bound.h); a
+     * kernel without XFS quota refuses it, and the layers use loop images */
+    r = m->ops->mount_fs(m, dev, "xfs", at, "noatime,prjquota", e);
+    if (r == -EINVAL) {
+        log_json(LOG_INFO, "this kernel has no XFS quotas: mounting the store without them",
+                 json_pack("{s:s}", "device", dev));
+        r = m->ops->mount_fs(m, dev, "xfs", at, "noatime", e);
+    }
+    return r;
 }
 
 /* An array the node already has, mounted at one of the adopt paths. */
-static int try_adopt(const struct disk_config *cfg, struct mounter *m, char **ret_root)
+static int try_adopt(const struct disk_config *cfg, const struct mounter *m, char **ret_root)
 {
     if (!cfg->adopt || !*cfg->adopt)
         return 0;
@@ -140,7 +113,7 @@ static int try_adopt(const struct disk_config *cfg, struct mounter *m, char **re
     return 0;
 }
 
-static int find_disks(const struct disk_config *cfg, struct mounter *m, char ***ret, size_t *ret_n,
+static int find_disks(const struct disk_config *cfg, const struct mounter *m, char ***ret, size_t *ret_n,
                       struct wc_error *e)
 {
     glob_t g;
@@ -174,7 +147,113 @@ static int find_disks(const struct disk_config *cfg, struct mounter *m, char ***
     return 0;
 }
 
-static int prepare_raid0(const struct disk_config *cfg, struct mounter *m, char **ret_root, struct wc_error *e)
+/* What a disk holds, for deciding what to do with it. */
+enum holding { HOLDS_NOTHING, HOLDS_OUR_FS, HOLDS_OUR_MEMBER, HOLDS_OTHER };
+
+/* A member of our md array carries its name: "<homehost>:<name>" or "<name>". */
+static int names_our_array(const struct disk_config *cfg, const char *label)
+{
+    const char *name = strrchr(cfg->array, '/') ? strrchr(cfg->array, '/') + 1 : cfg->array;
+    const char *colon = strrchr(label, ':');
+    return streq(colon ? colon + 1 : label, name);
+}
+
+static int holding(const struct disk_config *cfg, const char *disk, char *type, size_t nt, struct wc_error *e)
+{
+    char label[64];
+    int p = probe(disk, type, nt, label, sizeof(label), e);
+    if (p <= 0)
+        return p < 0 ? p : HOLDS_NOTHING;
+    if (streq(type, "xfs") && streq(label, DISK_LABEL))
+        return HOLDS_OUR_FS;
+    if (streq(type, "linux_raid_member") && names_our_array(cfg, label))
+        return HOLDS_OUR_MEMBER;
+    return HOLDS_OTHER;
+}
+
+/* The md device the kernel assembled from disk, if any (udev names it as it
+ * likes after a reboot: /dev/md127 as often as /dev/md/warmcache). */
+static int holder_of(const char *disk, char *out, size_t n)
+{
+    const char *base = strrchr(disk, '/') ? strrchr(disk, '/') + 1 : disk;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "/sys/class/block/%s/holders", base);
+    DIR *d = opendir(dir);
+    struct dirent *de;
+    int found = 0;
+    while (d && !found && (de = readdir(d)))
+        if (strncmp(de->d_name, "md", 2) == 0)
+            found = snprintf(out, n, "/dev/%s", de->d_name) < (int)n;
+    if (d)
+        closedir(d);
+    return found;
+}
+
+static int mdadm(const struct disk_config *cfg, const char *verb, char **disks, size_t n, struct wc_error *e)
+{
+    char count[16], chunk[16];
+    snprintf(count, sizeof(count), "%zu", n);
+    snprintf(chunk, sizeof(chunk), "%d", RAID_CHUNK_KIB);
+    _cleanup_free_ const char **argv = calloc(n + 16, sizeof(char *));
+    if (!argv)
+        return -ENOMEM;
+    size_t a = 0;
+    argv[a++] = cfg->mdadm;
+    argv[a++] = verb;
+    argv[a++] = cfg->array;
+    if (streq(verb, "--create")) {
+        argv[a++] = "--level=0";
+        argv[a++] = "--chunk";
+        argv[a++] = chunk;
+        argv[a++] = "--raid-devices";
+        argv[a++] = count;
+        argv[a++] = "--homehost=any";
+    }
+    argv[a++] = "--run";
+    for (size_t i = 0; i < n; i++)
+        argv[a++] = disks[i];
+    argv[a] = NULL;
+    return storage_run(argv, e);
+}
+
+/* The disks hold our store from before a reboot: one disk with our xfs, or
+ * members of our array, assembled again. 1 with the device in dev, 0 when
+ * they do not, < 0 when they hold something else or it fails. */
+static int our_store_on(const struct disk_config *cfg, char **disks, size_t n, char *dev, size_t dn,
+                        struct wc_error *e)
+{
+    size_t ours_fs = 0, members = 0, blank = 0;
+    for (size_t i = 0; i < n; i++) {
+        char type[64];
+        int h = holding(cfg, disks[i], type, sizeof(type), e);
+        if (h < 0)
+            return h;
+        ours_fs += h == HOLDS_OUR_FS;
+        members += h == HOLDS_OUR_MEMBER;
+        blank += h == HOLDS_NOTHING;
+        if (h == HOLDS_OTHER || (h == HOLDS_OUR_FS && n > 1))
+            return cfg->force_format ? 0 : wc_err(e, -EEXIST, "instance-store disk %s holds %s; warmcache never formats "
+                                                  "a disk that holds data (set forceFormat if its contents may go)",
+                                                  disks[i], type);
+    }
+    if (n == 1 && ours_fs == 1)
+        return snprintf(dev, dn, "%s", disks[0]) < (int)dn;
+    if (members == 0)
+        return 0;
+    if (members != n)
+        return cfg->force_format ? 0 : wc_err(e, -EEXIST, "%zu of the %zu instance-store disks are members of the "
+                                              "warmcache array and %zu are blank: the array cannot be assembled; "
+                                              "set forceFormat to build it again (its copies are lost)",
+                                              members, n, blank);
+    if (holder_of(disks[0], dev, dn))
+        return 1;
+    int r = mdadm(cfg, "--assemble", disks, n, e);
+    if (r < 0)
+        return wc_err_prefix(e, "assembling the warmcache array again after a reboot: ");
+    return snprintf(dev, dn, "%s", cfg->array) < (int)dn;
+}
+
+static int prepare_raid0(const struct disk_config *cfg, const struct mounter *m, char **ret_root, struct wc_error *e)
 {
     int r = try_adopt(cfg, m, ret_root);
     if (r != 0)
@@ -188,50 +267,24 @@ static int prepare_raid0(const struct disk_config *cfg, struct mounter *m, char 
             return r;
         goto done;
     }
-    char **disks = NULL;
+    char **disks = NULL, dev[PATH_MAX];
     size_t n = 0;
     if ((r = find_disks(cfg, m, &disks, &n, e)) < 0)
         return r;
-    for (size_t i = 0; i < n && r == 0; i++) {
-        char type[64], label[64];
-        int p = probe(disks[i], type, sizeof(type), label, sizeof(label), e);
-        if (p < 0)
-            r = p;
-        else if (p == 1 && !cfg->force_format)
-            r = wc_err(e, -EEXIST, "instance-store disk %s holds %s; warmcache never formats a disk that holds "
-                       "data (set forceFormat if its contents may go)", disks[i], type);
+    r = our_store_on(cfg, disks, n, dev, sizeof(dev), e);
+    if (r == 1) {
+        r = ensure_xfs(cfg, dev, 0, e);
+        if (r == 0)
+            r = mount_xfs(m, dev, cfg->path, e);
+    } else if (r == 0) {
+        const char *target = n == 1 ? disks[0] : cfg->array;
+        if (n > 1)
+            r = mdadm(cfg, "--create", disks, n, e);
+        if (r == 0)
+            r = ensure_xfs(cfg, target, (unsigned)n, e);
+        if (r == 0)
+            r = mount_xfs(m, target, cfg->path, e);
     }
-    const char *dev = n == 1 ? disks[0] : cfg->array;
-    if (r == 0 && n > 1) {
-        char count[16], chunk[16];
-        snprintf(count, sizeof(count), "%zu", n);
-        snprintf(chunk, sizeof(chunk), "%d", RAID_CHUNK_KIB);
-        const char **argv = calloc(n + 16, sizeof(char *));
-        size_t a = 0;
-        if (!argv)
-            r = -ENOMEM;
-        else {
-            argv[a++] = cfg->mdadm;
-            argv[a++] = "--create";
-            argv[a++] = cfg->array;
-            argv[a++] = "--level=0";
-            argv[a++] = "--chunk";
-            argv[a++] = chunk;
-            argv[a++] = "--raid-devices";
-            argv[a++] = count;
-            argv[a++] = "--run";
-            argv[a++] = "--homehost=any";
-            for (size_t i = 0; i < n; i++)
-                argv[a++] = disks[i];
-            argv[a] = NULL;
-            r = run(argv, e);
-            free(argv);
-        }
-    }
-    if (r == 0)
-        r = ensure_xfs(cfg, dev, (unsigned)n, e);
-    if (r == 0)
-        r = mount_xfs(m, dev, cfg->path, e);
     for (size_t i = 0; i < n; i++)
         free(disks[i]);
     free(disks);
@@ -242,7 +295,7 @@ done:
     return *ret_root ? 0 : -ENOMEM;
 }
 
-static int prepare_device(const struct disk_config *cfg, struct mounter *m, char **ret_root, struct wc_error *e)
+static int prepare_device(const struct disk_config *cfg, const struct mounter *m, char **ret_root, struct wc_error *e)
 {
     if (!cfg->device || !*cfg->device)
         return wc_err(e, -EINVAL, "store mode device needs a device (--store-device)");
@@ -254,7 +307,7 @@ static int prepare_device(const struct disk_config *cfg, struct mounter *m, char
     return *ret_root ? 0 : -ENOMEM;
 }
 
-int disks_prepare(const struct disk_config *cfg, struct mounter *m, char **ret_root, struct wc_error *e)
+int disks_prepare(const struct disk_config *cfg, const struct mounter *m, char **ret_root, struct wc_error *e)
 {
     switch (cfg->mode) {
     case STORE_DIRECTORY: {

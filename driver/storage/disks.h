@@ -44,4 +44,4 @@ struct disk_config {
 int store_mode_parse(const char *s, enum store_mode *ret);
 
 /* Prepares the disks; *ret_root is the directory the store lives in. */
-int disks_prepare(const struct disk_config *cfg, struct mounter *m, char **ret_root, struct wc_error *e);
+int disks_prepare(const struct disk_config *cfg, const struct mounter *m, char **ret_root, struct wc_error *e);

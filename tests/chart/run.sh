@@ -18,7 +18,8 @@ declare -A sets=(
   [device]="--set node.storeMode=device --set node.storeDevice=/dev/nvme1n1"
   [raid0]="--set node.storeMode=raid0 --set node.sourceHostPaths[0]=/fsx"
   [raid0-no-adopt]="--set node.storeMode=raid0 --set node.adoptPaths=null --set controller.replicas=2"
-  [no-inline]="--set inlineVolumes=false"
+  [inline]="--set inlineVolumes.allowedSources[0]=s3://public-models/ --set inlineVolumes.nodeCredentials=true"
+  [narrow-sources]="--set allowedSources[0]=s3://my-models/ --set node.sourceHostPaths[0]=/fsx/"
   [s3-secrets]="--set provisionerSecrets[0]=warmcache-s3"
 )
 for name in "${!sets[@]}"; do
@@ -38,6 +39,12 @@ grep -q "storeMode': value must be one of 'directory', 'device', 'raid0'" "$out/
 if helm template wc "$chart" --kube-version 1.36.0 --set storageClass.create=true --set storageClass.parameters.sorce=x > "$out/bad2" 2>&1; then
   echo "chart: an unknown StorageClass parameter was accepted"; exit 1
 fi
-helm template wc "$chart" --kube-version 1.36.0 --set inlineVolumes=false | grep -q "volumeLifecycleModes: \[Persistent\]$" \
-  || { echo "chart: inlineVolumes=false still allows inline volumes"; exit 1; }
+# the defaults an admin installs: every bucket, no node path, no inline volume
+grep -q -- "--allowed-sources=s3://$" "$out/default.yaml" || { echo "chart: default allowedSources"; exit 1; }
+if grep -q -- "--inline-sources\|--inline-node-credentials" "$out/default.yaml"; then
+  echo "chart: inline volumes are on by default"; exit 1
+fi
+grep -q -- "--allowed-sources=s3://my-models/,file:///fsx/$" "$out/narrow-sources.yaml" \
+  || { echo "chart: allowedSources and sourceHostPaths do not reach the plugins"; exit 1; }
+[ "$(grep -c -- "--allowed-sources=" "$out/default.yaml")" = 2 ] || { echo "chart: not both plugins"; exit 1; }
 echo "chart: storeMode=raid1 refused: $(grep storeMode "$out/bad" | sed 's/^ *//')"

@@ -46,13 +46,17 @@ static void pods(json_t *list)
 
 static void overrides(json_t *pvc)
 {
-    static const struct kv cls[] = {{"source", "s3://models/llama/"}, {"region", "us-east-1"}};
+    static const struct kv cls[] = {{"source", "s3://models/llama/"}, {"region", "us-east-1"},
+                                    {"pvcOverrides", "source,prewarm,sourceChangePolicy"}};
     size_t n = ARRAY_SIZE(cls);
     struct kv *merged = NULL;
     struct wc_error e;
     wc_error_clear(&e);
+    struct volume_params class;
+    if (params_parse(cls, n, &class, &e) < 0)
+        abort();
     json_t *ann = json_object_get(json_object_get(pvc, "metadata"), "annotations");
-    int r = params_pvc_overrides(ann, "ml", "tiny-llm", cls, &n, &merged, &e);
+    int r = params_pvc_overrides(ann, "ml", "tiny-llm", &class, cls, &n, &merged, &e);
     if (r < 0 && !strstr(e.msg, "PVC ml/tiny-llm"))
         abort(); /* the error must name the PVC */
     if (merged) {
@@ -60,7 +64,8 @@ static void overrides(json_t *pvc)
         for (size_t i = 0; i < n; i++)
             if (!merged[i].key || !merged[i].value)
                 abort();
-        params_parse(merged, n, &p, &e);
+        if (params_parse(merged, n, &p, &e) == 0 && strncmp(p.source, "s3://models/llama/", 18) != 0)
+            abort(); /* a PVC's source outside the class's prefix got through */
         free(merged);
     }
 }

@@ -39,14 +39,23 @@ class CtlError(Exception):
 
 
 class Driver:
-    def __init__(self, work):
+    def __init__(self, work, allow=()):
+        """allow: more source prefixes the test's plugin may read."""
         self.work = Path(work)
+        self.allow = list(allow)
         self.sock = self.work / "csi.sock"
         self.store = self.work / "store"
         self.log = self.work / "driver.log"
         self.proc = None
 
-    def start(self, *extra, env=None):
+    def policy_flags(self):
+        """What most tests need of the source policy: sources under the test's
+        own directory and any bucket, and inline volumes of both. Tests of the
+        policy itself pass policy=[...]."""
+        here = ",".join([f"file://{self.work}/", *self.allow, "s3://"])
+        return [f"--allowed-sources={here}", f"--inline-sources={here}", "--inline-node-credentials"]
+
+    def start(self, *extra, env=None, policy=None):
         """env: variables to set (None values unset); the instance metadata
         service is off unless a test sets it up (no probe of 169.254.169.254)."""
         self.mark = len(self.log_lines()) if self.log.exists() else 0
@@ -59,7 +68,8 @@ class Driver:
                 full[k] = v
         self.proc = subprocess.Popen(
             [str(DRIVER), f"--endpoint=unix://{self.sock}", f"--store-root={self.store}",
-             f"--state-dir={self.work / 'state'}", "--node-id=it-node", *extra],
+             f"--state-dir={self.work / 'state'}", "--node-id=it-node",
+             *(self.policy_flags() if policy is None else policy), *extra],
             stderr=self.logf, stdout=self.logf, env=full)
         # "serving" is logged once the socket listens; a stale socket from a
         # killed predecessor may still be on disk until then

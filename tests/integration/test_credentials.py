@@ -69,7 +69,7 @@ def signed_with(work, env, s3server, token):
         d.start(env={**NO_KEYS, **env})
         try:
             with pytest.raises(CtlError) as ei:
-                d.ctl("create", "v", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={rec.endpoint}")
+                d.ctl("create", "v", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={rec.endpoint}", "-p", "allowPlainHTTP=true")
         finally:
             assert d.stop() == 0
         heads = list(rec.heads)
@@ -173,7 +173,7 @@ def test_no_credentials_anywhere_says_what_to_set_up(work, s3server, bucket):
     d.start(env=NO_KEYS)
     try:
         with pytest.raises(CtlError) as ei:
-            d.ctl("create", "v", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={s3server.endpoint}")
+            d.ctl("create", "v", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={s3server.endpoint}", "-p", "allowPlainHTTP=true")
         assert ei.value.code == "PERMISSION_DENIED"
         assert "no AWS credentials" in ei.value.message and "IRSA or EKS Pod Identity" in ei.value.message
     finally:

@@ -186,3 +186,73 @@ def test_hostpath_binds_of_plain_directories_are_not_taken_for_arrays(work, loop
     assert len(mkfs_runs(d)) == 1
     assert d.ctl("status", "--json")["store_root"] == f"{work}/mnt/warmcache"
     assert d.stop() == 0
+
+
+def reboot(work):
+    """What a reboot leaves of the store: nothing mounted, no md array assembled."""
+    subprocess.run(["umount", str(work / "mnt" / "warmcache")], check=True)
+    array = work / "dev" / "md" / "warmcache"
+    if array.is_symlink():
+        dev = os.path.realpath(array)
+        array.unlink()
+        subprocess.run(["losetup", "-d", dev], check=True)
+
+
+def test_raid0_on_one_instance_store_disk_comes_back_after_a_reboot(work, loops, model):
+    """Single-NVMe GPU instances: the disk holds warmcache's own xfs after a reboot."""
+    glob = nvme_disks(work, [loops("nvme0")])
+    d = raid_driver(work, glob)
+    assert mdadm_calls(work) == [] and len(mkfs_runs(d)) == 1
+    vol = d.create("m", f"file://{model}")
+    d.ctl("stage", "-f", vol, work / "s")
+    d.ctl("unstage", "-f", vol, work / "s")
+    assert d.stop() == 0
+    reboot(work)
+    d2 = raid_driver(work, glob)
+    assert mkfs_runs(d2) == [] and len(d2.ctl("status", "--json")["copies"]) == 1
+    assert d2.stop() == 0
+
+
+def test_raid0_after_a_reboot_assembles_its_array_again_instead_of_refusing_it(work, loops, model):
+    glob = nvme_disks(work, [loops("nvme0"), loops("nvme1")])
+    d = raid_driver(work, glob)
+    vol = d.create("m", f"file://{model}")
+    d.ctl("stage", "-f", vol, work / "s")
+    d.ctl("unstage", "-f", vol, work / "s")
+    assert d.stop() == 0
+    reboot(work)  # the members hold md superblocks (linux_raid_member), and no array is assembled
+    d2 = raid_driver(work, glob)
+    calls = mdadm_calls(work)
+    assert [c[0] for c in calls] == ["--create", "--assemble"], calls
+    assert mkfs_runs(d2) == [] and len(d2.ctl("status", "--json")["copies"]) == 1, "the copy must survive"
+    assert d2.stop() == 0
+
+
+@pytest.mark.parametrize("mode", ["device", "directory"])
+def test_writable_volumes_are_bounded_by_their_size(work, loops, model, mode):
+    """On the store warmcache formats (device mode) and in a plain directory:
+    a project quota where the kernel has XFS quotas, a loop image where not
+    (this machine's kernel has no CONFIG_XFS_QUOTA: both run as loop images)."""
+    if mode == "device":
+        d = Driver(work).start("--store-mode=device", f"--store-root={work}/mnt/wc", f"--store-device={loops('disk0')}")
+    else:
+        d = Driver(work).start()
+    vol = d.create("scratch", f"file://{model}", capacity=16 << 20, access="ReadWriteOnce")
+    d.ctl("stage", "-f", vol, work / "s")
+    target = work / "pod" / "vol"
+    d.ctl("publish", "-f", vol, work / "s", target, "--access", "ReadWriteOnce")
+    with pytest.raises(OSError) as ei:
+        with open(target / "scratch.bin", "wb") as f:
+            for _ in range(64):
+                f.write(b"x" * (1 << 20))
+                f.flush()
+                os.fsync(f.fileno())
+    assert ei.value.errno in (122, 28)  # EDQUOT (project quota) or ENOSPC (loop image): stopped at the size
+    assert 12 << 20 <= (target / "scratch.bin").stat().st_size <= 16 << 20
+    assert any(l.get("msg") == "writable layers" for l in d.lines_since_start())
+    stats = d.ctl("stats", "-f", vol, target)
+    assert stats["volume_condition"].get("abnormal") is True
+    assert "writable layer" in stats["volume_condition"]["message"] and str(target) in stats["volume_condition"]["message"]
+    d.ctl("unpublish", "-f", vol, target)
+    d.ctl("unstage", "-f", vol, work / "s")
+    assert d.stop() == 0

@@ -28,7 +28,7 @@ def test_example_storageclass_parameters(driver, model, s3server, path):
         objects = {prefix + str(p.relative_to(model)): p.read_bytes() for p in model.rglob("*") if p.is_file()}
         fake = FakeExpress(objects, bucket=bucket)
         try:
-            vol = driver.ctl("create", path.stem, "-p", f"source={source}", "-p", f"endpoint={fake.endpoint}", *args,
+            vol = driver.ctl("create", path.stem, "-p", f"source={source}", "-p", f"endpoint={fake.endpoint}", "-p", "allowPlainHTTP=true", *args,
                              "--secret", f"awsAccessKeyId={KEY}", "--secret", f"awsSecretAccessKey={SECRET}")
             assert vol["volume"]["volume_context"]["objectCount"] == str(len(objects)) and fake.bad == []
         finally:
@@ -37,7 +37,7 @@ def test_example_storageclass_parameters(driver, model, s3server, path):
         bucket, _, prefix = source[5:].partition("/")
         s3server.s3.create_bucket(Bucket=bucket)
         s3server.upload_tree(bucket, prefix, model)
-        driver.ctl("create", path.stem, "-p", f"source={source}", "-p", f"endpoint={s3server.endpoint}",
+        driver.ctl("create", path.stem, "-p", f"source={source}", "-p", f"endpoint={s3server.endpoint}", "-p", "allowPlainHTTP=true",
                    *args, *s3server.secrets())
 
 

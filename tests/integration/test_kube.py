@@ -62,7 +62,7 @@ def test_fill_progress_and_ready_show_in_kubectl_describe(work, kube, s3server, 
     try:
         # ~2 MiB/s per connection: the 20 MiB shard takes several seconds
         with FaultProxy(s3server.endpoint, rate=0.0, bytes_per_s=1 << 20) as slow:
-            vol = d.ctl("create", pvc, "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={slow.endpoint}",
+            vol = d.ctl("create", pvc, "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={slow.endpoint}", "-p", "allowPlainHTTP=true",
                         "-p", f"csi.storage.k8s.io/pvc/name={pvc}", "-p", f"csi.storage.k8s.io/pvc/namespace={ns}",
                         "-p", f"csi.storage.k8s.io/pv/name={pv}", *s3server.secrets())
             f = work / "v.json"
@@ -98,32 +98,49 @@ def test_fill_progress_and_ready_show_in_kubectl_describe(work, kube, s3server, 
         assert d.stop() == 0
 
 
-def test_pvc_annotations_override_the_class_and_mistakes_are_named(work, kube, s3server, bucket):
+def test_pvc_annotations_override_only_what_the_class_allows(work, kube, s3server, bucket):
     s3server.s3.put_object(Bucket="models", Key="other/config.json", Body=b"{}")
+    s3server.s3.create_bucket(Bucket="private")
+    s3server.s3.put_object(Bucket="private", Key="payroll/2026.csv", Body=b"secret")
     ns = "team-b"
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    kube.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "good", "namespace": ns,
-                             "annotations": {"warmcache.csi.dev/source": "s3://models/other/"}},
-                "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}})
-    kube.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-                "metadata": {"name": "bad", "namespace": ns,
-                             "annotations": {"warmcache.csi.dev/sourceChangePolicy": "Sometimes"}},
-                "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}})
+
+    def pvc(name, annotations):
+        kube.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                    "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+                    "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}})
+
+    pvc("good", {"warmcache.csi.dev/source": "s3://models/other/"})
+    pvc("bad", {"warmcache.csi.dev/sourceChangePolicy": "Sometimes"})
+    pvc("outside", {"warmcache.csi.dev/source": "s3://private/payroll/"})
+    pvc("endpoint", {"warmcache.csi.dev/endpoint": "http://attacker.example:9000"})
+    pvc("prewarm", {"warmcache.csi.dev/prewarm": "kubernetes.io/os=linux"})
     d = Driver(work)
     d.start("--mode=controller", *kube.plugin_flags("controller"))
     try:
-        def create(name):
+        def create(name, *cls):
             return d.ctl("create", f"pvc-{name}", "-p", "source=s3://models/tiny-llm/",
-                         "-p", f"endpoint={s3server.endpoint}", "-p", f"csi.storage.k8s.io/pvc/name={name}",
-                         "-p", f"csi.storage.k8s.io/pvc/namespace={ns}", *s3server.secrets())
-        ctx = create("good")["volume"]["volume_context"]
+                         "-p", f"endpoint={s3server.endpoint}", "-p", "allowPlainHTTP=true",
+                         "-p", f"csi.storage.k8s.io/pvc/name={name}", "-p", f"csi.storage.k8s.io/pvc/namespace={ns}",
+                         *[a for kv in cls for a in ("-p", kv)], *s3server.secrets())
+
+        allow = ("pvcOverrides=source,sourceChangePolicy", "pvcSourcePrefixes=s3://models/")
+        ctx = create("good", *allow)["volume"]["volume_context"]
         assert ctx["source"] == "s3://models/other/" and ctx["objectCount"] == "1"
         with pytest.raises(CtlError) as ei:
-            create("bad")
+            create("bad", *allow)
         assert ei.value.code == "INVALID_ARGUMENT"
         assert ei.value.message.startswith(f"PVC {ns}/bad: annotation warmcache.csi.dev/sourceChangePolicy: ")
         assert "Sometimes" in ei.value.message and "use Fail or Follow" in ei.value.message
+        for name, needle in (("outside", "is not under the StorageClass's pvcSourcePrefixes (s3://models/)"),
+                             ("endpoint", "endpoint is never taken from a PVC"),
+                             ("prewarm", "does not let PVCs set prewarm")):
+            with pytest.raises(CtlError) as ei:
+                create(name, *allow)
+            assert ei.value.code == "PERMISSION_DENIED" and needle in ei.value.message, ei.value.message
+        with pytest.raises(CtlError) as ei:  # a class that says nothing lets a PVC set nothing
+            create("good")
+        assert ei.value.code == "PERMISSION_DENIED" and "pvcOverrides (now: not set)" in ei.value.message
     finally:
         assert d.stop() == 0
 
@@ -137,7 +154,7 @@ def test_prewarm_fills_before_any_stage_on_matching_nodes_only(work, kube, s3ser
     try:
         def volume(name, prefix, selector):
             vol = d.ctl("create", name, "-p", f"source=s3://models/{prefix}/", "-p",
-                        f"endpoint={s3server.endpoint}", "-p", f"prewarm={selector}")
+                        f"endpoint={s3server.endpoint}", "-p", "allowPlainHTTP=true", "-p", f"prewarm={selector}")
             ctx = vol["volume"]["volume_context"]
             kube.apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": name},
                         "spec": {"accessModes": ["ReadOnlyMany"], "capacity": {"storage": "1Gi"},

@@ -106,7 +106,8 @@ def test_two_volumes_with_the_same_source_share_one_copy(driver, model, work):
 
 
 @pytest.mark.parametrize("params,code,needle", [
-    (["source=file:///nonexistent/dir/"], "INVALID_ARGUMENT", "is not there"),
+    (["source=file://WORK/nonexistent/dir/"], "INVALID_ARGUMENT", "is not there"),
+    (["source=file:///nonexistent/dir/"], "PERMISSION_DENIED", "not allowed on this node"),
     (["source=file://relative/"], "INVALID_ARGUMENT", "absolute path"),
     (["source=s3://models--x-s3/llama/"], "INVALID_ARGUMENT", "<base>--<zone id>--x-s3"),
     (["source=ftp://host/x"], "INVALID_ARGUMENT", "file:///path/ or s3://bucket/prefix/"),
@@ -115,10 +116,10 @@ def test_two_volumes_with_the_same_source_share_one_copy(driver, model, work):
     (["source=MODEL", "sourceChangePolicy=Sometimes"], "INVALID_ARGUMENT", "Fail or Follow"),
     (["sourceChangePolicy=Fail"], "INVALID_ARGUMENT", "source is required"),
 ])
-def test_storageclass_mistakes_get_actionable_errors(driver, model, params, code, needle):
+def test_storageclass_mistakes_get_actionable_errors(driver, model, work, params, code, needle):
     args = ["create", "bad"]
     for p in params:
-        args += ["-p", p.replace("MODEL", f"file://{model}")]
+        args += ["-p", p.replace("MODEL", f"file://{model}").replace("WORK", str(work))]
     with pytest.raises(CtlError) as ei:
         driver.ctl(*args)
     assert ei.value.code == code

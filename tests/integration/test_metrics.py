@@ -36,7 +36,7 @@ def test_metrics_are_valid_exposition_with_what_happened(work, s3server, model):
     try:
         with FaultProxy(s3server.endpoint, rate=0.10, seed=3) as fp:
             for name in ("a", "b"):
-                vol = d.ctl("create", name, "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={fp.endpoint}",
+                vol = d.ctl("create", name, "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={fp.endpoint}", "-p", "allowPlainHTTP=true",
                             *s3server.secrets())
                 f = work / f"{name}.json"
                 f.write_text(json.dumps(vol))

@@ -55,6 +55,8 @@ def test_kubectl_apply_gets_a_bound_pv_from_our_controller(work, kube, s3server,
         kube.apply({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "tiny-llm-e2e"},
                     "provisioner": "warmcache.csi.dev", "volumeBindingMode": "Immediate",
                     "parameters": {"source": "s3://models/tiny-llm/", "endpoint": s3server.endpoint,
+                                   "allowPlainHTTP": "true",  # versitygw on loopback
+                                   "pvcOverrides": "source,sourceChangePolicy", "pvcSourcePrefixes": "s3://models/",
                                    "csi.storage.k8s.io/provisioner-secret-name": "s3-read",
                                    "csi.storage.k8s.io/provisioner-secret-namespace": NS,
                                    "csi.storage.k8s.io/node-stage-secret-name": "s3-read",

@@ -19,7 +19,7 @@ def bucket(s3server, model):
 
 
 def create(driver, s3server, name, source, *more, secret=None):
-    args = ["create", name, "-p", f"source={source}", "-p", f"endpoint={s3server.endpoint}", *s3server.secrets(secret)]
+    args = ["create", name, "-p", f"source={source}", "-p", f"endpoint={s3server.endpoint}", "-p", "allowPlainHTTP=true", *s3server.secrets(secret)]
     for m in more:
         args += ["-p", m]
     vol = driver.ctl(*args)
@@ -69,7 +69,7 @@ def test_missing_bucket_and_missing_credentials(driver, s3server, bucket):
         create(driver, s3server, "nob", "s3://no-such-bucket/x/")
     assert ei.value.code == "INVALID_ARGUMENT" and "NoSuchBucket" in ei.value.message
     with pytest.raises(CtlError) as ei:
-        driver.ctl("create", "nocred", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={s3server.endpoint}")
+        driver.ctl("create", "nocred", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={s3server.endpoint}", "-p", "allowPlainHTTP=true")
     assert ei.value.code == "PERMISSION_DENIED" and "no AWS credentials" in ei.value.message
 
 

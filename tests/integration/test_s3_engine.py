@@ -75,7 +75,7 @@ def test_plugin_fill_through_faults_is_byte_identical(work, s3server, bucket):
     d.start("--part-size", "1")
     try:
         with FaultProxy(s3server.endpoint, rate=0.10, seed=5) as fp:
-            vol = d.ctl("create", "v", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={fp.endpoint}",
+            vol = d.ctl("create", "v", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={fp.endpoint}", "-p", "allowPlainHTTP=true",
                         *s3server.secrets())
             f = work / "v.json"
             f.write_text(json.dumps(vol))
@@ -101,7 +101,7 @@ def test_fills_on_a_node_share_one_request_budget(work, s3server, bucket):
         with FaultProxy(s3server.endpoint, rate=0.0, bytes_per_s=2 << 20) as fp:
             files = []
             for name, src in (("a", "s3://models/tiny-llm/"), ("b", "s3://models/second/")):
-                vol = d.ctl("create", name, "-p", f"source={src}", "-p", f"endpoint={fp.endpoint}",
+                vol = d.ctl("create", name, "-p", f"source={src}", "-p", f"endpoint={fp.endpoint}", "-p", "allowPlainHTTP=true",
                             *s3server.secrets())
                 f = work / f"{name}.json"
                 f.write_text(json.dumps(vol))

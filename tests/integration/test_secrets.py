@@ -83,7 +83,7 @@ def test_used_secrets_are_not_left_in_memory(work, s3server, model):
         assert "tiny-llm" in scan(d.proc.pid, [b"tiny-llm"])
 
     try:
-        vol = d.ctl("create", "v", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={s3server.endpoint}",
+        vol = d.ctl("create", "v", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={s3server.endpoint}", "-p", "allowPlainHTTP=true",
                     *s3server.secrets())
         clean("CreateVolume")
         f = work / "v.json"

@@ -47,7 +47,7 @@ for p in Path(sys.argv[2]).rglob("*"):
     if p.is_file():
         s3.upload_file(str(p), "sanity", "models/" + str(p.relative_to(sys.argv[2])))
 PY
-  printf 'source: s3://sanity/models/\nendpoint: http://127.0.0.1:%s\n' "$port" > "$work/params.yaml"
+  printf 'source: s3://sanity/models/\nendpoint: http://127.0.0.1:%s\nallowPlainHTTP: "true"\n' "$port" > "$work/params.yaml"
   cat > "$work/secrets.yaml" <<YAML
 CreateVolumeSecret: {awsAccessKeyId: sanity-key, awsSecretAccessKey: sanity-secret-5e1d}
 NodeStageVolumeSecret: {awsAccessKeyId: sanity-key, awsSecretAccessKey: sanity-secret-5e1d}
@@ -56,6 +56,7 @@ YAML
 fi
 
 "$bin" --endpoint "unix://$work/csi.sock" --store-root "$work/store" --state-dir "$work/state" \
+       --allowed-sources "file://$work/src/,s3://sanity/" \
        --node-id sanity-node --log-level warn 2> "$work/driver.log" &
 driver_pid=$!
 for _ in $(seq 50); do [ -S "$work/csi.sock" ] && break; sleep 0.1; done

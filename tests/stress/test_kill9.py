@@ -30,7 +30,8 @@ def sources(tmp_path_factory):
     small.mkdir(parents=True)
     (small / "config.json").write_text('{"a": 1}')
     (root / "small" / "weights.bin").write_bytes(os.urandom(1 << 20))
-    yield {"big": big, "small": root / "small", "sums": {n: sha256_tree(root / n) for n in ("big", "small")}}
+    yield {"big": big, "small": root / "small", "root": root,
+           "sums": {n: sha256_tree(root / n) for n in ("big", "small")}}
     subprocess.run(["umount", str(root)], check=False)
 
 
@@ -88,7 +89,7 @@ def converge(d, vols, work, sums):
 @pytest.mark.parametrize("run", range(RUNS))
 def test_kill9_at_a_random_point(work, sources, run):
     rnd = random.Random(run)
-    d = Driver(work).start("--fill-wait=30")
+    d = Driver(work, allow=[f"file://{sources['root']}/"]).start("--fill-wait=30")
     vols = {n: d.create(n, f"file://{sources[n]}") for n in ("big", "small")}
     stop = threading.Event()
     t = threading.Thread(target=calls, args=(d, vols, work, stop))
@@ -101,9 +102,50 @@ def test_kill9_at_a_random_point(work, sources, run):
     t.join()
     check_copies(d.store, sources["sums"])
     os.unlink(d.sock)
-    d2 = Driver(work).start("--fill-wait=30")
+    d2 = Driver(work, allow=[f"file://{sources['root']}/"]).start("--fill-wait=30")
     converge(d2, vols, work, sources["sums"])
     check_copies(d2.store, sources["sums"])
     assert d2.stop() == 0
     leaked = [m for m in mounts_under(work) if m != str(work)]
     assert leaked == [], f"mounts leaked: {leaked}"
+
+
+# Named kill points (WARMCACHE_CRASH_AT, base/crash.h): the places whose order
+# the crash safety argument rests on, hit every time instead of by chance.
+POINTS = {
+    # a read-only bind made and read-only, not yet attached at the target
+    "bind-before-attach": [("stage", "small", "s-small")],
+    # an evicted copy out of content/, not yet deleted
+    "store-taken-out": [("stage", "small", "s-small"), ("unstage", "small", "s-small"),
+                        ("stage", "big", "s-big")],
+    # a writable layer's loop device attached, its file system not yet mounted
+    "bound-loop-attached": [("stage", "small", "s-small"),
+                            ("publish", "small", "s-small", "t3", "--access", "ReadWriteOnce")],
+}
+
+
+@pytest.mark.parametrize("point", sorted(POINTS))
+def test_kill9_at_a_named_point(work, sources, point):
+    d = Driver(work, allow=[f"file://{sources['root']}/"])
+    d.start("--fill-wait=30", "--evict-high=1", "--evict-low=1", env={"WARMCACHE_CRASH_AT": point})
+    vols = {n: d.create(n, f"file://{sources[n]}") for n in ("big", "small")}
+    died = False
+    for op, v, *rest in POINTS[point]:
+        args = [op, "-f", vols[v]] + [work / r if not r.startswith("-") and r != "ReadWriteOnce" else r for r in rest]
+        try:
+            d.ctl(*args, timeout=60)
+        except Exception:  # noqa: BLE001  (the plugin killed itself under the call)
+            died = True
+            break
+    assert died and d.proc.wait(timeout=10) == -9, f"the plugin never reached {point}"
+    d.proc = None
+    check_copies(d.store, sources["sums"])
+    os.unlink(d.sock)
+    d2 = Driver(work, allow=[f"file://{sources['root']}/"]).start("--fill-wait=30")
+    converge(d2, vols, work, sources["sums"])
+    check_copies(d2.store, sources["sums"])
+    assert d2.stop() == 0
+    leaked = [m for m in mounts_under(work) if m != str(work)]
+    assert leaked == [], f"mounts leaked: {leaked}"
+    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    assert str(work) not in loops, f"loop devices leaked: {loops}"

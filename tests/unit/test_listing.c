@@ -101,12 +101,59 @@ static void content_id_depends_on_source_and_digest(void **state)
     assert_string_equal(a, b);
 }
 
+/* The streaming summary gives the very digest of the sorted listing, and the
+ * same refusals, in memory that does not grow with the listing. */
+static void summary_matches_the_sorted_listing(void **state)
+{
+    static const char *const keys[] = {"a", "a!", "a!!", "a-b/c", "b/c/d", "b/d", "c"};
+    struct listing l = {0};
+    struct listing_sum s;
+    struct wc_error e;
+    assert_int_equal(listing_sum_init(&s), 0);
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        add(&l, keys[i], i * 7, "tag");
+        assert_int_equal(listing_sum_add(&s, keys[i], strlen(keys[i]), i * 7, "tag", &e), 0);
+    }
+    char dl[65], ds[65];
+    digest(&l, dl);
+    listing_sum_digest(&s, ds);
+    assert_string_equal(dl, ds);
+    assert_int_equal(s.n, l.n);
+    assert_int_equal(s.bytes, l.bytes);
+    assert_true(s.n_open <= 3);
+    listing_sum_free(&s);
+    listing_free(&l);
+}
+
+static void summary_refuses_what_finalize_refuses(void **state)
+{
+    struct listing_sum s;
+    struct wc_error e;
+    /* "a" and, two keys later, "a/b": a file and a directory at once */
+    assert_int_equal(listing_sum_init(&s), 0);
+    assert_int_equal(listing_sum_add(&s, "a", 1, 1, "t", &e), 0);
+    assert_int_equal(listing_sum_add(&s, "a!", 2, 1, "t", &e), 0);
+    assert_int_equal(listing_sum_add(&s, "a-x", 3, 1, "t", &e), 0);
+    assert_int_equal(listing_sum_add(&s, "a/b", 3, 1, "t", &e), -EINVAL);
+    assert_non_null(strstr(e.msg, "both an object and a prefix"));
+    listing_sum_free(&s);
+    assert_int_equal(listing_sum_init(&s), 0);
+    assert_int_equal(listing_sum_add(&s, "k", 1, 1, "t", &e), 0);
+    assert_int_equal(listing_sum_add(&s, "k", 1, 1, "t", &e), -EINVAL);
+    assert_non_null(strstr(e.msg, "listed twice"));
+    /* out of order: the caller lists again into a sorted listing */
+    assert_int_equal(listing_sum_add(&s, "j", 1, 1, "t", &e), -EDOM);
+    assert_int_equal(listing_sum_add(&s, "../x", 4, 1, "t", &e), -EINVAL);
+    listing_sum_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(digest_ignores_listing_order), cmocka_unit_test(digest_sees_every_change),
         cmocka_unit_test(duplicates_and_file_prefix_clash_refused), cmocka_unit_test(bad_key_refused),
         cmocka_unit_test(content_id_depends_on_source_and_digest),
+        cmocka_unit_test(summary_matches_the_sorted_listing), cmocka_unit_test(summary_refuses_what_finalize_refuses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "csi/params.h"
+#include "base/units.h"
+
+#include <stdlib.h>
 
 static struct wc_error e;
 
@@ -103,10 +106,78 @@ static void context_refuses_bad_digest_and_numbers(void **state)
     assert_non_null(strstr(e.msg, "no source"));
 }
 
+static void sizes_in_kubernetes_quantities(void **state)
+{
+    uint64_t b;
+    assert_int_equal(parse_bytes("20Gi", &b), 0);
+    assert_true(b == 20ull << 30);
+    assert_int_equal(parse_bytes("1.5Ti", &b), 0);
+    assert_true(b == 3ull << 39);
+    assert_int_equal(parse_bytes("500M", &b), 0);
+    assert_true(b == 500000000);
+    assert_int_equal(parse_bytes("4096", &b), 0);
+    assert_true(b == 4096);
+    const char *bad[] = {"", "20 Gi", "20gi", "-1", "1.5", "0.1Ki", "1e9", "99999999999Pi", "Gi", ".5Gi"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(parse_bytes(bad[i], &b), -EINVAL);
+}
+
+static int override(const char *ann_json, const struct kv *cls, size_t n, struct volume_params *ret)
+{
+    struct volume_params class;
+    assert_int_equal(params_parse(cls, n, &class, &e), 0);
+    json_t *ann = json_loads(ann_json, 0, NULL);
+    struct kv *merged = NULL;
+    size_t nm = n;
+    wc_error_clear(&e);
+    int r = params_pvc_overrides(ann, "ml", "p", &class, cls, &nm, &merged, &e);
+    static char source[256];
+    if (r == 0 && merged)
+        r = params_parse(merged, nm, ret, &e);
+    else if (r == 0)
+        *ret = class;
+    if (r == 0) { /* the strings are the annotation's, which go now */
+        snprintf(source, sizeof(source), "%s", ret->source);
+        ret->source = source;
+    }
+    free(merged);
+    json_decref(ann);
+    return r;
+}
+
+/* Issue #13: a PVC sets only what its class lets it, within the class's prefixes. */
+static void pvc_overrides_only_what_the_class_allows(void **state)
+{
+    struct kv none[] = {{"source", "s3://models/llama/"}};
+    struct kv some[] = {{"source", "s3://models/llama/"}, {"pvcOverrides", "source, prewarm"}};
+    struct kv wide[] = {{"source", "s3://models/llama/"}, {"pvcOverrides", "source"},
+                        {"pvcSourcePrefixes", "s3://models/, s3://datasets/shared/"}};
+    struct volume_params p;
+    assert_int_equal(override("{\"warmcache.csi.dev/source\": \"s3://models/llama/8b/\"}", none, 1, &p), -EPERM);
+    assert_non_null(strstr(e.msg, "pvcOverrides (now: not set)"));
+    assert_int_equal(override("{\"warmcache.csi.dev/source\": \"s3://models/llama/8b/\"}", some, 2, &p), 0);
+    assert_string_equal(p.source, "s3://models/llama/8b/");
+    /* under the class's own source by default: not a sibling that shares its first letters */
+    assert_int_equal(override("{\"warmcache.csi.dev/source\": \"s3://models/llama-private/\"}", some, 2, &p),
+                     -EPERM);
+    assert_int_equal(override("{\"warmcache.csi.dev/source\": \"s3://models/other/\"}", some, 2, &p), -EPERM);
+    assert_int_equal(override("{\"warmcache.csi.dev/source\": \"s3://datasets/shared/x/\"}", wide, 3, &p), 0);
+    assert_int_equal(override("{\"warmcache.csi.dev/source\": \"s3://payroll/\"}", wide, 3, &p), -EPERM);
+    assert_non_null(strstr(e.msg, "pvcSourcePrefixes"));
+    assert_int_equal(override("{\"warmcache.csi.dev/sourceChangePolicy\": \"Follow\"}", some, 2, &p), -EPERM);
+    assert_int_equal(override("{\"warmcache.csi.dev/endpoint\": \"http://x:1\"}", some, 2, &p), -EPERM);
+    assert_non_null(strstr(e.msg, "never taken from a PVC"));
+    /* a class cannot even ask for it */
+    struct kv asks[] = {{"source", "s3://models/x/"}, {"pvcOverrides", "source,endpoint"}};
+    assert_int_equal(params_parse(asks, 2, &p, &e), -EINVAL);
+    assert_non_null(strstr(e.msg, "endpoint is never taken from a PVC"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(accepts_source_and_policy), cmocka_unit_test(default_policy_is_fail),
+        cmocka_unit_test(sizes_in_kubernetes_quantities), cmocka_unit_test(pvc_overrides_only_what_the_class_allows),
         cmocka_unit_test(unknown_key_is_named),      cmocka_unit_test(bad_policy_names_key_and_choices),
         cmocka_unit_test(missing_source),            cmocka_unit_test(bad_sources),
         cmocka_unit_test(s3_settings),               cmocka_unit_test(context_round_trip),        cmocka_unit_test(context_refuses_bad_digest_and_numbers),

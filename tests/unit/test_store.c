@@ -8,6 +8,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -27,7 +29,10 @@ struct fake {
     int fetched;        /* parts written */
 };
 
-static int fake_list(struct source *s, struct listing *ret, struct wc_error *e) { return -ENOSYS; }
+static int fake_list(struct source *s, source_object_fn fn, void *ctx, const atomic_int *cancel, struct wc_error *e)
+{
+    return -ENOSYS;
+}
 
 static int file_index(const struct listing_entry *ent)
 {
@@ -227,6 +232,104 @@ static void cancel_stops_fill(void **state)
     store_free(s);
 }
 
+/* A copy in a subdirectory, filled through the fake source. */
+static void fill_one(struct store *s, const char *cid)
+{
+    struct wc_error e;
+    struct listing l = {0};
+    struct fake f = {.base = {.ops = &fake_ops, .url = "fake://x/"}, .fail_at = -1};
+    struct fill_progress p = {0};
+    make_listing(&l, 3);
+    assert_int_equal(store_fill(s, &f.base, &l, cid, NULL, &p, &e), 0);
+    listing_free(&l);
+}
+
+/* Issue #13 finding 2: a verification that cannot read the copy (here: no
+ * file descriptor left) is no verdict on it, so nothing may set it aside. */
+static void verify_out_of_fds_is_no_damage(void **state)
+{
+    struct store *s;
+    struct wc_error e;
+    const char *cid = "00000000000000000000000000000005";
+    assert_int_equal(store_open(root, &s, &e), 0);
+    fill_one(s, cid);
+    assert_int_equal(store_verify(s, cid, &e), 0);
+    struct rlimit old, tight;
+    getrlimit(RLIMIT_NOFILE, &old);
+    int probe = open("/dev/null", O_RDONLY); /* the next free fd: only the copy's root can still be opened */
+    close(probe);
+    tight = (struct rlimit){.rlim_cur = (rlim_t)probe + 1, .rlim_max = old.rlim_max};
+    setrlimit(RLIMIT_NOFILE, &tight);
+    wc_error_clear(&e);
+    int r = store_verify(s, cid, &e);
+    setrlimit(RLIMIT_NOFILE, &old);
+    assert_int_equal(r, -EMFILE);
+    assert_non_null(strstr(e.msg, "Too many open files"));
+    assert_true(store_content_ready(s, cid));
+    store_free(s);
+}
+
+static unsigned users;
+static unsigned count_users(void *ctx, const char *cid) { return users; }
+
+/* Issue #13 finding 2: a damaged copy a mount may show is never set aside. */
+static void damaged_copy_in_use_stays(void **state)
+{
+    struct store *s;
+    struct wc_error e;
+    const char *cid = "00000000000000000000000000000006";
+    assert_int_equal(store_open(root, &s, &e), 0);
+    store_set_users(s, &(struct store_users){count_users, NULL});
+    fill_one(s, cid);
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/content/%s/shard/1", root, cid);
+    assert_int_equal(truncate(path, 1), 0);
+    assert_int_equal(store_verify(s, cid, &e), -EBADMSG);
+    users = 1;
+    assert_int_equal(store_set_aside(s, cid), -EBUSY);
+    assert_true(store_content_ready(s, cid));
+    store_pin(s, cid); /* a call working with it */
+    users = 0;
+    assert_int_equal(store_set_aside(s, cid), -EBUSY);
+    store_unpin(s, cid);
+    assert_int_equal(store_set_aside(s, cid), 0);
+    assert_false(store_content_ready(s, cid));
+    store_free(s);
+}
+
+/* Issue #13 finding 6: a lease keeps a copy from eviction; reservations of
+ * running fills count against the room a new fill may have. */
+static void leases_and_reservations(void **state)
+{
+    struct store *s;
+    struct wc_error e;
+    const char *cid = "00000000000000000000000000000007";
+    assert_int_equal(store_open(root, &s, &e), 0);
+    store_set_users(s, &(struct store_users){count_users, NULL});
+    users = 0;
+    fill_one(s, cid);
+    assert_true(store_evictable_bytes(s) > 0);
+    store_lease(s, cid, 60);
+    assert_int_equal(store_evictable_bytes(s), 0);
+    store_unlease(s, cid);
+    assert_true(store_evictable_bytes(s) > 0);
+
+    struct statvfs v;
+    assert_int_equal(statvfs(root, &v), 0);
+    uint64_t avail = (uint64_t)v.f_bavail * v.f_frsize;
+    store_set_watermarks(s, 100, 100);
+    _Atomic uint64_t done = 0;
+    struct store_reservation a = {.done = &done}, b = {.done = &done};
+    assert_int_equal(store_make_room(s, avail / 2 + avail / 4, "a", &a, &e), 0);
+    assert_int_equal(store_make_room(s, avail / 2, "b", &b, &e), -ENOSPC);
+    assert_non_null(strstr(e.msg, "reserved by fills running now"));
+    atomic_store(&done, avail / 2); /* a wrote most of what it claimed: it shows in statvfs, not twice */
+    store_release_room(s, &a);
+    assert_int_equal(store_make_room(s, avail / 2, "b", &b, &e), 0);
+    store_release_room(s, &b);
+    store_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -234,6 +337,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(failed_fill_is_invisible_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(resume_skips_written_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(cancel_stops_fill, setup, teardown),
+        cmocka_unit_test_setup_teardown(verify_out_of_fds_is_no_damage, setup, teardown),
+        cmocka_unit_test_setup_teardown(damaged_copy_in_use_stays, setup, teardown),
+        cmocka_unit_test_setup_teardown(leases_and_reservations, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -12,3 +12,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- define "warmcache.image" -}}
 {{ .Values.image.repository }}:{{ .Values.image.tag | default .Chart.AppVersion }}
 {{- end -}}
+
+{{/* allowedSources, with each of node.sourceHostPaths as a file:// prefix */}}
+{{- define "warmcache.allowedSources" -}}
+{{- $all := list -}}
+{{- range .Values.allowedSources }}{{ $all = append $all . }}{{ end -}}
+{{- range .Values.node.sourceHostPaths }}{{ $all = append $all (printf "file://%s/" (trimSuffix "/" .)) }}{{ end -}}
+{{- join "," $all -}}
+{{- end -}}

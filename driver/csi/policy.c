@@ -1,0 +1,240 @@
+/* See policy.h. */
+#include "csi/policy.h"
+#include "base/macros.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void free_list(char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
+    free(v);
+}
+
+/* "s3://models" and "s3://models/" mean the bucket; "file:///fsx" the tree:
+ * a prefix with a path ends in '/', so "s3://models" never admits
+ * "s3://models-private/". A file:// prefix is taken by its real path. */
+static char *normalize_prefix(const char *in, struct wc_error *e)
+{
+    size_t n = strlen(in);
+    const char *scheme_end = strstr(in, "://");
+    if (!scheme_end || (strncmp(in, "s3://", 5) != 0 && strncmp(in, "file://", 7) != 0))
+        return wc_err(e, -EINVAL, "allowed source \"%.200s\": want s3://[bucket/[prefix/]] or file:///dir/", in), NULL;
+    if (strncmp(in, "file://", 7) == 0) {
+        if (in[7] != '/')
+            return wc_err(e, -EINVAL, "allowed source \"%.200s\": a file:// prefix is an absolute path", in), NULL;
+        char real[PATH_MAX];
+        const char *path = realpath(in + 7, real) ? real : in + 7;
+        char *out;
+        size_t pl = strlen(path);
+        if (asprintf(&out, "file://%s%s", path, pl && path[pl - 1] == '/' ? "" : "/") < 0)
+            return NULL;
+        return out;
+    }
+    if (n == 5)
+        return strdup(in); /* "s3://": every bucket */
+    char *out;
+    if (asprintf(&out, "%s%s", in, in[n - 1] == '/' ? "" : "/") < 0)
+        return NULL;
+    return out;
+}
+
+static int parse_list(const char *csv, char ***ret, size_t *ret_n, struct wc_error *e)
+{
+    *ret = NULL;
+    *ret_n = 0;
+    if (!csv || !*csv)
+        return 0;
+    _cleanup_free_ char *copy = strdup(csv);
+    if (!copy)
+        return -ENOMEM;
+    for (char *save = NULL, *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        if (!*t)
+            continue;
+        char *norm = normalize_prefix(t, e);
+        char **nv = norm ? realloc(*ret, (*ret_n + 1) * sizeof(char *)) : NULL;
+        if (!nv) {
+            free(norm);
+            free_list(*ret, *ret_n);
+            *ret = NULL;
+            *ret_n = 0;
+            return e->code ? e->code : -ENOMEM;
+        }
+        *ret = nv;
+        (*ret)[(*ret_n)++] = norm;
+    }
+    return 0;
+}
+
+int policy_init(struct source_policy *p, const char *allowed, const char *inline_allowed, bool inline_node_credentials,
+                struct wc_error *e)
+{
+    *p = (struct source_policy){.inline_node_credentials = inline_node_credentials};
+    int r = parse_list(allowed, &p->allowed, &p->n_allowed, e);
+    if (r == 0)
+        r = parse_list(inline_allowed, &p->inline_allowed, &p->n_inline, e);
+    static const char *const system[][2] = {
+        {"/proc", "the kernel's process tree"}, {"/sys", "the kernel's device tree"}, {"/dev", "the node's devices"},
+        {"/etc", "the node's configuration (keys, passwords)"}, {"/root", "root's home"},
+        {"/boot", "the node's kernel"}, {"/run", "the node's runtime state and service account tokens"},
+        {"/var/run", "the node's runtime state and service account tokens"},
+    };
+    for (size_t i = 0; r == 0 && i < ARRAY_SIZE(system); i++)
+        r = policy_never(p, system[i][0], system[i][1]);
+    if (r < 0) {
+        policy_fini(p);
+        return r == -ENOMEM ? wc_err(e, r, "out of memory") : r;
+    }
+    return 0;
+}
+
+int policy_never(struct source_policy *p, const char *path, const char *what)
+{
+    if (!path || path[0] != '/')
+        return 0;
+    char real[PATH_MAX];
+    const char *use = realpath(path, real) ? real : path;
+    char **nv = realloc(p->never, (p->n_never + 1) * sizeof(char *));
+    char **nw = nv ? realloc(p->never_why, (p->n_never + 1) * sizeof(char *)) : NULL;
+    if (nv)
+        p->never = nv;
+    if (!nw)
+        return -ENOMEM;
+    p->never_why = nw;
+    p->never[p->n_never] = strdup(use);
+    p->never_why[p->n_never] = strdup(what);
+    if (!p->never[p->n_never] || !p->never_why[p->n_never]) {
+        free(p->never[p->n_never]);
+        free(p->never_why[p->n_never]);
+        return -ENOMEM;
+    }
+    p->n_never++;
+    return 0;
+}
+
+void policy_fini(struct source_policy *p)
+{
+    free_list(p->allowed, p->n_allowed);
+    free_list(p->inline_allowed, p->n_inline);
+    free_list(p->never, p->n_never);
+    free_list(p->never_why, p->n_never);
+    *p = (struct source_policy){0};
+}
+
+void policy_describe(char **v, size_t n, char *out, size_t len)
+{
+    size_t o = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < n && o < len; i++)
+        o += (size_t)snprintf(out + o, len - o, "%s%s", i ? ", " : "", v[i]);
+    if (n == 0)
+        snprintf(out, len, "none");
+}
+
+/* a under b, b under a, or the same tree (paths without trailing '/') */
+static int trees_meet(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), l = la < lb ? la : lb;
+    if (streq(a, "/") || streq(b, "/"))
+        return 1;
+    return strncmp(a, b, l) == 0 && (la == lb || (la < lb ? b[la] : a[lb]) == '/');
+}
+
+static int under_any(char **v, size_t n, const char *url)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(url, v[i], strlen(v[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* The real path of path, as far as it exists: a source not there yet (or
+ * gone) is judged by where it would be, not by the letters it is spelt
+ * with (/var/run/x is /run/x). */
+static void real_as_far_as_it_goes(const char *path, char *out, size_t n)
+{
+    char head[PATH_MAX], real[PATH_MAX];
+    snprintf(head, sizeof(head), "%s", path);
+    size_t len = strlen(head);
+    for (;;) {
+        if (realpath(len ? head : "/", real)) {
+            snprintf(out, n, "%s%s", streq(real, "/") ? "" : real, path + len);
+            if (!out[0])
+                snprintf(out, n, "/");
+            return;
+        }
+        char *slash = strrchr(head, '/');
+        if (!slash) {
+            snprintf(out, n, "%s", path);
+            return;
+        }
+        *slash = '\0';
+        len = (size_t)(slash - head);
+    }
+}
+
+/* The URL as policy sees it: one trailing '/', and a file:// path by its real path. */
+static int effective_url(const char *url, char *out, size_t n, char *real_path, size_t rn)
+{
+    if (strncmp(url, "file://", 7) == 0) {
+        real_as_far_as_it_goes(url + 7, real_path, rn);
+        size_t pl = strlen(real_path);
+        while (pl > 1 && real_path[pl - 1] == '/')
+            real_path[--pl] = '\0';
+        return snprintf(out, n, "file://%s%s", real_path, streq(real_path, "/") ? "" : "/") >= (int)n ? -1 : 0;
+    }
+    size_t ul = strlen(url);
+    real_path[0] = '\0';
+    return snprintf(out, n, "%s%s", url, ul && url[ul - 1] == '/' ? "" : "/") >= (int)n ? -1 : 0;
+}
+
+int policy_check(const struct source_policy *p, const struct source_use *u, struct wc_error *e)
+{
+    char url[PATH_MAX + 16], real[PATH_MAX], list[1024];
+    if (u->is_inline && p->n_inline == 0)
+        return wc_err(e, -EPERM, "inline (csi:) volumes are off on this node; a cluster admin turns them on for "
+                      "chosen sources with the chart value inlineVolumes.allowedSources (--inline-sources), or the "
+                      "pod uses a PVC of a StorageClass");
+    if (effective_url(u->url, url, sizeof(url), real, sizeof(real)) < 0)
+        return wc_err(e, -EINVAL, "source %.200s is too long", u->url);
+    for (size_t i = 0; real[0] && i < p->n_never; i++)
+        if (trees_meet(real, p->never[i]))
+            return wc_err(e, -EPERM, "source %.300s is never served: %s %s, which holds %s; no setting of "
+                          "node.allowedSources opens it", u->url, streq(real, p->never[i]) ? "it is" :
+                          strncmp(real, p->never[i], strlen(p->never[i])) == 0 ? "it lies in" : "it holds",
+                          p->never[i], p->never_why[i]);
+    if (!under_any(p->allowed, p->n_allowed, url)) {
+        policy_describe(p->allowed, p->n_allowed, list, sizeof(list));
+        return wc_err(e, -EPERM, "source %.300s is not allowed on this node: it is under none of the allowed "
+                      "sources (chart value node.allowedSources, flag --allowed-sources: %s); a cluster admin adds "
+                      "its prefix there", u->url, list);
+    }
+    if (u->is_inline) {
+        if (!under_any(p->inline_allowed, p->n_inline, url)) {
+            policy_describe(p->inline_allowed, p->n_inline, list, sizeof(list));
+            return wc_err(e, -EPERM, "source %.300s is not allowed in an inline (csi:) volume: it is under none of "
+                          "the inline sources (chart value inlineVolumes.allowedSources, flag --inline-sources: "
+                          "%s)", u->url, list);
+        }
+        int s3 = strncmp(u->url, "s3://", 5) == 0;
+        if (s3 && !u->has_secret && !p->inline_node_credentials)
+            return wc_err(e, -EPERM, "an inline s3:// volume without a Secret would sign with the node's own "
+                          "credentials, which this node lends to no pod: give the volume a nodePublishSecretRef "
+                          "(awsAccessKeyId, awsSecretAccessKey), or a cluster admin sets "
+                          "inlineVolumes.nodeCredentials (--inline-node-credentials)");
+        if (s3 && !u->has_secret && u->s3 && u->s3->endpoint)
+            return wc_err(e, -EPERM, "an inline s3:// volume without a Secret cannot name an endpoint: the node's "
+                          "credentials go to AWS only; give the volume a nodePublishSecretRef for %.200s",
+                          u->s3->endpoint);
+    }
+    if (u->s3 && u->s3->endpoint && strncmp(u->s3->endpoint, "http://", 7) == 0 && !u->allow_plain_http)
+        return wc_err(e, -EPERM, "endpoint %.200s is plain http: credentials and signed requests would cross the "
+                      "network in the clear; use https://, or set the StorageClass parameter allowPlainHTTP: \"true\" "
+                      "for an endpoint on a network you trust", u->s3->endpoint);
+    return 0;
+}

@@ -1,0 +1,140 @@
+/* The source policy: what an admin allowed, and nothing a pod or PVC author
+ * can name beyond it (issue #13). Real directories under a temp root. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base/fsutil.h"
+#include "csi/policy.h"
+
+static char root[PATH_MAX];
+static struct wc_error e;
+
+static int setup(void **state)
+{
+    snprintf(root, sizeof(root), "/tmp/wc-policy.XXXXXX");
+    assert_non_null(mkdtemp(root));
+    char p[PATH_MAX + 32];
+    snprintf(p, sizeof(p), "%s/fsx/models", root);
+    fs_mkdir_p(p, 0755);
+    snprintf(p, sizeof(p), "%s/kubelet/pods", root);
+    fs_mkdir_p(p, 0755);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fs_rm_rf(root);
+    return 0;
+}
+
+static int check(const struct source_policy *p, const char *url, int is_inline, int secret, const char *endpoint,
+                 int plain)
+{
+    struct s3_params s3 = {.endpoint = endpoint};
+    struct source_use u = {.url = url, .s3 = &s3, .allow_plain_http = plain, .is_inline = is_inline,
+                           .has_secret = secret};
+    wc_error_clear(&e);
+    return policy_check(p, &u, &e);
+}
+
+static void volumes_only_under_the_allowed_prefixes(void **state)
+{
+    struct source_policy p;
+    char allowed[PATH_MAX + 64], url[PATH_MAX + 64];
+    snprintf(allowed, sizeof(allowed), "s3://models,file://%s/fsx", root);
+    assert_int_equal(policy_init(&p, allowed, NULL, false, &e), 0);
+    assert_int_equal(check(&p, "s3://models/llama/", 0, 0, NULL, 0), 0);
+    /* "s3://models" is the bucket, not every bucket whose name starts so */
+    assert_int_equal(check(&p, "s3://models-private/x/", 0, 0, NULL, 0), -EPERM);
+    assert_non_null(strstr(e.msg, "node.allowedSources"));
+    snprintf(url, sizeof(url), "file://%s/fsx/models/", root);
+    assert_int_equal(check(&p, url, 0, 0, NULL, 0), 0);
+    snprintf(url, sizeof(url), "file://%s/fsxother/", root);
+    assert_int_equal(check(&p, url, 0, 0, NULL, 0), -EPERM);
+    policy_fini(&p);
+}
+
+static void system_and_plugin_trees_are_never_served(void **state)
+{
+    struct source_policy p;
+    char kubelet[PATH_MAX + 32], url[PATH_MAX + 64];
+    assert_int_equal(policy_init(&p, "file:///,s3://", NULL, false, &e), 0);
+    snprintf(kubelet, sizeof(kubelet), "%s/kubelet", root);
+    assert_int_equal(policy_never(&p, kubelet, "every pod's volumes and Secrets"), 0);
+    const char *never[] = {"file:///etc/ssh/", "file:///proc/self/", "file:///", "file:///var/run/secrets/"};
+    for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++) {
+        assert_int_equal(check(&p, never[i], 0, 0, NULL, 0), -EPERM);
+        assert_non_null(strstr(e.msg, "is never served"));
+    }
+    snprintf(url, sizeof(url), "file://%s/kubelet/pods/", root);
+    assert_int_equal(check(&p, url, 0, 0, NULL, 0), -EPERM);
+    assert_non_null(strstr(e.msg, "Secrets"));
+    snprintf(url, sizeof(url), "file://%s/", root); /* holds the kubelet's tree */
+    assert_int_equal(check(&p, url, 0, 0, NULL, 0), -EPERM);
+    /* through a symlink: what is read is what counts */
+    char link[PATH_MAX + 32];
+    snprintf(link, sizeof(link), "%s/fsx/innocent", root);
+    assert_int_equal(symlink("/etc", link), 0);
+    snprintf(url, sizeof(url), "file://%s/", link);
+    assert_int_equal(check(&p, url, 0, 0, NULL, 0), -EPERM);
+    assert_non_null(strstr(e.msg, "/etc"));
+    policy_fini(&p);
+}
+
+static void inline_volumes_follow_stricter_rules(void **state)
+{
+    struct source_policy off, on;
+    assert_int_equal(policy_init(&off, "s3://", NULL, false, &e), 0);
+    assert_int_equal(check(&off, "s3://models/x/", 1, 1, NULL, 0), -EPERM);
+    assert_non_null(strstr(e.msg, "inlineVolumes.allowedSources"));
+    assert_int_equal(policy_init(&on, "s3://", "s3://public-models/", false, &e), 0);
+    assert_int_equal(check(&on, "s3://models/x/", 1, 1, NULL, 0), -EPERM);
+    assert_int_equal(check(&on, "s3://public-models/x/", 1, 1, NULL, 0), 0);
+    /* without a Secret: the node's credentials only when the admin lends them */
+    assert_int_equal(check(&on, "s3://public-models/x/", 1, 0, NULL, 0), -EPERM);
+    assert_non_null(strstr(e.msg, "nodePublishSecretRef"));
+    on.inline_node_credentials = true;
+    assert_int_equal(check(&on, "s3://public-models/x/", 1, 0, NULL, 0), 0);
+    assert_int_equal(check(&on, "s3://public-models/x/", 1, 0, "https://s3.attacker.example", 0), -EPERM);
+    assert_int_equal(check(&on, "s3://public-models/x/", 1, 1, "https://minio.team", 0), 0);
+    policy_fini(&off);
+    policy_fini(&on);
+}
+
+static void credentials_never_cross_plain_http_unless_allowed(void **state)
+{
+    struct source_policy p;
+    assert_int_equal(policy_init(&p, "s3://", NULL, false, &e), 0);
+    assert_int_equal(check(&p, "s3://m/x/", 0, 1, "http://10.0.0.5:9000", 0), -EPERM);
+    assert_non_null(strstr(e.msg, "allowPlainHTTP"));
+    assert_int_equal(check(&p, "s3://m/x/", 0, 1, "http://10.0.0.5:9000", 1), 0);
+    assert_int_equal(check(&p, "s3://m/x/", 0, 1, "https://10.0.0.5:9000", 0), 0);
+    policy_fini(&p);
+}
+
+static void bad_prefixes_are_refused(void **state)
+{
+    struct source_policy p;
+    assert_int_equal(policy_init(&p, "ftp://x/", NULL, false, &e), -EINVAL);
+    assert_int_equal(policy_init(&p, "file://relative/", NULL, false, &e), -EINVAL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(volumes_only_under_the_allowed_prefixes, setup, teardown),
+        cmocka_unit_test_setup_teardown(system_and_plugin_trees_are_never_served, setup, teardown),
+        cmocka_unit_test(inline_volumes_follow_stricter_rules),
+        cmocka_unit_test(credentials_never_cross_plain_http_unless_allowed),
+        cmocka_unit_test(bad_prefixes_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
