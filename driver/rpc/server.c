@@ -227,6 +227,8 @@ static void *worker(void *arg)
 {
     struct rpc_call *c = arg;
     struct server *srv = c->srv;
+    /* the call may be freed once its reply is sent: its slot is known now */
+    atomic_int *slots = c->identity ? &srv->in_identity : &srv->in_handlers;
     const struct route *rt = find_route(srv, c->method);
     ProtobufCMessage *req = NULL, *resp = NULL;
     struct wc_error e;
@@ -272,7 +274,7 @@ static void *worker(void *arg)
         pb_wipe_secrets(req);
         protobuf_c_message_free_unpacked(req, NULL);
     }
-    atomic_fetch_sub(c->identity ? &srv->in_identity : &srv->in_handlers, 1);
+    atomic_fetch_sub(slots, 1);
     return NULL;
 }
 
