@@ -86,14 +86,18 @@ if [ ! -x "$tools/bin/csi-provisioner" ] || [ "$(cat "$tools/csi-provisioner.ver
 fi
 python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-client  # the metrics test's parser
 
-# A real Kubernetes API server for the integration tests: kube-apiserver and
-# kubectl built from k8s.io/kubernetes (the version whose OpenAPI schemas the
-# chart test uses), its staging modules mapped to their published versions;
+# A real Kubernetes for the integration and cluster tests: kube-apiserver,
+# kube-controller-manager, kube-scheduler, kubelet and kubectl built from
+# k8s.io/kubernetes (the version whose OpenAPI schemas the chart test uses),
+# its staging modules mapped to their published versions, in one go build;
+# the version stamped in, as a release build would (components compare them).
 # etcd comes from Debian (above).
-if [ ! -x "$tools/bin/kube-apiserver" ] || [ ! -x "$tools/bin/kubectl" ] ||
-   [ ! -x "$tools/bin/kube-controller-manager" ] ||
-   [ "$(cat "$tools/kube.version" 2>/dev/null)" != "$K8S_VERSION" ]; then
-  echo "setup: building kube-apiserver, kube-controller-manager and kubectl $K8S_VERSION (several minutes)"
+KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
+kube_stamp="$K8S_VERSION ${KUBE_BINS[*]}"
+kube_missing=0
+for b in "${KUBE_BINS[@]}"; do [ -x "$tools/bin/$b" ] || kube_missing=1; done
+if ((kube_missing)) || [ "$(cat "$tools/kube.version" 2>/dev/null)" != "$kube_stamp" ]; then
+  echo "setup: building ${KUBE_BINS[*]} $K8S_VERSION (several minutes)"
   kdir=$(cd /tmp && GOFLAGS=-mod=mod "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
          python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
   scratch=$(mktemp -d)
@@ -104,13 +108,19 @@ if [ ! -x "$tools/bin/kube-apiserver" ] || [ ! -x "$tools/bin/kubectl" ] ||
     for m in $staging; do printf '\t%s => %s v0%s\n' "$m" "$m" "${K8S_VERSION#v1}"; done
     printf ')\n'
   } > "$scratch/go.mod"
-  printf '//go:build tools\n\npackage tools\n\nimport (\n\t_ "k8s.io/kubernetes/cmd/kube-apiserver"\n\t_ "k8s.io/kubernetes/cmd/kubectl"\n\t_ "k8s.io/kubernetes/cmd/kube-controller-manager"\n)\n' \
-    > "$scratch/tools.go"
+  {
+    printf '//go:build tools\n\npackage tools\n\nimport (\n'
+    for b in "${KUBE_BINS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$b"; done
+    printf ')\n'
+  } > "$scratch/tools.go"
+  ver="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
+  ver="$ver -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2)"
+  ver="$ver -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
   (cd "$scratch" && GOFLAGS=-mod=mod "$GO" mod tidy >/dev/null 2>&1 &&
-   GOFLAGS=-mod=mod "$GO" build -o "$tools/bin/" k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl \
-     k8s.io/kubernetes/cmd/kube-controller-manager)
+   GOFLAGS=-mod=mod "$GO" build -ldflags "$ver" -o "$tools/bin/" \
+     $(for b in "${KUBE_BINS[@]}"; do printf 'k8s.io/kubernetes/cmd/%s ' "$b"; done))
   rm -rf "$scratch"
-  echo "$K8S_VERSION" > "$tools/kube.version"
+  echo "$kube_stamp" > "$tools/kube.version"
 fi
 
 # `make bench` only (setup.sh --bench): the tools a user would otherwise pick,

@@ -62,6 +62,9 @@ static void usage(FILE *f)
             "  --mkfs-ext4=PATH                  node: formats writable layers where the store has no project\n"
             "                                    quotas (default mkfs.ext4)\n"
             "  --kube-watch-timeout=SECONDS      node: length of one PV watch (default 300)\n"
+            "  --kubelet-registration-dir=DIR    node: register with kubelet by a socket in DIR (its\n"
+            "                                    plugins_registry), instead of a node-driver-registrar sidecar\n"
+            "  --kubelet-registration-path=PATH  node: the CSI socket as kubelet sees it (a host path)\n"
             "  --max-calls=N                     concurrent calls (default 64)\n"
             "  --shutdown-grace=SECONDS          time given to in-flight calls on SIGTERM (default 30)\n"
             "  --log-level=debug|info|warn|error (default info)\n"
@@ -127,7 +130,8 @@ int main(int argc, char **argv)
         {"allowed-sources", required_argument, NULL, 1000}, {"inline-sources", required_argument, NULL, 1001},
         {"inline-node-credentials", no_argument, NULL, 1002}, {"kubelet-dir", required_argument, NULL, 1003},
         {"list-timeout", required_argument, NULL, 1004}, {"scratch-size", required_argument, NULL, 1005},
-        {"mkfs-ext4", required_argument, NULL, 1006}, {"kube-watch-timeout", required_argument, NULL, 1007},
+        {"mkfs-ext4", required_argument, NULL, 1006}, {"kubelet-registration-dir", required_argument, NULL, 1008},
+        {"kubelet-registration-path", required_argument, NULL, 1009}, {"kube-watch-timeout", required_argument, NULL, 1007},
         {0},
     };
     const char *endpoint = getenv("CSI_ENDPOINT"), *mode = "all";
@@ -138,6 +142,8 @@ int main(int argc, char **argv)
     struct rpc_server_config rc = {.max_calls = 64, .max_message_bytes = 4 << 20, .shutdown_grace_s = 30,
                                    .ready = on_ready};
     int o, connections_given = 0, core_dumps = 0;
+    const char *registration_dir = NULL;
+    char registration_socket[4200];
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         enum log_level lvl;
         switch (o) {
@@ -234,6 +240,8 @@ int main(int argc, char **argv)
         case 1002: cfg.inline_node_credentials = 1; break;
         case 1003: cfg.kubelet_dir = optarg; break;
         case 1006: cfg.mkfs_ext4 = optarg; break;
+        case 1008: registration_dir = optarg; break;
+        case 1009: cfg.kubelet_endpoint = optarg; break;
         case 1004:
         case 1007: {
             int v;
@@ -267,6 +275,14 @@ int main(int argc, char **argv)
         return 2;
     }
     rc.endpoint = endpoint;
+    if (!registration_dir != !cfg.kubelet_endpoint) {
+        fprintf(stderr, "warmcache-csi: --kubelet-registration-dir and --kubelet-registration-path go together\n");
+        return 2;
+    }
+    if (registration_dir) {
+        snprintf(registration_socket, sizeof(registration_socket), "%s/%s-reg.sock", registration_dir, DRIVER_NAME);
+        rc.also = registration_socket;
+    }
     if (!core_dumps && no_core_dumps() < 0) {
         fprintf(stderr, "warmcache-csi: cannot turn core dumps off: %s\n", strerror(errno));
         return 1;

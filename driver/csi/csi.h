@@ -19,6 +19,7 @@ struct prewarmer;
 #include "cache/fills.h"
 #include "cache/store.h"
 #include "csi.pb-c.h"
+#include "registration.pb-c.h"
 #include "csi/locks.h"
 #include "csi/policy.h"
 #include "csi/registry.h"
@@ -54,6 +55,7 @@ struct csi_config {
     unsigned kube_watch_timeout_s; /* node: one PV watch; 0: 300 */
     uint64_t scratch_bytes;       /* node: bound of a writable layer the volume does not size; 0: 1 GiB */
     const char *mkfs_ext4;        /* node: formats writable layers' images where there are no quotas */
+    const char *kubelet_endpoint; /* node: the CSI socket as kubelet sees it, for plugin registration */
 };
 
 struct csi_ctx {
@@ -67,6 +69,7 @@ struct csi_ctx {
     uint64_t scratch_bytes;
     unsigned list_timeout_s;
     unsigned kube_watch_timeout_s;
+    char *kubelet_endpoint;      /* node: registration with kubelet (registration.c), or NULL */
     struct registry *registry;
     struct fills fills;
     int fill_wait_ms;
@@ -113,3 +116,5 @@ DECLARE_HANDLER(node_get_volume_stats);
 DECLARE_HANDLER(node_get_capabilities);
 DECLARE_HANDLER(node_get_info);
 DECLARE_HANDLER(admin_status);
+DECLARE_HANDLER(registration_get_info);
+DECLARE_HANDLER(registration_notify_status);

@@ -1,6 +1,8 @@
 /*
  * Prometheus metrics on a plain HTTP port (--metrics-address): GET /metrics
- * answers the text exposition format, anything else 404. One thread, one
+ * answers the text exposition format, GET /healthz 200 when the plugin is
+ * ready (what kubelet's liveness probe asks when the livenessprobe sidecar
+ * is not used), anything else 404. One thread, one
  * connection at a time (a scrape every few seconds), a 2 s read timeout so a
  * stuck client cannot hold it. Labels carry no user data: no source URLs,
  * no names, nothing secret.
@@ -147,13 +149,27 @@ static void serve_one(struct metrics_server *m, int fd)
             break;
     }
     req[n] = '\0';
-    int ok = strncmp(req, "GET /metrics ", 13) == 0 || strncmp(req, "GET /metrics?", 13) == 0;
-    _cleanup_free_ char *body = ok ? metrics_render(m->c) : strdup("not found: metrics are at /metrics\n");
+    int metrics = strncmp(req, "GET /metrics ", 13) == 0 || strncmp(req, "GET /metrics?", 13) == 0;
+    int health = strncmp(req, "GET /healthz ", 13) == 0;
+    const char *status = "404 Not Found";
+    _cleanup_free_ char *body = NULL;
+    if (metrics) {
+        body = metrics_render(m->c);
+        status = "200 OK";
+    } else if (health) {
+        /* what the livenessprobe sidecar would ask of Probe: ready, and the store reachable */
+        struct statvfs v;
+        int ok = atomic_load(&m->c->ready) && (!m->c->node || statvfs(m->c->store->root, &v) == 0);
+        body = strdup(ok ? "ok\n" : "not ready: the plugin is starting, or its store is unreachable\n");
+        status = ok ? "200 OK" : "503 Service Unavailable";
+    } else {
+        body = strdup("not found: metrics are at /metrics, health at /healthz\n");
+    }
     size_t bl = body ? strlen(body) : 0;
     char head[256];
     int hl = snprintf(head, sizeof(head), "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                      "Connection: close\r\n\r\n", ok ? "200 OK" : "404 Not Found",
-                      ok ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain", bl);
+                      "Connection: close\r\n\r\n", status,
+                      metrics ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain", bl);
     if (write(fd, head, (size_t)hl) == hl && body)
         for (size_t off = 0; off < bl;) {
             ssize_t w = write(fd, body + off, bl - off);

@@ -35,6 +35,8 @@ const struct rpc_handler csi_handlers[] = {
     {"/csi.v1.Node/NodeGetCapabilities", node_get_capabilities},
     {"/csi.v1.Node/NodeGetInfo", node_get_info},
     {"/warmcache.admin.v1.Admin/Status", admin_status},
+    {"/pluginregistration.Registration/GetInfo", registration_get_info},
+    {"/pluginregistration.Registration/NotifyRegistrationStatus", registration_notify_status},
 };
 const size_t csi_n_handlers = ARRAY_SIZE(csi_handlers);
 
@@ -43,6 +45,7 @@ const ProtobufCServiceDescriptor *const csi_services[] = {
     &csi__v1__controller__descriptor,
     &csi__v1__node__descriptor,
     &warmcache__admin__v1__admin__descriptor,
+    &pluginregistration__registration__descriptor,
 };
 const size_t csi_n_services = ARRAY_SIZE(csi_services);
 
@@ -122,6 +125,8 @@ static int node_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_
     c->fills.stall_seconds = cfg->s3_stall_s;
     c->fills.list_timeout_s = c->list_timeout_s;
     c->fill_wait_ms = cfg->fill_wait_s * 1000;
+    if (cfg->kubelet_endpoint && !(c->kubelet_endpoint = strdup(cfg->kubelet_endpoint)))
+        return -ENOMEM;
     if (c->kube) {
         if ((r = reporter_start(c->kube, &c->fills, c->node_id, &c->reporter, e)) < 0)
             return r;
@@ -177,6 +182,7 @@ void csi_ctx_fini(struct csi_ctx *c)
     policy_fini(&c->policy);
     vlocks_fini(&c->locks);
     free(c->node_id);
+    free(c->kubelet_endpoint);
 }
 
 /* ---- volume capabilities ------------------------------------------------ */

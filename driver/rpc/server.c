@@ -431,7 +431,12 @@ int rpc_server_run(const struct rpc_server_config *cfg, const ProtobufCServiceDe
     if (!path)
         return wc_err(e, -EINVAL, "endpoint \"%s\": only unix sockets are served (unix:///path/csi.sock)",
                       cfg->endpoint);
+    const char *also = cfg->also ? rpc_endpoint_path(cfg->also) : NULL;
+    if (cfg->also && !also)
+        return wc_err(e, -EINVAL, "endpoint \"%s\": only unix sockets are served", cfg->also);
     int r = remove_stale_socket(path, e);
+    if (r == 0 && also)
+        r = remove_stale_socket(also, e);
     if (r < 0)
         return r;
 
@@ -463,14 +468,17 @@ int rpc_server_run(const struct rpc_server_config *cfg, const ProtobufCServiceDe
     srv.cq = grpc_completion_queue_create_for_next(NULL);
     srv.grpc = grpc_server_create(&cargs, NULL);
     grpc_server_register_completion_queue(srv.grpc, srv.cq, NULL);
-    char addr[4200];
-    snprintf(addr, sizeof(addr), "unix:%s", path);
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    int port = grpc_server_add_http2_port(srv.grpc, addr, creds);
-    grpc_server_credentials_release(creds);
-    if (port == 0) {
-        teardown(&srv);
-        return wc_err(e, -EADDRNOTAVAIL, "cannot listen on %s (is the directory there and writable?)", path);
+    const char *paths[2] = {path, also};
+    for (int i = 0; i < 2 && paths[i]; i++) {
+        char addr[4200];
+        snprintf(addr, sizeof(addr), "unix:%s", paths[i]);
+        grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+        int port = grpc_server_add_http2_port(srv.grpc, addr, creds);
+        grpc_server_credentials_release(creds);
+        if (port == 0) {
+            teardown(&srv);
+            return wc_err(e, -EADDRNOTAVAIL, "cannot listen on %s (is the directory there and writable?)", paths[i]);
+        }
     }
     grpc_server_start(srv.grpc);
     for (int i = 0; i < PENDING_ACCEPTS; i++)
@@ -509,6 +517,8 @@ int rpc_server_run(const struct rpc_server_config *cfg, const ProtobufCServiceDe
     pthread_join(sigt, NULL);
 
     teardown(&srv);
+    if (also)
+        unlink(also); /* first: kubelet deregisters the plugin when this socket goes */
     unlink(path);
     log_info("shut down cleanly; removed %s", path);
     return 0;

@@ -28,6 +28,7 @@ struct rpc_handler {
 
 struct rpc_server_config {
     const char *endpoint;      /* unix:///path/csi.sock or /path/csi.sock */
+    const char *also;          /* optional: a second socket served the same (the kubelet registration one) */
     int max_calls;             /* concurrent calls in handlers */
     int max_message_bytes;     /* larger requests are refused by gRPC */
     int shutdown_grace_s;      /* in-flight calls get this long, then are cancelled */

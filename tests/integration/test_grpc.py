@@ -70,3 +70,34 @@ def test_calls_beyond_the_bound_are_refused_not_queued(work, big):
     assert fill.wait(timeout=120) == 0
     assert raw(d.sock, "/csi.v1.Node/NodeGetCapabilities", b"")
     assert d.stop() == 0
+
+
+def test_the_node_plugin_registers_with_kubelet_itself(work):
+    """Kubelet's side of plugin registration, played by grpcio on the socket
+    kubelet would find in its plugins_registry (the real kubelet does it in
+    the cluster tests): GetInfo names the driver and the CSI socket as
+    kubelet sees it; the socket goes when the plugin stops."""
+    reg = work / "plugins_registry"
+    reg.mkdir()
+    d = Driver(work).start(f"--kubelet-registration-dir={reg}",
+                           "--kubelet-registration-path=/var/lib/kubelet/plugins/warmcache.csi.dev/csi.sock")
+    sock = reg / "warmcache.csi.dev-reg.sock"
+    info = raw(sock, "/pluginregistration.Registration/GetInfo", b"")
+    assert b"CSIPlugin" in info and b"warmcache.csi.dev" in info and b"1.0.0" in info
+    assert b"/var/lib/kubelet/plugins/warmcache.csi.dev/csi.sock" in info
+    raw(sock, "/pluginregistration.Registration/NotifyRegistrationStatus", b"\x08\x01")
+    assert any(l.get("msg") == "registered with kubelet" for l in d.log_lines())
+    assert d.stop() == 0
+    assert not sock.exists()
+
+
+def test_healthz_answers_for_the_liveness_probe(work):
+    import socket
+    import urllib.request
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    d = Driver(work).start(f"--metrics-address=127.0.0.1:{port}")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+        assert r.status == 200 and r.read() == b"ok\n"
+    assert d.stop() == 0
