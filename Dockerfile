@@ -22,7 +22,7 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DWC_TESTS=OFF -DWC
 FROM ${BASE}
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libgrpc29 libprotobuf-c1 libjansson4 libmount1 libblkid1 libssl3 libcurl4 libexpat1 libisal2 \
-      mdadm xfsprogs util-linux ca-certificates \
+      mdadm xfsprogs e2fsprogs util-linux ca-certificates \
     && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /usr/share/doc/* /usr/share/man/*
 COPY --from=build /build/warmcache-csi /build/warmcachectl /usr/local/bin/
 LABEL org.opencontainers.image.title="warmcache" \

@@ -136,6 +136,10 @@ static int layer_create(struct csi_ctx *c, const char *volid, const char *target
         return wc_err(e, -ENAMETOOLONG, "overlay paths too long");
     if ((r = fs_mkdir_p(upper, 0755)) < 0 || (r = fs_mkdir_p(work, 0700)) < 0)
         return wc_err_errno(e, r, "creating the writable layer for %s", target);
+    /* the volume's root is the upper dir's: writable by whatever user the
+     * pod runs as (the layer is this pod's alone), sticky as /tmp is */
+    if (chmod(upper, 01777) < 0)
+        return wc_err_errno(e, -errno, "opening the writable layer of %s to the pod's user", target);
     return 0;
 }
 

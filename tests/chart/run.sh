@@ -19,6 +19,7 @@ declare -A sets=(
   [raid0]="--set node.storeMode=raid0 --set node.sourceHostPaths[0]=/fsx"
   [raid0-no-adopt]="--set node.storeMode=raid0 --set node.adoptPaths=null --set controller.replicas=2"
   [inline]="--set inlineVolumes.allowedSources[0]=s3://public-models/ --set inlineVolumes.nodeCredentials=true"
+  [built-in-sidecars]="--set sidecars.nodeDriverRegistrar.enabled=false --set sidecars.livenessProbe.enabled=false --set node.hostNetwork=true --set controller.hostNetwork=true"
   [narrow-sources]="--set allowedSources[0]=s3://my-models/ --set node.sourceHostPaths[0]=/fsx/"
   [s3-secrets]="--set provisionerSecrets[0]=warmcache-s3"
 )

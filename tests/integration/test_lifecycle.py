@@ -238,3 +238,19 @@ def test_secrets_never_reach_the_log_or_errors(driver, model, work):
     stages = [l for l in driver.log_lines() if l.get("method", "").endswith("NodeStageVolume")]
     assert len(stages) == 2 and all(l["request"]["secrets"] == "<redacted>" for l in stages)
     assert secret not in text
+
+
+def test_a_writable_volume_takes_files_from_a_non_root_user(driver, model, work):
+    """Pods often run as a user of their own: the scratch layer is theirs."""
+    vol = driver.create("scratch-nr", f"file://{model}", access="ReadWriteOnce")
+    driver.ctl("stage", "-f", vol, work / "s")
+    driver.ctl("publish", "-f", vol, work / "s", work / "t", "--access", "ReadWriteOnce")
+    r = subprocess.run(["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c",
+                        f"echo ok > {work}/t/mine && mkdir {work}/t/run && cat {work}/t/config.json"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (work / "t" / "mine").stat().st_uid == 1000
+    r = subprocess.run(["setpriv", "--reuid=1000", "--regid=1000", "--clear-groups", "sh", "-c",
+                        f"echo x > {work}/t/config.json"], capture_output=True, text=True)
+    assert r.returncode != 0 and "Permission denied" in r.stderr, "the copy's own files stay the copy's"
+    driver.ctl("unpublish", "-f", vol, work / "t")
