@@ -1,21 +1,30 @@
 # Thin driver for CMake and the test suites. `make demo` and `make test` work
-# on a fresh Debian machine: both run scripts/setup.sh first.
+# on a fresh Debian machine: each runs scripts/setup.sh first, for what it
+# uses (demo: the build and an S3 server; test: everything the tests run).
 BUILD   ?= build
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
-.PHONY: all setup build test unit integration sanity asan chart fuzz-smoke image-test demo bench fuzz stress clean
+.PHONY: all setup setup-demo setup-e2e compile build test unit integration sanity asan chart cluster fuzz-smoke \
+        image-test demo bench e2e fuzz stress clean
 
 all: build
 
 setup:
-	@bash scripts/setup.sh
+	@bash scripts/setup.sh test
+setup-demo:
+	@bash scripts/setup.sh demo
+setup-e2e:
+	@bash scripts/setup.sh e2e
 
 $(BUILD)/build.ninja:
 	cmake -S . -B $(BUILD) -G Ninja -DWC_TESTS=ON $(CMAKE_FLAGS)
 
-build: setup $(BUILD)/build.ninja
+compile: $(BUILD)/build.ninja
 	cmake --build $(BUILD)
+
+build: setup
+	@$(MAKE) --no-print-directory compile
 
 unit: build
 	cd $(BUILD) && ctest --output-on-failure
@@ -41,16 +50,29 @@ asan: setup
 chart: setup
 	bash tests/chart/run.sh
 
+# The short form of make e2e: a real single-node cluster (kubelet on
+# containerd), the chart installed with helm, pods reading a model from a
+# PVC; the image is the host build's (make e2e builds the Dockerfile's).
+cluster: build
+	WC_BUILD=$(CURDIR)/$(BUILD) WC_E2E=short python3 -m pytest -q tests/e2e
+
 # Builds the container image without a Docker engine (debootstrap base,
 # buildah) and runs warmcache-csi --version in it. Slow: not part of test.
-image-test: setup
+image-test: setup-e2e
 	bash scripts/image-test.sh
 
-test: unit integration sanity chart asan fuzz-smoke
-	@echo "make test: unit, integration, csi-sanity, chart, the first three again under ASan+UBSan, fuzz smoke: passed"
+test: unit integration sanity chart cluster asan fuzz-smoke
+	@echo "make test: unit, integration, csi-sanity, chart, cluster, the first three again under ASan+UBSan, fuzz smoke: passed"
 
-demo: build
+demo: setup-demo
+	@$(MAKE) --no-print-directory compile
 	bash scripts/demo.sh $(BUILD)
+
+# Every cluster scenario with the image built from the Dockerfile, then the
+# Kubernetes external-storage e2e suite against the driver.
+e2e: setup-e2e
+	@$(MAKE) --no-print-directory compile
+	WC_BUILD=$(CURDIR)/$(BUILD) WC_E2E=full python3 -m pytest -q tests/e2e
 
 # libFuzzer on every parser of outside input; FUZZ_SECONDS per target.
 FUZZ_SECONDS ?= 60
@@ -62,13 +84,15 @@ fuzz: setup
 fuzz-smoke: setup
 	bash tests/fuzz/run.sh 10
 
-# kill -9 of the plugin at STRESS_RUNS (100) random points (fills, mounts), with
-# restart and invariant checks after each: bounded, a few minutes.
+# kill -9 of the plugin at STRESS_RUNS (100) random points (fills, mounts), and
+# at each named crash point, with restart and invariant checks after each.
 STRESS_RUNS ?= 100
 stress: build
 	STRESS_RUNS=$(STRESS_RUNS) WC_BUILD=$(CURDIR)/$(BUILD) python3 -m pytest -q tests/stress
 
-bench: build
+bench:
+	bash scripts/setup.sh bench
+	@$(MAKE) --no-print-directory compile
 	bash bench/run.sh $(BUILD)
 
 clean:

@@ -10,7 +10,7 @@ build=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/$build"
 [ "$(id -u)" = 0 ] || { echo "make bench mounts file systems: run it as root"; exit 1; }
-bash "$root/scripts/setup.sh" --bench
+bash "$root/scripts/setup.sh" bench
 work=$(mktemp -d /tmp/wc-bench.XXXXXX)
 driver=""
 cleanup() {
@@ -26,6 +26,7 @@ for i in 1 2; do head -c $((64 << 20)) /dev/urandom > "$work/src/model-0000$i-of
 for i in $(seq 50); do head -c 4096 /dev/urandom > "$work/src/tokenizer/part-$i.json"; done
 
 "$bin/warmcache-csi" --endpoint "unix://$work/csi.sock" --store-root "$work/store" --log-level warn \
+  --allowed-sources "file://$work/src/" \
   2> "$work/driver.log" &
 driver=$!
 for _ in $(seq 50); do [ -S "$work/csi.sock" ] && break; sleep 0.1; done

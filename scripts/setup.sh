@@ -1,44 +1,89 @@
 #!/usr/bin/env bash
-# Installs what building and testing warmcache needs on a fresh Debian
-# (bookworm) machine. Idempotent: each step checks before it installs, so a
-# second run takes a second. Test tools (csi-sanity) go into .tools/bin.
+# Installs what warmcache needs on a fresh Debian (bookworm) machine, for one
+# of four uses, each a superset of the one before it where it says so:
+#
+#   demo    what `make demo` uses: the build dependencies, and an S3 server
+#           that verifies signatures (versitygw) with boto3 to fill it
+#   test    demo + what `make test` uses: pytest, csi-sanity, helm and the
+#           Kubernetes OpenAPI schemas, a real Kubernetes built from its Go
+#           modules (kube-apiserver, -controller-manager, -scheduler, kubelet,
+#           kubectl), csi-provisioner, containerd, runc and busybox
+#   e2e     test + what `make e2e` adds: buildah, podman and debootstrap (the
+#           image from the Dockerfile) and the Kubernetes e2e.test binary
+#   bench   demo + what `make bench` compares with: s5cmd, rclone, AWS CLI
+#
+# Idempotent: each step checks before it installs, so a second run takes a
+# second. Tools from the Go module proxy go into .tools/bin, pinned.
 set -euo pipefail
+mode=${1:-test}
+case "$mode" in demo|test|e2e|bench) ;; --bench) mode=bench ;; *) echo "usage: setup.sh demo|test|e2e|bench" >&2; exit 2 ;; esac
+want() { # want test: true when this run's mode includes the tests' tools
+  case "$1:$mode" in
+    test:test|test:e2e|e2e:e2e|bench:bench) return 0 ;;
+    *) return 1 ;;
+  esac
+}
 here=$(cd "$(dirname "$0")/.." && pwd)
 tools="$here/.tools"
 mkdir -p "$tools/bin"
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
 
-apt_pkgs=(cmake ninja-build pkg-config gcc make libgrpc-dev protobuf-c-compiler libprotobuf-c-dev
-          libjansson-dev libcurl4-openssl-dev libmount-dev libblkid-dev libcmocka-dev libssl-dev libexpat1-dev libisal-dev
-          xfsprogs util-linux mount procps python3 python3-pytest etcd-server openssl)
-missing=()
-for p in "${apt_pkgs[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  echo "setup: installing ${missing[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+apt_install() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+}
+
+# the build, and what the plugin runs (mkfs.xfs for device/raid0 stores,
+# mkfs.ext4 for the writable layers' loop images)
+apt_install cmake ninja-build pkg-config gcc make libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
+            libjansson-dev libcurl4-openssl-dev libmount-dev libblkid-dev libcmocka-dev libssl-dev libexpat1-dev \
+            libisal-dev xfsprogs e2fsprogs util-linux mount procps python3 openssl
+if want test; then
+  # etcd for kube-apiserver; a kubelet's node: containerd, runc, the CNI
+  # loopback plugin, busybox for the test image (../shared/notes/real-kubelet.md)
+  apt_install python3-pytest etcd-server containerd runc containernetworking-plugins busybox-static
+fi
+if want e2e; then
+  apt_install buildah podman debootstrap
+fi
+GO=$(command -v go || echo /usr/local/go/bin/go)
+if [ ! -x "$GO" ]; then
+  apt_install golang-go
+  GO=$(command -v go)
 fi
 
-# Python test tools: pytest (Debian's, unless python3 is another build, such
-# as pyenv, that does not see it) and grpcio, for tests that send raw bytes
-# to the plugin's gRPC socket. From PyPI when missing.
 pip_install() {
   python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
 }
+
+# An S3-compatible server that verifies SigV4 (versitygw, pinned, from the Go
+# module proxy) and boto3 to put data into it: the demo's, the tests' and the
+# bench's server.
+VERSITYGW_VERSION=v1.8.0
+if [ ! -x "$tools/bin/versitygw" ] || [ "$(cat "$tools/versitygw.version" 2>/dev/null)" != "$VERSITYGW_VERSION" ]; then
+  echo "setup: installing versitygw $VERSITYGW_VERSION (a few minutes: it is built from source)"
+  GOBIN="$tools/bin" GOFLAGS=-mod=mod "$GO" install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
+  echo "$VERSITYGW_VERSION" > "$tools/versitygw.version"
+fi
+python3 -c 'import boto3' 2>/dev/null || pip_install boto3
+
+if want test; then
+# Python test tools: pytest (Debian's, unless python3 is another build, such
+# as pyenv, that does not see it) and grpcio, for tests that send raw bytes
+# to the plugin's gRPC socket. From PyPI when missing.
 python3 -c 'import pytest' 2>/dev/null || pip_install pytest
 python3 -c 'import grpc' 2>/dev/null || pip_install 'grpcio==1.85.3'
 
 # csi-sanity, pinned, from the Go module proxy.
 CSI_TEST_VERSION=v5.6.0
 if [ ! -x "$tools/bin/csi-sanity" ] || [ "$(cat "$tools/csi-sanity.version" 2>/dev/null)" != "$CSI_TEST_VERSION" ]; then
-  GO=$(command -v go || echo /usr/local/go/bin/go)
-  if [ ! -x "$GO" ]; then
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq golang-go >/dev/null
-    GO=$(command -v go)
-  fi
   echo "setup: installing csi-sanity $CSI_TEST_VERSION"
   GOBIN="$tools/bin" GOFLAGS=-mod=mod "$GO" install "github.com/kubernetes-csi/csi-test/v5/cmd/csi-sanity@$CSI_TEST_VERSION"
   echo "$CSI_TEST_VERSION" > "$tools/csi-sanity.version"
@@ -48,7 +93,6 @@ fi
 # from the Go module proxy.
 HELM_VERSION=v3.19.0
 K8S_VERSION=v1.36.3
-GO=$(command -v go || echo /usr/local/go/bin/go)
 if [ ! -x "$tools/bin/helm" ] || [ "$(cat "$tools/helm.version" 2>/dev/null)" != "$HELM_VERSION" ]; then
   echo "setup: installing helm $HELM_VERSION (a few minutes: it is built from source)"
   GOBIN="$tools/bin" GOFLAGS=-mod=mod "$GO" install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
@@ -61,18 +105,10 @@ if [ ! -d "$(cat "$tools/k8s-openapi.path" 2>/dev/null)" ]; then
 fi
 python3 -c 'import jsonschema, yaml' 2>/dev/null || pip_install jsonschema pyyaml
 
-# An S3-compatible server that verifies SigV4 (versitygw, pinned, from the Go
-# module proxy) and boto3 to put test data into it.
-VERSITYGW_VERSION=v1.8.0
-if [ ! -x "$tools/bin/versitygw" ] || [ "$(cat "$tools/versitygw.version" 2>/dev/null)" != "$VERSITYGW_VERSION" ]; then
-  echo "setup: installing versitygw $VERSITYGW_VERSION (a few minutes: it is built from source)"
-  GOBIN="$tools/bin" GOFLAGS=-mod=mod "$GO" install "github.com/versity/versitygw/cmd/versitygw@$VERSITYGW_VERSION"
-  echo "$VERSITYGW_VERSION" > "$tools/versitygw.version"
-fi
-python3 -c 'import boto3' 2>/dev/null || pip_install boto3
-# The real csi-provisioner sidecar, the version the chart ships, for the end-to-end test.
+# The real csi-provisioner sidecar, the version the chart ships, for the end-to-end test:
+# static (no cgo), so the same binary is the cluster tests' sidecar image.
 PROVISIONER_VERSION=v6.4.0
-if [ ! -x "$tools/bin/csi-provisioner" ] || [ "$(cat "$tools/csi-provisioner.version" 2>/dev/null)" != "$PROVISIONER_VERSION" ]; then
+if [ ! -x "$tools/bin/csi-provisioner" ] || [ "$(cat "$tools/csi-provisioner.version" 2>/dev/null)" != "$PROVISIONER_VERSION static" ]; then
   echo "setup: building csi-provisioner $PROVISIONER_VERSION"
   scratch=$(mktemp -d)
   printf 'module pbuild\n\ngo 1.25\n\nrequire github.com/kubernetes-csi/external-provisioner/v6 %s\n' "$PROVISIONER_VERSION" \
@@ -80,9 +116,10 @@ if [ ! -x "$tools/bin/csi-provisioner" ] || [ "$(cat "$tools/csi-provisioner.ver
   printf '//go:build tools\n\npackage tools\n\nimport _ "github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner"\n' \
     > "$scratch/tools.go"
   (cd "$scratch" && GOFLAGS=-mod=mod "$GO" mod tidy >/dev/null 2>&1 &&
-   GOFLAGS=-mod=mod "$GO" build -o "$tools/bin/csi-provisioner" github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner)
+   CGO_ENABLED=0 GOFLAGS=-mod=mod "$GO" build -o "$tools/bin/csi-provisioner" \
+     github.com/kubernetes-csi/external-provisioner/v6/cmd/csi-provisioner)
   rm -rf "$scratch"
-  echo "$PROVISIONER_VERSION" > "$tools/csi-provisioner.version"
+  echo "$PROVISIONER_VERSION static" > "$tools/csi-provisioner.version"
 fi
 python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-client  # the metrics test's parser
 
@@ -123,21 +160,14 @@ if ((kube_missing)) || [ "$(cat "$tools/kube.version" 2>/dev/null)" != "$kube_st
   echo "$kube_stamp" > "$tools/kube.version"
 fi
 
-# `make bench` only (setup.sh --bench): the tools a user would otherwise pick,
-# and matplotlib for the plot. s5cmd pinned from the Go module proxy (built in
-# a scratch module: the proxy refuses its version list, which `go install`
-# asks for); rclone and AWS CLI v2 from Debian.
-if [ "${1:-}" = "--bench" ]; then
-  bench_pkgs=(rclone awscli python3-matplotlib curl time)
-  missing=()
-  for p in "${bench_pkgs[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  if ((${#missing[@]})); then
-    echo "setup: installing ${missing[*]}"
-    SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-  fi
+fi  # want test
+
+# `make bench`: the tools a user would otherwise pick, and matplotlib for the
+# plot. s5cmd pinned from the Go module proxy (built in a scratch module: the
+# proxy refuses its version list, which `go install` asks for); rclone and
+# AWS CLI v2 from Debian.
+if want bench; then
+  apt_install rclone awscli python3-matplotlib curl time
   python3 -c 'import matplotlib' 2>/dev/null || pip_install matplotlib  # python3 may not be Debian's
   S5CMD_VERSION=v2.3.0
   if [ ! -x "$tools/bin/s5cmd" ] || [ "$(cat "$tools/s5cmd.version" 2>/dev/null)" != "$S5CMD_VERSION" ]; then

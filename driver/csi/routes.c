@@ -204,6 +204,21 @@ int caps_mode_writable(const Csi__V1__VolumeCapability *cap)
     }
 }
 
+/* As a Kubernetes user wrote it in the PVC, and as CSI calls it. */
+static const char *access_mode_name(int mode)
+{
+    switch (mode) {
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_WRITER: return "ReadWriteOnce (SINGLE_NODE_WRITER)";
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_READER_ONLY: return "SINGLE_NODE_READER_ONLY";
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__MULTI_NODE_READER_ONLY: return "ReadOnlyMany (MULTI_NODE_READER_ONLY)";
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__MULTI_NODE_SINGLE_WRITER: return "MULTI_NODE_SINGLE_WRITER";
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__MULTI_NODE_MULTI_WRITER: return "ReadWriteMany (MULTI_NODE_MULTI_WRITER)";
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_SINGLE_WRITER: return "ReadWriteOncePod (SINGLE_NODE_SINGLE_WRITER)";
+    case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_MULTI_WRITER: return "SINGLE_NODE_MULTI_WRITER";
+    default: return "UNKNOWN";
+    }
+}
+
 int caps_check_one(const Csi__V1__VolumeCapability *cap, struct wc_error *e)
 {
     if (!cap)
@@ -223,9 +238,9 @@ int caps_check_one(const Csi__V1__VolumeCapability *cap, struct wc_error *e)
     case CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__UNKNOWN:
         return wc_err(e, -EINVAL, "volume capability access mode is UNKNOWN");
     default:
-        return wc_err(e, -EINVAL, "access mode %d is not supported: writes to a warmcache volume stay in a "
+        return wc_err(e, -EINVAL, "access mode %s is not supported: writes to a warmcache volume stay in a "
                       "per-pod scratch layer and are not shared, so use ReadOnlyMany or ReadWriteOnce",
-                      cap->access_mode->mode);
+                      access_mode_name(cap->access_mode->mode));
     }
 }
 
