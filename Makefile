@@ -26,7 +26,9 @@ compile: $(BUILD)/build.ninja
 build: setup
 	@$(MAKE) --no-print-directory compile
 
+# The structure rules of docs/design.md (layers, no mutable process state), then the unit tests.
 unit: build
+	python3 tests/check/structure.py $(BUILD)
 	cd $(BUILD) && ctest --output-on-failure
 
 integration: build

@@ -71,7 +71,10 @@ int main(int argc, char **argv)
     }
     struct wc_error e;
     struct s3_client *c;
-    struct s3_options so = {.endpoint = argv[2]};
+    struct s3_ctx *ctx;
+    if (s3_ctx_new(&ctx) < 0)
+        return 1;
+    struct s3_options so = {.ctx = ctx, .endpoint = argv[2]};
     struct plan pl = {0};
     if (s3_client_new(argv[1], &so, &c, &e) < 0 || s3_list(c, add, &pl, NULL, 0, &e) < 0) {
         fprintf(stderr, "bench_s3_ceiling: %s\n", e.msg);
@@ -106,5 +109,6 @@ int main(int argc, char **argv)
     printf("{\"seconds\": %.3f, \"bytes\": %llu, \"cpu_seconds\": %.3f, \"peak_rss_kib\": %ld}\n", secs,
            (unsigned long long)bytes, cpu, ru.ru_maxrss);
     s3_client_free(c);
+    s3_ctx_free(ctx);
     return 0;
 }

@@ -7,7 +7,7 @@
 #include "base/macros.h"
 #include "base/units.h"
 #include "csi/csi.h"
-#include "s3/client.h"
+#include "cache/source.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -231,7 +231,7 @@ int main(int argc, char **argv)
                 return 2;
             }
             if (!connections_given)
-                cfg.s3_connections = s3_connections_for_gbps(v);
+                cfg.s3_connections = source_connections_for_gbps(v);
             break;
         }
         case 'Z': core_dumps = 1; break;

@@ -6,14 +6,16 @@
  * The work happens in DIR.warmcache-fill beside DIR (same file system, so
  * the last step is a rename); running the same command again after a kill
  * resumes there. DIR must not exist or be empty: a fill never mixes with
- * other files. On a terminal, stderr shows a progress bar.
+ * other files. On a terminal, stderr shows a progress bar; elsewhere (a
+ * Job's log) a progress line every 10 s.
  */
 #include "base/fsutil.h"
 #include "base/macros.h"
 #include "base/units.h"
 #include "cache/fill.h"
 #include "cache/store.h"
-#include "s3/client.h"
+#include "observe/progress.h"
+#include "cache/source.h"
 
 #include <dirent.h>
 #include <getopt.h>
@@ -38,22 +40,27 @@ struct bar {
 static void draw(struct bar *b, int last)
 {
     struct fill_progress *p = b->p;
-    uint64_t done = atomic_load(&p->bytes_done), total = p->bytes_total;
-    uint64_t fresh = done - atomic_load(&p->bytes_resumed);
-    double secs = mono_s() - b->t0, rate = secs > 0 ? (double)fresh / secs : 0;
-    int pct = total ? (int)(100.0 * (double)done / (double)total) : 100;
-    char d[32], t[32], r[32], eta[32] = "-";
-    fmt_bytes(done, d, sizeof(d));
-    fmt_bytes(total, t, sizeof(t));
-    fmt_rate(rate, r, sizeof(r));
-    if (rate > 0 && !last)
-        fmt_duration((double)(total - done) / rate, eta, sizeof(eta));
+    uint64_t done = atomic_load(&p->bytes_done);
+    struct obs_progress op = {.done = done, .total = p->bytes_total,
+                              .fresh = done - atomic_load(&p->bytes_resumed), .seconds = mono_s() - b->t0};
+    if (!b->tty) { /* a log: one line each time */
+        char line[200];
+        obs_progress_line(&op, line, sizeof(line));
+        fprintf(stderr, "warmcachectl: fill: %s, files %" PRIu64 "/%" PRIu64 "\n", line,
+                (uint64_t)atomic_load(&p->files_done), p->files_total);
+        return;
+    }
+    struct obs_progress_text t;
+    obs_progress_fmt(&op, &t);
+    const char *eta = last ? "-" : t.eta;
+    int pct = t.pct;
     char bar[31];
     int fill = pct * 30 / 100;
     for (int i = 0; i < 30; i++)
         bar[i] = i < fill ? '#' : '.';
     bar[30] = '\0';
-    fprintf(stderr, "\r[%s] %3d%%  %s/%s  %s  ETA %s  files %" PRIu64 "/%" PRIu64 "   %s", bar, pct, d, t, r, eta,
+    fprintf(stderr, "\r[%s] %3d%%  %s/%s  %s  ETA %s  files %" PRIu64 "/%" PRIu64 "   %s", bar, pct, t.done,
+            t.total, t.rate, eta,
             (uint64_t)atomic_load(&p->files_done), p->files_total, last ? "\n" : "");
     fflush(stderr);
 }
@@ -61,9 +68,12 @@ static void draw(struct bar *b, int last)
 static void *bar_main(void *arg)
 {
     struct bar *b = arg;
+    double last = mono_s();
     while (!atomic_load(&b->stop)) {
-        if (b->p->bytes_total)
+        if (b->p->bytes_total && (b->tty || mono_s() - last >= 10)) {
             draw(b, 0);
+            last = mono_s();
+        }
         usleep(200 * 1000);
     }
     return NULL;
@@ -82,7 +92,15 @@ static int dir_is_empty_or_absent(const char *dir)
     return empty;
 }
 
-static int fill(const char *url, const char *dir_arg, const struct source_options *so, uint64_t part_size, int json)
+/* What -p and --secret set: a source's options and credentials. */
+struct fill_opts {
+    struct source_spec spec;
+    struct source_tuning tuning;
+    uint64_t part_size;
+    int json;
+};
+
+static int fill(const char *dir_arg, struct fill_opts *o)
 {
     struct wc_error e;
     wc_error_clear(&e);
@@ -99,11 +117,17 @@ static int fill(const char *url, const char *dir_arg, const struct source_option
         fprintf(stderr, "warmcachectl: %s: path too long\n", dir);
         return 2;
     }
+    if (source_url_check(o->spec.url, &e) < 0) {
+        fprintf(stderr, "warmcachectl: fill: %s\n", e.msg);
+        return 1;
+    }
     struct source *src _cleanup_source_ = NULL;
     struct store *st = NULL;
     struct listing l = {0};
     double t0 = mono_s();
-    int r = source_open(url, so, &src, &e);
+    int r = source_env_new(&o->tuning.env);
+    if (r == 0)
+        r = source_open(&o->spec, &o->tuning, &src, &e);
     if (r == 0)
         r = source_list(src, &l, NULL, &e);
     if (r == 0 && l.n == 0)
@@ -114,18 +138,19 @@ static int fill(const char *url, const char *dir_arg, const struct source_option
     struct fill_progress p = {0};
     if (r == 0) {
         store_set_watermarks(st, 100, 100); /* nothing to evict here: only a full disk stops it */
-        store_set_part_size(st, part_size);
+        store_set_part_size(st, o->part_size);
         listing_digest(&l, digest);
         content_id(src->identity, digest, cid);
         double tl = mono_s();
         struct bar b = {.p = &p, .t0 = tl, .tty = isatty(2)};
         pthread_t t;
-        int drawing = b.tty && pthread_create(&t, NULL, bar_main, &b) == 0;
+        int drawing = pthread_create(&t, NULL, bar_main, &b) == 0;
         r = store_fill(st, src, &l, cid, NULL, &p, &e);
         if (drawing) {
             atomic_store(&b.stop, 1);
             pthread_join(t, NULL);
-            draw(&b, 1);
+            if (b.tty)
+                draw(&b, 1);
         }
     }
     char copy[PATH_MAX];
@@ -148,14 +173,15 @@ static int fill(const char *url, const char *dir_arg, const struct source_option
         getrusage(RUSAGE_SELF, &ru);
         double cpu = (double)ru.ru_utime.tv_sec + (double)ru.ru_stime.tv_sec +
                      ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
-        if (json) {
-            printf("{\"source\": \"%s\", \"dir\": \"%s\", \"files\": %zu, \"bytes\": %" PRIu64 ", \"fetched_bytes\": %"
-                   PRIu64 ", \"resumed_bytes\": %" PRIu64 ", \"retries\": %" PRIu64 ", \"checksummed_files\": %" PRIu64
-                   ", \"seconds\": %.3f, "
-                   "\"cpu_seconds\": %.3f, \"peak_rss_kib\": %ld}\n",
-                   src->url, dir, l.n, l.bytes, fetched, (uint64_t)atomic_load(&p.bytes_resumed),
-                   (uint64_t)atomic_load(&p.retries), (uint64_t)atomic_load(&p.files_checksummed), secs, cpu,
-                   ru.ru_maxrss);
+        if (o->json) {
+            json_t *j _cleanup_json_ = json_pack(
+                "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I}", "source", src->url, "dir", dir, "files",
+                (json_int_t)l.n, "bytes", (json_int_t)l.bytes, "fetched_bytes", (json_int_t)fetched, "resumed_bytes",
+                (json_int_t)atomic_load(&p.bytes_resumed), "retries", (json_int_t)atomic_load(&p.retries),
+                "checksummed_files", (json_int_t)atomic_load(&p.files_checksummed), "seconds", secs, "cpu_seconds",
+                cpu, "peak_rss_kib", (json_int_t)ru.ru_maxrss);
+            _cleanup_free_ char *out = j ? json_dumps(j, JSON_PRESERVE_ORDER) : NULL;
+            printf("%s\n", out ? out : "{}");
         } else {
             char b[32], rate[32];
             fmt_bytes(l.bytes, b, sizeof(b));
@@ -166,24 +192,112 @@ static int fill(const char *url, const char *dir_arg, const struct source_option
     }
     listing_free(&l);
     store_free(st);
+    source_free(src);
+    src = NULL;
+    source_env_free(o->tuning.env);
     return r < 0 ? 1 : 0;
+}
+
+static void fill_usage(FILE *f)
+{
+    fprintf(f,
+        "usage: warmcachectl fill SOURCE DIR [options]\n"
+        "  Fills DIR (new or empty) with a verified copy of SOURCE (s3://bucket/prefix/ or file:///dir/), with\n"
+        "  the node plugin's engine and no plugin or cluster. Killed, the same command resumes.\n"
+        "options:\n"
+        "  -p region=R | -p endpoint=URL | -p addressingStyle=path|virtual   S3 options, as in a StorageClass\n"
+        "  --secret awsAccessKeyId=K (and awsSecretAccessKey=S, awsSessionToken=T)   credentials; without them\n"
+        "                     the usual chain (environment, web identity, Pod Identity, instance profile)\n"
+        "  --secret-file FILE the same keys as key=value lines (\"-\": standard input; keeps them out of ps)\n"
+        "  --connections N    requests in flight (1-1024)  | --throughput GBPS   the connections for that rate\n"
+        "  --part-size MIB    bytes per request (1-256, default 8)\n"
+        "  --stall-timeout S  cut and retry a transfer stalled this long (1-3600, default 30)\n"
+        "  --json             the result as one JSON object on stdout\n"
+        "Progress goes to stderr: a bar on a terminal, else a line every 10 s.\n"
+        "Exit status: 0 filled, 1 the fill failed (what was written is kept for a resume), 2 usage.\n");
+}
+
+/* key=value of -p or a secret into the spec; 0, or -1 for an unknown key. */
+static int set_key(struct source_spec *s, const char *k, const char *v, int secret)
+{
+    const char **slot = NULL;
+    if (!secret && streq(k, "region")) slot = &s->region;
+    else if (!secret && streq(k, "endpoint")) slot = &s->endpoint;
+    else if (!secret && streq(k, "addressingStyle")) slot = &s->addressing;
+    else if (secret && streq(k, "awsAccessKeyId")) slot = &s->access_key_id;
+    else if (secret && streq(k, "awsSecretAccessKey")) slot = &s->secret_access_key;
+    else if (secret && streq(k, "awsSessionToken")) slot = &s->session_token;
+    if (!slot) {
+        fprintf(stderr, "warmcachectl: fill: unknown %s key \"%s\"\n", secret ? "secret" : "-p", k);
+        return -1;
+    }
+    *slot = v;
+    return 0;
+}
+
+/* key=value lines; the strings live in *ret_buf (freed by the caller). */
+static int read_secret_file(const char *path, struct source_spec *s, char **ret_buf)
+{
+    FILE *f = streq(path, "-") ? stdin : fopen(path, "re");
+    if (!f) {
+        fprintf(stderr, "warmcachectl: fill: --secret-file %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *buf = calloc(1, 65536);
+    size_t n = buf ? fread(buf, 1, 65535, f) : 0;
+    if (f != stdin)
+        fclose(f);
+    if (!buf)
+        return -1;
+    *ret_buf = buf;
+    for (char *line = buf, *next; line && line < buf + n; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        line[strcspn(line, "\r")] = '\0';
+        if (!*line || *line == '#')
+            continue;
+        char *eq = strchr(line, '=');
+        if (!eq) {
+            fprintf(stderr, "warmcachectl: fill: --secret-file %s: a line is not key=value\n", path);
+            return -1;
+        }
+        *eq = '\0';
+        if (set_key(s, line, eq + 1, 1) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int int_arg(const char *opt, const char *v, long lo, long hi, const char *unit, long *ret)
+{
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi) {
+        fprintf(stderr, "warmcachectl: fill: --%s wants %ld to %ld%s, not \"%s\"\n", opt, lo, hi, unit, v);
+        return -1;
+    }
+    *ret = x;
+    return 0;
 }
 
 int cmd_fill(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"param", required_argument, NULL, 'p'}, {"connections", required_argument, NULL, 'n'},
-        {"throughput", required_argument, NULL, 'T'},
-        {"part-size", required_argument, NULL, 'P'}, {"json", no_argument, NULL, 'j'},
-        {"secret", required_argument, NULL, 'S'}, {"stall-timeout", required_argument, NULL, 'W'}, {0},
+        {"throughput", required_argument, NULL, 'T'}, {"part-size", required_argument, NULL, 'P'},
+        {"json", no_argument, NULL, 'j'}, {"secret", required_argument, NULL, 'S'},
+        {"secret-file", required_argument, NULL, 'F'}, {"stall-timeout", required_argument, NULL, 'W'},
+        {"help", no_argument, NULL, 'h'}, {0},
     };
-    struct source_options so = {0};
-    uint64_t part_size = FILL_PART_SIZE;
-    int json = 0, o;
+    struct fill_opts fo = {.part_size = FILL_PART_SIZE};
+    _cleanup_free_ char *secret_buf = NULL;
+    int o;
+    long v;
     optind = 1;
-    while ((o = getopt_long(argc, argv, "p:", opts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "p:h", opts, NULL)) != -1) {
         char *eq = optarg ? strchr(optarg, '=') : NULL;
-        long v;
         switch (o) {
         case 'p':
         case 'S':
@@ -192,57 +306,42 @@ int cmd_fill(int argc, char **argv)
                 return 2;
             }
             *eq++ = '\0';
-            if (streq(optarg, "region")) so.region = eq;
-            else if (streq(optarg, "endpoint")) so.endpoint = eq;
-            else if (streq(optarg, "addressingStyle")) so.addressing = eq;
-            else if (streq(optarg, "awsAccessKeyId")) so.access_key_id = eq;
-            else if (streq(optarg, "awsSecretAccessKey")) so.secret_access_key = eq;
-            else if (streq(optarg, "awsSessionToken")) so.session_token = eq;
-            else {
-                fprintf(stderr, "warmcachectl: fill: unknown key \"%s\"\n", optarg);
+            if (set_key(&fo.spec, optarg, eq, o == 'S') < 0)
                 return 2;
-            }
+            break;
+        case 'F':
+            if (secret_buf || read_secret_file(optarg, &fo.spec, &secret_buf) < 0)
+                return 2;
             break;
         case 'n':
-            v = strtol(optarg, NULL, 10);
-            if (v < 1 || v > 1024) {
-                fprintf(stderr, "warmcachectl: fill: --connections wants 1 to 1024\n");
+            if (int_arg("connections", optarg, 1, 1024, "", &v) < 0)
                 return 2;
-            }
-            so.connections = (unsigned)v;
+            fo.tuning.connections = (unsigned)v;
             break;
         case 'T':
-            v = strtol(optarg, NULL, 10);
-            if (v < 1 || v > 3200) {
-                fprintf(stderr, "warmcachectl: fill: --throughput wants Gb/s from 1 to 3200\n");
+            if (int_arg("throughput", optarg, 1, 3200, " (Gb/s)", &v) < 0)
                 return 2;
-            }
-            so.connections = s3_connections_for_gbps((double)v);
+            fo.tuning.connections = source_connections_for_gbps((double)v);
             break;
         case 'P':
-            v = strtol(optarg, NULL, 10);
-            if (v < 1 || v > 256) {
-                fprintf(stderr, "warmcachectl: fill: --part-size wants 1 to 256 (MiB)\n");
+            if (int_arg("part-size", optarg, 1, 256, " (MiB)", &v) < 0)
                 return 2;
-            }
-            part_size = (uint64_t)v << 20;
+            fo.part_size = (uint64_t)v << 20;
             break;
-        case 'j': json = 1; break;
         case 'W':
-            v = strtol(optarg, NULL, 10);
-            if (v < 1 || v > 3600) {
-                fprintf(stderr, "warmcachectl: fill: --stall-timeout wants 1 to 3600 (seconds)\n");
+            if (int_arg("stall-timeout", optarg, 1, 3600, " (seconds)", &v) < 0)
                 return 2;
-            }
-            so.stall_seconds = (unsigned)v;
+            fo.tuning.stall_seconds = (unsigned)v;
             break;
-        default: return 2;
+        case 'j': fo.json = 1; break;
+        case 'h': fill_usage(stdout); return 0;
+        default: fill_usage(stderr); return 2;
         }
     }
     if (argc - optind != 2) {
-        fprintf(stderr, "usage: warmcachectl fill SOURCE DIR [-p region=R] [-p endpoint=URL] "
-                        "[-p addressingStyle=path|virtual] [--connections N | --throughput GBPS] [--part-size MIB] [--json]\n");
+        fill_usage(stderr);
         return 2;
     }
-    return fill(argv[optind], argv[optind + 1], &so, part_size, json);
+    fo.spec.url = argv[optind];
+    return fill(argv[optind + 1], &fo);
 }

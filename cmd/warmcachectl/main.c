@@ -7,7 +7,8 @@
  */
 #include "base/macros.h"
 #include "base/units.h"
-#include "csi/csi.h"
+#include "admin.pb-c.h"
+#include "csi.pb-c.h"
 #include "rpc/client.h"
 #include "rpc/pbjson.h"
 #include "rpc/pbutil.h"
@@ -19,7 +20,10 @@
 #include <string.h>
 #include <time.h>
 
-struct opts {
+/* The command line and the connection: what every subcommand reads. */
+struct ctl {
+    struct rpc_client *client;
+    char id[512];            /* the volume id argument */
     const char *socket;
     const char *file;        /* -f: create output with volume_id and context */
     json_t *kv;              /* -p / -c key=value pairs */
@@ -35,7 +39,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
         "usage: warmcachectl [-s SOCKET] COMMAND ...\n"
-        "  create NAME -p source=URL [-p key=value]... [--capacity BYTES] [--access MODE] [--secret k=v]...\n"
+        "  create NAME -p source=URL [-p key=value]... [--capacity SIZE] [--access MODE] [--secret k=v]...\n"
         "  stage (VOLUME_ID -c key=value... | -f CREATE_OUTPUT.json) STAGING_PATH [--secret k=v]...\n"
         "  publish (VOLUME_ID [-c key=value]... | -f FILE) STAGING_PATH TARGET_PATH [--readonly] [--access MODE]\n"
         "          [--secret k=v]...   (inline volumes: STAGING_PATH \"\", -c csi.storage.k8s.io/ephemeral=true)\n"
@@ -44,24 +48,22 @@ static void usage(FILE *f)
         "  delete (VOLUME_ID | -f FILE)\n"
         "  stats (VOLUME_ID | -f FILE) PATH\n"
         "  status [--json]\n"
-        "  fill SOURCE DIR [-p region=R] [-p endpoint=URL] [--connections N | --throughput GBPS]\n"
-        "                         [--part-size MIB] [--json]\n"
-        "       (no plugin needed: fills DIR from SOURCE with the node plugin's engine)\n"
+        "  fill SOURCE DIR [-p key=value]... [--secret k=v]... [--secret-file FILE] [--json] ...\n"
+        "       (no plugin needed: fills DIR from SOURCE with the node plugin's engine; fill --help)\n"
         "options: -s/--socket PATH (default /var/lib/kubelet/plugins/warmcache.csi.dev/csi.sock, env WARMCACHE_SOCKET)\n"
         "         --access ReadOnlyMany (default) | ReadWriteOnce | ReadWriteOncePod\n"
-        "         --timeout SECONDS (default 600)\n");
+        "         --capacity SIZE as a PVC writes it (20Gi, 500M, 4096)\n"
+        "         --timeout SECONDS (default 600)\n"
+        "exit status: 0 OK, 1 the plugin answered an error (\"CODE: message\" on stderr), 2 usage or no socket\n");
 }
 
-static struct rpc_client *client;
-static struct opts O;
-
-static int call(const char *method, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *out,
+static int call(struct ctl *x, const char *method, const ProtobufCMessage *req, const ProtobufCMessageDescriptor *out,
                 ProtobufCMessage **ret)
 {
     struct wc_error e;
     grpc_status_code st = GRPC_STATUS_OK;
     wc_error_clear(&e);
-    if (rpc_client_call(client, method, req, out, O.timeout, ret, &st, &e) < 0) {
+    if (rpc_client_call(x->client, method, req, out, x->timeout, ret, &st, &e) < 0) {
         const char *m = strrchr(method, '/');
         fprintf(stderr, "warmcachectl: %s: %s: %s\n", m ? m + 1 : method, rpc_status_name(st), e.msg);
         return -1;
@@ -77,10 +79,10 @@ static void print_json(const ProtobufCMessage *m)
 }
 
 /* Sends req (heap-built, freed here), prints the reply as JSON if asked. */
-static int run(const char *method, void *req, const ProtobufCMessageDescriptor *out, int print)
+static int run(struct ctl *x, const char *method, void *req, const ProtobufCMessageDescriptor *out, int print)
 {
     ProtobufCMessage *resp = NULL;
-    int r = call(method, req, out, &resp);
+    int r = call(x, method, req, out, &resp);
     if (r == 0 && print)
         print_json(resp);
     if (resp)
@@ -89,7 +91,7 @@ static int run(const char *method, void *req, const ProtobufCMessageDescriptor *
     return r;
 }
 
-static Csi__V1__VolumeCapability *capability(void)
+static Csi__V1__VolumeCapability *capability(const struct ctl *x)
 {
     Csi__V1__VolumeCapability *cap = pb_new(&csi__v1__volume_capability__descriptor);
     Csi__V1__VolumeCapability__MountVolume *mv = pb_new(&csi__v1__volume_capability__mount_volume__descriptor);
@@ -100,11 +102,11 @@ static Csi__V1__VolumeCapability *capability(void)
     cap->mount = mv;
     cap->access_mode = am;
     am->mode = CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__MULTI_NODE_READER_ONLY;
-    if (O.access && streq(O.access, "ReadWriteOnce"))
+    if (x->access && streq(x->access, "ReadWriteOnce"))
         am->mode = CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_WRITER;
-    else if (O.access && streq(O.access, "ReadWriteOncePod"))
+    else if (x->access && streq(x->access, "ReadWriteOncePod"))
         am->mode = CSI__V1__VOLUME_CAPABILITY__ACCESS_MODE__MODE__SINGLE_NODE_SINGLE_WRITER;
-    else if (O.access && !streq(O.access, "ReadOnlyMany")) {
+    else if (x->access && !streq(x->access, "ReadOnlyMany")) {
         fprintf(stderr, "warmcachectl: --access wants ReadOnlyMany, ReadWriteOnce or ReadWriteOncePod\n");
         exit(2);
     }
@@ -112,31 +114,30 @@ static Csi__V1__VolumeCapability *capability(void)
 }
 
 /* The volume id and context: from -f (create output) or argv + -c pairs. */
-static const char *volume_arg(int *argi, int argc, char **argv, json_t **ret_ctx)
+static const char *volume_arg(struct ctl *x, int *argi, int argc, char **argv, json_t **ret_ctx)
 {
-    static char id[512];
     json_t *ctx = json_object();
-    if (O.file) {
+    if (x->file) {
         json_error_t err;
-        json_t *j _cleanup_json_ = streq(O.file, "-") ? json_loadf(stdin, 0, &err) : json_load_file(O.file, 0, &err);
+        json_t *j _cleanup_json_ = streq(x->file, "-") ? json_loadf(stdin, 0, &err) : json_load_file(x->file, 0, &err);
         json_t *vol = json_object_get(j, "volume");
         const char *v = json_string_value(json_object_get(vol, "volume_id"));
         if (!v) {
-            fprintf(stderr, "warmcachectl: %s: not the output of `warmcachectl create` (%s)\n", O.file, err.text);
+            fprintf(stderr, "warmcachectl: %s: not the output of `warmcachectl create` (%s)\n", x->file, err.text);
             exit(2);
         }
-        snprintf(id, sizeof(id), "%s", v);
+        snprintf(x->id, sizeof(x->id), "%s", v);
         json_object_update(ctx, json_object_get(vol, "volume_context"));
     } else {
         if (*argi >= argc) {
             usage(stderr);
             exit(2);
         }
-        snprintf(id, sizeof(id), "%s", argv[(*argi)++]);
+        snprintf(x->id, sizeof(x->id), "%s", argv[(*argi)++]);
     }
-    json_object_update(ctx, O.kv);
+    json_object_update(ctx, x->kv);
     *ret_ctx = ctx;
-    return id;
+    return x->id;
 }
 
 static const char *arg(int *argi, int argc, char **argv)
@@ -157,83 +158,83 @@ static void fill_map(json_t *kv, void *field, size_t *n, const ProtobufCMessageD
             exit(1);
 }
 
-static int cmd_create(int i, int argc, char **argv)
+static int cmd_create(struct ctl *x, int i, int argc, char **argv)
 {
     Csi__V1__CreateVolumeRequest *q = pb_new(&csi__v1__create_volume_request__descriptor);
     q->name = xstrdup(arg(&i, argc, argv));
     q->volume_capabilities = calloc(1, sizeof(void *));
-    q->volume_capabilities[q->n_volume_capabilities++] = capability();
-    fill_map(O.kv, &q->parameters, &q->n_parameters, &csi__v1__create_volume_request__parameters_entry__descriptor);
-    fill_map(O.secrets, &q->secrets, &q->n_secrets, &csi__v1__create_volume_request__secrets_entry__descriptor);
-    if (O.capacity > 0) {
+    q->volume_capabilities[q->n_volume_capabilities++] = capability(x);
+    fill_map(x->kv, &q->parameters, &q->n_parameters, &csi__v1__create_volume_request__parameters_entry__descriptor);
+    fill_map(x->secrets, &q->secrets, &q->n_secrets, &csi__v1__create_volume_request__secrets_entry__descriptor);
+    if (x->capacity > 0) {
         q->capacity_range = pb_new(&csi__v1__capacity_range__descriptor);
-        q->capacity_range->required_bytes = O.capacity;
+        q->capacity_range->required_bytes = x->capacity;
     }
-    return run("/csi.v1.Controller/CreateVolume", q, &csi__v1__create_volume_response__descriptor, 1);
+    return run(x, "/csi.v1.Controller/CreateVolume", q, &csi__v1__create_volume_response__descriptor, 1);
 }
 
-static int cmd_stage(int i, int argc, char **argv)
+static int cmd_stage(struct ctl *x, int i, int argc, char **argv)
 {
     json_t *ctx _cleanup_json_ = NULL;
     Csi__V1__NodeStageVolumeRequest *q = pb_new(&csi__v1__node_stage_volume_request__descriptor);
-    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
+    q->volume_id = xstrdup(volume_arg(x, &i, argc, argv, &ctx));
     q->staging_target_path = xstrdup(arg(&i, argc, argv));
-    q->volume_capability = capability();
+    q->volume_capability = capability(x);
     fill_map(ctx, &q->volume_context, &q->n_volume_context,
              &csi__v1__node_stage_volume_request__volume_context_entry__descriptor);
-    fill_map(O.secrets, &q->secrets, &q->n_secrets, &csi__v1__node_stage_volume_request__secrets_entry__descriptor);
-    return run("/csi.v1.Node/NodeStageVolume", q, &csi__v1__node_stage_volume_response__descriptor, 0);
+    fill_map(x->secrets, &q->secrets, &q->n_secrets, &csi__v1__node_stage_volume_request__secrets_entry__descriptor);
+    return run(x, "/csi.v1.Node/NodeStageVolume", q, &csi__v1__node_stage_volume_response__descriptor, 0);
 }
 
-static int cmd_publish(int i, int argc, char **argv)
+static int cmd_publish(struct ctl *x, int i, int argc, char **argv)
 {
     json_t *ctx _cleanup_json_ = NULL;
     Csi__V1__NodePublishVolumeRequest *q = pb_new(&csi__v1__node_publish_volume_request__descriptor);
-    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
+    q->volume_id = xstrdup(volume_arg(x, &i, argc, argv, &ctx));
     q->staging_target_path = xstrdup(arg(&i, argc, argv));
     q->target_path = xstrdup(arg(&i, argc, argv));
-    q->volume_capability = capability();
-    q->readonly = O.readonly;
+    q->volume_capability = capability(x);
+    q->readonly = x->readonly;
     fill_map(ctx, &q->volume_context, &q->n_volume_context,
              &csi__v1__node_publish_volume_request__volume_context_entry__descriptor);
     /* an inline volume's nodePublishSecretRef, as kubelet sends it */
-    fill_map(O.secrets, &q->secrets, &q->n_secrets, &csi__v1__node_publish_volume_request__secrets_entry__descriptor);
-    return run("/csi.v1.Node/NodePublishVolume", q, &csi__v1__node_publish_volume_response__descriptor, 0);
+    fill_map(x->secrets, &q->secrets, &q->n_secrets, &csi__v1__node_publish_volume_request__secrets_entry__descriptor);
+    return run(x, "/csi.v1.Node/NodePublishVolume", q, &csi__v1__node_publish_volume_response__descriptor, 0);
 }
 
-static int cmd_unpublish(int i, int argc, char **argv)
+static int cmd_unpublish(struct ctl *x, int i, int argc, char **argv)
 {
     json_t *ctx _cleanup_json_ = NULL;
     Csi__V1__NodeUnpublishVolumeRequest *q = pb_new(&csi__v1__node_unpublish_volume_request__descriptor);
-    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
+    q->volume_id = xstrdup(volume_arg(x, &i, argc, argv, &ctx));
     q->target_path = xstrdup(arg(&i, argc, argv));
-    return run("/csi.v1.Node/NodeUnpublishVolume", q, &csi__v1__node_unpublish_volume_response__descriptor, 0);
+    return run(x, "/csi.v1.Node/NodeUnpublishVolume", q, &csi__v1__node_unpublish_volume_response__descriptor, 0);
 }
 
-static int cmd_unstage(int i, int argc, char **argv)
+static int cmd_unstage(struct ctl *x, int i, int argc, char **argv)
 {
     json_t *ctx _cleanup_json_ = NULL;
     Csi__V1__NodeUnstageVolumeRequest *q = pb_new(&csi__v1__node_unstage_volume_request__descriptor);
-    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
+    q->volume_id = xstrdup(volume_arg(x, &i, argc, argv, &ctx));
     q->staging_target_path = xstrdup(arg(&i, argc, argv));
-    return run("/csi.v1.Node/NodeUnstageVolume", q, &csi__v1__node_unstage_volume_response__descriptor, 0);
+    return run(x, "/csi.v1.Node/NodeUnstageVolume", q, &csi__v1__node_unstage_volume_response__descriptor, 0);
 }
 
-static int cmd_delete(int i, int argc, char **argv)
+static int cmd_delete(struct ctl *x, int i, int argc, char **argv)
 {
     json_t *ctx _cleanup_json_ = NULL;
     Csi__V1__DeleteVolumeRequest *q = pb_new(&csi__v1__delete_volume_request__descriptor);
-    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
-    return run("/csi.v1.Controller/DeleteVolume", q, &csi__v1__delete_volume_response__descriptor, 0);
+    q->volume_id = xstrdup(volume_arg(x, &i, argc, argv, &ctx));
+    return run(x, "/csi.v1.Controller/DeleteVolume", q, &csi__v1__delete_volume_response__descriptor, 0);
 }
 
-static int cmd_stats(int i, int argc, char **argv)
+static int cmd_stats(struct ctl *x, int i, int argc, char **argv)
 {
     json_t *ctx _cleanup_json_ = NULL;
     Csi__V1__NodeGetVolumeStatsRequest *q = pb_new(&csi__v1__node_get_volume_stats_request__descriptor);
-    q->volume_id = xstrdup(volume_arg(&i, argc, argv, &ctx));
+    q->volume_id = xstrdup(volume_arg(x, &i, argc, argv, &ctx));
     q->volume_path = xstrdup(arg(&i, argc, argv));
-    return run("/csi.v1.Node/NodeGetVolumeStats", q, &csi__v1__node_get_volume_stats_response__descriptor, 1);
+    return run(x, "/csi.v1.Node/NodeGetVolumeStats", q, &csi__v1__node_get_volume_stats_response__descriptor, 1);
 }
 
 static void ago(int64_t t, char *out, size_t n)
@@ -249,21 +250,21 @@ static void ago(int64_t t, char *out, size_t n)
         snprintf(out, n, "%lldh ago", (long long)d / 3600);
 }
 
-static int cmd_status(int i, int argc, char **argv)
+static int cmd_status(struct ctl *x, int i, int argc, char **argv)
 {
     Csi__V1__ProbeRequest probe = CSI__V1__PROBE_REQUEST__INIT;
     Csi__V1__ProbeResponse *pr = NULL;
     Warmcache__Admin__V1__StatusRequest sq = WARMCACHE__ADMIN__V1__STATUS_REQUEST__INIT;
     Warmcache__Admin__V1__StatusResponse *s = NULL;
-    if (call("/csi.v1.Identity/Probe", &probe.base, &csi__v1__probe_response__descriptor, (ProtobufCMessage **)&pr) < 0)
+    if (call(x, "/csi.v1.Identity/Probe", &probe.base, &csi__v1__probe_response__descriptor, (ProtobufCMessage **)&pr) < 0)
         return -1;
-    if (call("/warmcache.admin.v1.Admin/Status", &sq.base, &warmcache__admin__v1__status_response__descriptor,
+    if (call(x, "/warmcache.admin.v1.Admin/Status", &sq.base, &warmcache__admin__v1__status_response__descriptor,
              (ProtobufCMessage **)&s) < 0) {
         protobuf_c_message_free_unpacked(&pr->base, NULL);
         return -1;
     }
     int r = 0;
-    if (O.json) {
+    if (x->json) {
         print_json(&s->base);
         goto out;
     }
@@ -316,15 +317,16 @@ int main(int argc, char **argv)
         {"secret", required_argument, NULL, 'S'},
         {0},
     };
-    O.socket = getenv("WARMCACHE_SOCKET") ?: "/var/lib/kubelet/plugins/warmcache.csi.dev/csi.sock";
-    O.kv = json_object();
-    O.secrets = json_object();
-    O.timeout = 600;
+    struct ctl ctl = {0}, *x = &ctl;
+    x->socket = getenv("WARMCACHE_SOCKET") ?: "/var/lib/kubelet/plugins/warmcache.csi.dev/csi.sock";
+    x->kv = json_object();
+    x->secrets = json_object();
+    x->timeout = 600;
     int o;
     /* "+" would stop at the first non-option; we allow options anywhere */
     while ((o = getopt_long(argc, argv, "s:p:c:f:h", opts, NULL)) != -1) {
         switch (o) {
-        case 's': O.socket = optarg; break;
+        case 's': x->socket = optarg; break;
         case 'p': case 'c': case 'S': {
             char *eq = strchr(optarg, '=');
             if (!eq) {
@@ -333,15 +335,33 @@ int main(int argc, char **argv)
                 return 2;
             }
             *eq = '\0';
-            json_object_set_new(o == 'S' ? O.secrets : O.kv, optarg, json_string(eq + 1));
+            json_object_set_new(o == 'S' ? x->secrets : x->kv, optarg, json_string(eq + 1));
             break;
         }
-        case 'f': O.file = optarg; break;
-        case 'C': O.capacity = strtoll(optarg, NULL, 10); break;
-        case 'a': O.access = optarg; break;
-        case 'r': O.readonly = 1; break;
-        case 'j': O.json = 1; break;
-        case 't': O.timeout = strtod(optarg, NULL) > 0 ? strtod(optarg, NULL) : 600; break;
+        case 'f': x->file = optarg; break;
+        case 'C': {
+            uint64_t b;
+            if (parse_bytes(optarg, &b) < 0 || b > INT64_MAX) {
+                fprintf(stderr, "warmcachectl: --capacity wants bytes as a PVC writes them (20Gi, 500M, 4096), "
+                                "not \"%s\"\n", optarg);
+                return 2;
+            }
+            x->capacity = (long long)b;
+            break;
+        }
+        case 'a': x->access = optarg; break;
+        case 'r': x->readonly = 1; break;
+        case 'j': x->json = 1; break;
+        case 't': {
+            char *end;
+            x->timeout = strtod(optarg, &end);
+            if (end == optarg || *end || !(x->timeout > 0 && x->timeout <= 86400)) {
+                fprintf(stderr, "warmcachectl: --timeout wants seconds, more than 0 and at most 86400, not "
+                                "\"%s\"\n", optarg);
+                return 2;
+            }
+            break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -352,7 +372,7 @@ int main(int argc, char **argv)
     }
     static const struct {
         const char *name;
-        int (*fn)(int, int, char **);
+        int (*fn)(struct ctl *, int, int, char **);
     } cmds[] = {
         {"create", cmd_create}, {"stage", cmd_stage}, {"publish", cmd_publish}, {"unpublish", cmd_unpublish},
         {"unstage", cmd_unstage}, {"delete", cmd_delete}, {"stats", cmd_stats}, {"status", cmd_status},
@@ -362,14 +382,14 @@ int main(int argc, char **argv)
         if (streq(cmds[k].name, name)) {
             struct wc_error e;
             wc_error_clear(&e);
-            if (rpc_client_open(O.socket, &client, &e) < 0) {
+            if (rpc_client_open(x->socket, &x->client, &e) < 0) {
                 fprintf(stderr, "warmcachectl: %s\n", e.msg);
                 return 2;
             }
-            int r = cmds[k].fn(optind + 1, argc, argv);
-            rpc_client_close(client);
-            json_decref(O.kv);
-            json_decref(O.secrets);
+            int r = cmds[k].fn(x, optind + 1, argc, argv);
+            rpc_client_close(x->client);
+            json_decref(x->kv);
+            json_decref(x->secrets);
             return r < 0 ? 1 : 0;
         }
     fprintf(stderr, "warmcachectl: unknown command \"%s\"\n", name);

@@ -5,6 +5,7 @@
  *
  * The code decides the gRPC status at the CSI boundary (see rpc/status.c, the
  * one table); inner code never logs and returns.
+ * More: docs/internals/base.md.
  */
 #pragma once
 

@@ -15,23 +15,21 @@ int source_url_check(const char *url, struct wc_error *e)
     return wc_err(e, -EINVAL, "source \"%.200s\" is not a URL warmcache can read: use file:///path/ or s3://bucket/prefix/", url);
 }
 
-int source_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e)
+int source_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
+                struct wc_error *e)
 {
-    int r = source_url_check(url, e);
-    if (r < 0)
-        return r;
-    if (strncmp(url, "s3://", 5) == 0)
-        return source_s3_open(url, opt, ret, e);
-    return source_file_open(url, opt, ret, e);
+    if (strncmp(spec->url, "s3://", 5) == 0)
+        return source_s3_open(spec, t, ret, e);
+    if (strncmp(spec->url, "file://", 7) == 0)
+        return source_file_open(spec, t, ret, e);
+    return wc_err(e, -EINVAL, "source \"%.200s\" was not checked: no source of that kind", spec->url);
 }
 
-int source_identity(const char *url, const struct source_options *opt, char *out, size_t n, struct wc_error *e)
+int source_identity(const struct source_spec *spec, char *out, size_t n, struct wc_error *e)
 {
-    int r = source_url_check(url, e);
-    if (r < 0)
-        return r;
+    const char *url = spec->url;
     if (strncmp(url, "s3://", 5) == 0)
-        return s3_identity(url, opt ? opt->endpoint : NULL, out, n, e);
+        return s3_identity(url, spec->endpoint, out, n, e);
     /* file://: the URL as source_file_open normalizes it (one trailing slash) */
     const char *root = url + 7;
     size_t len = strlen(root);
@@ -39,6 +37,41 @@ int source_identity(const char *url, const struct source_options *opt, char *out
         len--;
     int w = len == 1 ? snprintf(out, n, "file:///") : snprintf(out, n, "file://%.*s/", (int)len, root);
     return w < 0 || (size_t)w >= n ? wc_err(e, -ENAMETOOLONG, "source %.200s: too long", url) : 0;
+}
+
+struct source_spec *source_spec_dup(const struct source_spec *s)
+{
+    const char *const in[] = {s->url, s->region, s->endpoint, s->addressing, s->access_key_id,
+                              s->secret_access_key, s->session_token};
+    size_t need = sizeof(struct source_spec);
+    for (size_t i = 0; i < ARRAY_SIZE(in); i++)
+        need += in[i] ? strlen(in[i]) + 1 : 0;
+    struct source_spec *d = calloc(1, need);
+    if (!d)
+        return NULL;
+    char *p = (char *)(d + 1);
+    const char **out[] = {&d->url, &d->region, &d->endpoint, &d->addressing, &d->access_key_id,
+                          &d->secret_access_key, &d->session_token};
+    for (size_t i = 0; i < ARRAY_SIZE(in); i++) {
+        if (!in[i])
+            continue;
+        size_t l = strlen(in[i]) + 1;
+        memcpy(p, in[i], l);
+        *out[i] = p;
+        p += l;
+    }
+    return d;
+}
+
+void source_spec_free(struct source_spec *s)
+{
+    if (!s)
+        return;
+    const char *secrets[] = {s->access_key_id, s->secret_access_key, s->session_token};
+    for (size_t i = 0; i < ARRAY_SIZE(secrets); i++)
+        if (secrets[i])
+            explicit_bzero((char *)secrets[i], strlen(secrets[i]));
+    free(s);
 }
 
 static int collect(void *ctx, const char *key, size_t len, uint64_t size, const char *etag)

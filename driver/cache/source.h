@@ -9,6 +9,7 @@
  * p->bytes_done as they land (so a 10 GiB file shows progress). It must fail
  * with -ESTALE when an object no longer matches the listing (the copy would
  * mix versions).
+ * More: docs/internals/cache.md.
  */
 #pragma once
 
@@ -89,28 +90,63 @@ struct source_summary {
 int source_summarize(struct source *s, uint64_t stop_above, const atomic_int *cancel, struct source_summary *ret,
                      struct wc_error *e);
 
-/* How to reach a source: S3 settings and credentials (NULL fields: defaults). */
-struct source_options {
-    const char *region, *endpoint, *addressing;
-    const char *access_key_id, *secret_access_key, *session_token;
-    unsigned connections;   /* parallel requests of one fill; 0: the default */
-    unsigned stall_seconds; /* S3: cut a transfer stalled this long (under 1 KiB/s); 0: 30 */
+/* A source as a volume names it: where, and with whose credentials. It is
+ * made once, from a StorageClass's parameters, a volume context or a fill
+ * journal (the URL checked then: source_url_check), and carried by pointer.
+ * Strings are borrowed; source_spec_dup makes an owned copy. */
+struct source_spec {
+    const char *url;
+    const char *region, *endpoint, *addressing;                     /* S3; NULL: defaults */
+    const char *access_key_id, *secret_access_key, *session_token;  /* the volume's Secret; NULL: the node's own */
+};
+
+/* An owned copy in one allocation; source_spec_free wipes the secrets. */
+struct source_spec *source_spec_dup(const struct source_spec *s);
+void source_spec_free(struct source_spec *s);
+
+/* What every source a process opens shares, made once (today the S3
+ * layer's counters, request budget and credentials cache): no layer keeps
+ * process state of its own outside one of these. */
+struct source_env;
+int source_env_new(struct source_env **ret);
+void source_env_free(struct source_env *env);
+/* Requests in flight all of the process's fills share; 0: no budget. */
+void source_env_set_budget(struct source_env *env, unsigned connections);
+/* Metrics (observe/metrics.h): ctx is the env. */
+struct obs_text;
+void source_env_collect(void *ctx, struct obs_text *t);
+
+/* Parallel requests that reach gbps on S3, and the rate assumed when
+ * nobody says (--s3-connections unset). */
+unsigned source_connections_for_gbps(double gbps);
+#define SOURCE_DEFAULT_GBPS 100
+
+/* How this process runs fills: the same for every source it opens. */
+struct source_tuning {
+    struct source_env *env;  /* required for s3:// */
+    unsigned connections;    /* parallel requests of one fill; 0: the default */
+    unsigned stall_seconds;  /* S3: cut a transfer stalled this long (under 1 KiB/s); 0: 30 */
     unsigned list_timeout_s; /* the whole listing; 0: none */
 };
 
-/* Checks the URL's form without touching the network or the disk. */
+/* Checks the URL's form without touching the network or the disk: the one
+ * check of a source URL, made where a spec is made. */
 int source_url_check(const char *url, struct wc_error *e);
-int source_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e);
+/* Opens spec (its URL already checked). */
+int source_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
+                struct wc_error *e);
 /* What source_open's identity would be, without opening anything (no
  * credentials, no I/O): enough to find a ready copy by its content id. */
-int source_identity(const char *url, const struct source_options *opt, char *out, size_t n, struct wc_error *e);
+int source_identity(const struct source_spec *spec, char *out, size_t n, struct wc_error *e);
 void source_free(struct source *s);
 static inline void source_freep(struct source **s) { if (*s) source_free(*s); }
 #define _cleanup_source_ __attribute__((cleanup(source_freep)))
 
 /* The s3:// implementation (source_s3.c). */
-int source_s3_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e);
+int source_s3_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
+                   struct wc_error *e);
 
 /* The file:// implementation (source_file.c). */
-int source_file_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e);
+int source_file_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
+                     struct wc_error *e);
 int source_file_url_check(const char *url, struct wc_error *e);

@@ -313,16 +313,16 @@ static const struct source_ops file_ops = {
     .free = file_free,
 };
 
-int source_file_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e)
+int source_file_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
+                     struct wc_error *e)
 {
-    int r = source_file_url_check(url, e);
-    if (r < 0)
-        return r;
+    const char *url = spec->url;
+    int r;
     struct file_source *fs = calloc(1, sizeof(*fs));
     if (!fs)
         return -ENOMEM;
     fs->base.ops = &file_ops;
-    fs->list_timeout_s = opt ? opt->list_timeout_s : 0;
+    fs->list_timeout_s = t ? t->list_timeout_s : 0;
     fs->root = strdup(url + 7);
     if (!fs->root) {
         free(fs);

@@ -9,7 +9,14 @@
 #include "s3/client.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+struct source_env {
+    struct s3_ctx *s3;
+};
+
+_Static_assert(SOURCE_DEFAULT_GBPS == S3_DEFAULT_GBPS, "one default rate");
 
 struct s3_source {
     struct source base;
@@ -102,36 +109,75 @@ static const struct source_ops s3_ops = {
 
 static char *dup_or_null(const char *s) { return s && *s ? strdup(s) : NULL; }
 
-int source_s3_open(const char *url, const struct source_options *opt, struct source **ret, struct wc_error *e)
+int source_s3_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
+                   struct wc_error *e)
 {
     struct s3_source *ss = calloc(1, sizeof(*ss));
     if (!ss)
         return -ENOMEM;
-    struct s3_options so = {0};
-    if (opt)
-        so = (struct s3_options){opt->region, opt->endpoint, opt->addressing, opt->access_key_id,
-                                 opt->secret_access_key, opt->session_token, opt->stall_seconds};
-    int r = s3_client_new(url, &so, &ss->client, e);
+    /* the S3 layer's own options: the one place a spec becomes them */
+    struct s3_options so = {
+        .ctx = t->env ? t->env->s3 : NULL, .region = spec->region, .endpoint = spec->endpoint, .addressing = spec->addressing,
+        .access_key_id = spec->access_key_id, .secret_access_key = spec->secret_access_key,
+        .session_token = spec->session_token, .stall_seconds = t->stall_seconds,
+    };
+    int r = s3_client_new(spec->url, &so, &ss->client, e);
     if (r < 0) {
         free(ss);
         return r;
     }
     ss->base.ops = &s3_ops;
-    ss->connections = opt && opt->connections ? opt->connections : s3_connections_for_gbps(S3_DEFAULT_GBPS);
-    ss->list_timeout_s = opt ? opt->list_timeout_s : 0;
+    ss->connections = t->connections ? t->connections : s3_connections_for_gbps(S3_DEFAULT_GBPS);
+    ss->list_timeout_s = t->list_timeout_s;
     /* general purpose buckets list in key order; directory buckets do not */
     ss->base.sorted = !s3_client_is_express(ss->client);
     ss->base.url = strdup(s3_client_url(ss->client));
     ss->base.identity = strdup(s3_client_identity(ss->client));
-    if (opt) {
-        ss->base.region = dup_or_null(opt->region);
-        ss->base.endpoint = dup_or_null(opt->endpoint);
-        ss->base.addressing = dup_or_null(opt->addressing);
-    }
+    ss->base.region = dup_or_null(spec->region);
+    ss->base.endpoint = dup_or_null(spec->endpoint);
+    ss->base.addressing = dup_or_null(spec->addressing);
     if (!ss->base.url || !ss->base.identity) {
         s3src_free(&ss->base);
         return -ENOMEM;
     }
     *ret = &ss->base;
     return 0;
+}
+
+/* ---- the process's shared S3 state ------------------------------------- */
+
+
+int source_env_new(struct source_env **ret)
+{
+    struct source_env *env = calloc(1, sizeof(*env));
+    if (!env || s3_ctx_new(&env->s3) < 0) {
+        free(env);
+        return -ENOMEM;
+    }
+    *ret = env;
+    return 0;
+}
+
+void source_env_free(struct source_env *env)
+{
+    if (!env)
+        return;
+    s3_ctx_free(env->s3);
+    free(env);
+}
+
+void source_env_set_budget(struct source_env *env, unsigned connections)
+{
+    s3_ctx_set_budget(env->s3, connections);
+}
+
+void source_env_collect(void *ctx, struct obs_text *t)
+{
+    struct source_env *env = ctx;
+    s3_collect(env->s3, t);
+}
+
+unsigned source_connections_for_gbps(double gbps)
+{
+    return s3_connections_for_gbps(gbps);
 }

@@ -7,6 +7,7 @@
 #include "base/units.h"
 #include "base/crash.h"
 #include "base/pathkey.h"
+#include "observe/metrics.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -338,24 +339,29 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
     return 0;
 }
 
+/* The copy is whole already: all done, and none of it fetched by this fill
+ * (warmcache_fill_bytes_total counted it again for every re-listed stage). */
+static void already_here(const struct listing *l, struct fill_progress *p)
+{
+    p->bytes_total = l->bytes;
+    p->files_total = l->n;
+    atomic_store(&p->bytes_done, l->bytes);
+    atomic_store(&p->bytes_resumed, l->bytes);
+    atomic_store(&p->files_done, l->n);
+}
+
 int store_fill(struct store *s, struct source *src, const struct listing *l, const char *cid,
                const atomic_int *cancel, struct fill_progress *p, struct wc_error *e)
 {
     if (store_content_ready(s, cid)) {
-        p->bytes_total = l->bytes;
-        p->files_total = l->n;
-        atomic_store(&p->bytes_done, l->bytes);
-        atomic_store(&p->files_done, l->n);
+        already_here(l, p);
         return 0;
     }
     int r = busy_enter(s, cid);
     if (r < 0)
         return wc_err(e, r, "out of memory");
     if (store_content_ready(s, cid)) {
-        atomic_store(&p->bytes_done, l->bytes);
-        atomic_store(&p->files_done, l->n);
-        p->bytes_total = l->bytes;
-        p->files_total = l->n;
+        already_here(l, p);
     } else {
         r = fill_locked(s, src, l, cid, cancel, p, e);
     }
@@ -731,4 +737,20 @@ int store_set_aside(struct store *s, const char *cid)
     if (r == 0)
         delete_taken(to, cid, "set aside a damaged copy");
     return r;
+}
+
+void store_collect(void *ctx, struct obs_text *t)
+{
+    struct store *s = ctx;
+    obs_counter(t, "warmcache_evictions_total", "Unused copies evicted to make room.", atomic_load(&s->evictions));
+    struct statvfs v;
+    double total = 0, avail = 0;
+    if (statvfs(s->root, &v) == 0) {
+        total = (double)v.f_blocks * (double)v.f_frsize;
+        avail = (double)v.f_bavail * (double)v.f_frsize;
+    }
+    obs_gauge(t, "warmcache_store_capacity_bytes", "Size of the file system holding the node store.", total);
+    obs_gauge(t, "warmcache_store_used_bytes", "Bytes used on that file system.", total - avail);
+    obs_gauge(t, "warmcache_store_evictable_bytes", "Bytes of ready copies no volume uses (evictable).",
+              (double)store_evictable_bytes(s));
 }

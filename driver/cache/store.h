@@ -24,6 +24,7 @@
  * watermark, down to the low one. A fill that cannot fit even then fails
  * with ENOSPC, naming sizes. A copy is deleted only after it left content/
  * by rename, and outside the store lock.
+ * More: docs/internals/cache.md.
  */
 #pragma once
 
@@ -119,6 +120,10 @@ int store_make_room(struct store *s, uint64_t need, const char *what, struct sto
 void store_release_room(struct store *s, struct store_reservation *res);
 /* Bytes held by ready copies that nothing uses (could be evicted). */
 uint64_t store_evictable_bytes(struct store *s);
+
+/* Metrics (observe/metrics.h): ctx is the store. */
+struct obs_text;
+void store_collect(void *ctx, struct obs_text *t);
 
 /* Re-verifies a ready copy against its metadata (file count and bytes on
  * disk): 0 when it matches, -EBADMSG with what differs (the copy is

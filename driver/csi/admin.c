@@ -76,26 +76,25 @@ static int add_volume(void *ctx, struct vol_record *rec)
     return v->volume_id && v->content_id && v->staging_path ? 0 : -ENOMEM;
 }
 
-DECLARE_HANDLER(admin_status)
+int admin_status(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp, struct rpc_call *call,
+                 struct wc_error *e)
 {
     struct csi_ctx *c = ctx;
     if (!c->node)
         return wc_err(e, -EOPNOTSUPP, "status is served by the node plugin");
-    Warmcache__Admin__V1__StatusResponse *resp = pb_new(&warmcache__admin__v1__status_response__descriptor);
-    if (!resp)
+    Warmcache__Admin__V1__StatusResponse *resp _cleanup_pb_ =
+        pb_new(&warmcache__admin__v1__status_response__descriptor);
+    if (!resp || !(resp->node_id = xstrdup(c->node_id)) || !(resp->store_root = xstrdup(c->store->root)))
         return -ENOMEM;
-    *ret_resp = &resp->base;
-    resp->node_id = xstrdup(c->node_id);
-    resp->store_root = xstrdup(c->store->root);
     struct statvfs vfs;
     if (statvfs(c->store->root, &vfs) == 0) {
         resp->store_total_bytes = (uint64_t)vfs.f_blocks * vfs.f_frsize;
         resp->store_free_bytes = (uint64_t)vfs.f_bavail * vfs.f_frsize;
     }
     resp->store_evictable_bytes = store_evictable_bytes(c->store);
-    resp->bytes_fetched_total = atomic_load(&c->fills.fetched_total);
+    resp->bytes_fetched_total = atomic_load(&c->jobs.fetched_total);
     json_t *copies _cleanup_json_ = store_list(c->store);
-    json_t *fills _cleanup_json_ = fills_status(&c->fills);
+    json_t *fills _cleanup_json_ = jobs_status(&c->jobs);
     size_t i;
     json_t *o;
     json_array_foreach(copies, i, o)
@@ -111,5 +110,6 @@ DECLARE_HANDLER(admin_status)
     /* a copy's users: the mounts that may show it (staging and targets) */
     for (size_t k = 0; k < resp->n_copies; k++)
         resp->copies[k]->refs = volumes_refs(c->volumes, resp->copies[k]->content_id);
+    *ret_resp = &TAKE_PTR(resp)->base;
     return 0;
 }

@@ -27,15 +27,6 @@ static int need_controller(struct csi_ctx *c, struct wc_error *e)
     return c->controller ? 0 : wc_err(e, -EOPNOTSUPP, "this plugin instance does not run the controller service");
 }
 
-/* Parameters as kv pairs, sorted key order not needed: hashing sorts. */
-static struct kv *params_kv(Csi__V1__CreateVolumeRequest__ParametersEntry *const *p, size_t n)
-{
-    struct kv *kv = calloc(n ? n : 1, sizeof(*kv));
-    for (size_t i = 0; kv && i < n; i++)
-        kv[i] = (struct kv){p[i]->key, p[i]->value};
-    return kv;
-}
-
 /* A stable fingerprint of the user's parameters, for the re-create check.
  * Keys that Kubernetes adds per PVC (pvc name, namespace) are left out. */
 static void params_fingerprint(const struct kv *kv, size_t n, char out[SHA256_HEX_LEN + 1])
@@ -83,19 +74,17 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
                       struct wc_error *e)
 {
     void *const *sec = (void *const *)req->secrets;
-    const char *akid = pbmap_get(sec, req->n_secrets, SECRET_ACCESS_KEY_ID);
-    struct source_use use = {.url = p->source, .s3 = &p->s3, .allow_plain_http = p->allow_plain_http,
-                             .has_secret = akid && *akid};
+    struct source_use use = {.spec = &p->src, .allow_plain_http = p->allow_plain_http,
+                             .has_secret = secrets_have_credentials(sec, req->n_secrets)};
     int r = policy_check(&c->policy, &use, e);
     if (r < 0)
         return r;
     struct source *src _cleanup_source_ = NULL;
-    struct source_options opts = {
-        .region = p->s3.region, .endpoint = p->s3.endpoint, .addressing = p->s3.addressing,
-        .access_key_id = akid, .secret_access_key = pbmap_get(sec, req->n_secrets, SECRET_SECRET_ACCESS_KEY),
-        .session_token = pbmap_get(sec, req->n_secrets, SECRET_SESSION_TOKEN), .list_timeout_s = c->list_timeout_s,
-    };
-    if ((r = source_open(p->source, &opts, &src, e)) < 0)
+    struct source_spec spec = source_with_secrets(&p->src, sec, req->n_secrets);
+    struct source_tuning tune = {.env = c->sources, .list_timeout_s = c->list_timeout_s};
+    r = source_open(&spec, &tune, &src, e);
+    explicit_bzero(&spec, sizeof(spec));
+    if (r < 0)
         return r;
     /* the listing may stop as soon as it passes the request: no need to see the rest to say no */
     const Csi__V1__CapacityRange *range = req->capacity_range;
@@ -131,12 +120,12 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
     if (!rec)
         return -ENOMEM;
     json_t *ctx = json_object_get(rec, "context");
-    if (p->s3.region)
-        json_object_set_new(ctx, CTX_REGION, json_string(p->s3.region));
-    if (p->s3.endpoint)
-        json_object_set_new(ctx, CTX_ENDPOINT, json_string(p->s3.endpoint));
-    if (p->s3.addressing)
-        json_object_set_new(ctx, CTX_ADDRESSING, json_string(p->s3.addressing));
+    if (p->src.region)
+        json_object_set_new(ctx, CTX_REGION, json_string(p->src.region));
+    if (p->src.endpoint)
+        json_object_set_new(ctx, CTX_ENDPOINT, json_string(p->src.endpoint));
+    if (p->src.addressing)
+        json_object_set_new(ctx, CTX_ADDRESSING, json_string(p->src.addressing));
     if (p->prewarm)
         json_object_set_new(ctx, CTX_PREWARM, json_string(p->prewarm));
     if (p->allow_plain_http)
@@ -186,7 +175,8 @@ static int pvc_overrides(struct csi_ctx *c, const struct volume_params *class, c
     return 0;
 }
 
-DECLARE_HANDLER(controller_create_volume)
+int controller_create_volume(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                             struct rpc_call *call, struct wc_error *e)
 {
     struct csi_ctx *c = ctx;
     const Csi__V1__CreateVolumeRequest *q = (const void *)req;
@@ -208,7 +198,7 @@ DECLARE_HANDLER(controller_create_volume)
         q->capacity_range->required_bytes > q->capacity_range->limit_bytes)
         return wc_err(e, -EINVAL, "capacity range: required bytes exceed the limit");
 
-    _cleanup_free_ struct kv *kv = params_kv(q->parameters, q->n_parameters);
+    _cleanup_free_ struct kv *kv = pbmap_pairs((void *const *)q->parameters, q->n_parameters);
     if (!kv)
         return -ENOMEM;
     struct volume_params p;
@@ -260,7 +250,8 @@ DECLARE_HANDLER(controller_create_volume)
     return r;
 }
 
-DECLARE_HANDLER(controller_delete_volume)
+int controller_delete_volume(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                             struct rpc_call *call, struct wc_error *e)
 {
     struct csi_ctx *c = ctx;
     const Csi__V1__DeleteVolumeRequest *q = (const void *)req;
@@ -292,7 +283,8 @@ static int volume_known(struct csi_ctx *c, const Csi__V1__ValidateVolumeCapabili
            pbmap_get((void *const *)q->volume_context, q->n_volume_context, CTX_DIGEST) != NULL;
 }
 
-DECLARE_HANDLER(controller_validate_volume_capabilities)
+int controller_validate_volume_capabilities(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                                            struct rpc_call *call, struct wc_error *e)
 {
     struct csi_ctx *c = ctx;
     const Csi__V1__ValidateVolumeCapabilitiesRequest *q = (const void *)req;
@@ -304,27 +296,27 @@ DECLARE_HANDLER(controller_validate_volume_capabilities)
     if (!volume_known(c, q))
         return wc_err(e, -ENOENT, "volume %.200s does not exist", q->volume_id);
 
-    Csi__V1__ValidateVolumeCapabilitiesResponse *resp =
+    Csi__V1__ValidateVolumeCapabilitiesResponse *resp _cleanup_pb_ =
         pb_new(&csi__v1__validate_volume_capabilities_response__descriptor);
     if (!resp)
         return -ENOMEM;
-    *ret_resp = &resp->base;
     struct wc_error why;
     wc_error_clear(&why);
     if (caps_check(q->volume_capabilities, q->n_volume_capabilities, &why) < 0) {
-        resp->message = xstrdup(why.msg);
-        return resp->message ? 0 : -ENOMEM;
+        if (!(resp->message = xstrdup(why.msg)))
+            return -ENOMEM;
+        *ret_resp = &TAKE_PTR(resp)->base;
+        return 0;
     }
     /* Confirm exactly what was asked: a deep copy of the request's fields. */
-    Csi__V1__ValidateVolumeCapabilitiesRequest *copy = (void *)pb_dup(req);
+    Csi__V1__ValidateVolumeCapabilitiesRequest *copy _cleanup_pb_ = (void *)pb_dup(req);
     Csi__V1__ValidateVolumeCapabilitiesResponse__Confirmed *conf =
         pb_new(&csi__v1__validate_volume_capabilities_response__confirmed__descriptor);
     if (!copy || !conf) {
-        if (copy)
-            protobuf_c_message_free_unpacked(&copy->base, NULL);
         free(conf);
         return -ENOMEM;
     }
+    resp->confirmed = conf;
     conf->volume_capabilities = TAKE_PTR(copy->volume_capabilities);
     conf->n_volume_capabilities = copy->n_volume_capabilities;
     copy->n_volume_capabilities = 0;
@@ -335,12 +327,14 @@ DECLARE_HANDLER(controller_validate_volume_capabilities)
         rc = pbmap_copy(&conf->parameters, &conf->n_parameters,
                         &csi__v1__validate_volume_capabilities_response__confirmed__parameters_entry__descriptor,
                         (void *const *)q->parameters, q->n_parameters);
-    resp->confirmed = conf;
-    protobuf_c_message_free_unpacked(&copy->base, NULL);
-    return rc;
+    if (rc < 0)
+        return rc;
+    *ret_resp = &TAKE_PTR(resp)->base;
+    return 0;
 }
 
-DECLARE_HANDLER(controller_get_capabilities)
+int controller_get_capabilities(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                                struct rpc_call *call, struct wc_error *e)
 {
     struct csi_ctx *c = ctx;
     int r = need_controller(c, e);

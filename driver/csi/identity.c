@@ -1,53 +1,48 @@
 /* Identity service: who we are, what we serve, and whether we are ready. */
 #include "csi/csi.h"
+#include "base/macros.h"
 #include "rpc/pbutil.h"
 
-DECLARE_HANDLER(identity_get_plugin_info)
+int identity_get_plugin_info(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                             struct rpc_call *call, struct wc_error *e)
 {
-    Csi__V1__GetPluginInfoResponse *r = pb_new(&csi__v1__get_plugin_info_response__descriptor);
-    if (!r)
+    Csi__V1__GetPluginInfoResponse *r _cleanup_pb_ = pb_new(&csi__v1__get_plugin_info_response__descriptor);
+    if (!r || !(r->name = xstrdup(DRIVER_NAME)) || !(r->vendor_version = xstrdup(WC_VERSION)))
         return -ENOMEM;
-    r->name = xstrdup(DRIVER_NAME);
-    r->vendor_version = xstrdup(WC_VERSION);
-    *ret_resp = &r->base;
-    return r->name && r->vendor_version ? 0 : -ENOMEM;
-}
-
-DECLARE_HANDLER(identity_get_plugin_capabilities)
-{
-    struct csi_ctx *c = ctx;
-    Csi__V1__GetPluginCapabilitiesResponse *r = pb_new(&csi__v1__get_plugin_capabilities_response__descriptor);
-    if (!r)
-        return -ENOMEM;
-    *ret_resp = &r->base;
-    if (!c->controller)
-        return 0;
-    /* No VOLUME_ACCESSIBILITY_CONSTRAINTS: every node can fill its own copy. */
-    r->capabilities = calloc(1, sizeof(*r->capabilities));
-    Csi__V1__PluginCapability *cap = pb_new(&csi__v1__plugin_capability__descriptor);
-    Csi__V1__PluginCapability__Service *svc = pb_new(&csi__v1__plugin_capability__service__descriptor);
-    if (!r->capabilities || !cap || !svc) {
-        free(cap);
-        free(svc);
-        return -ENOMEM;
-    }
-    svc->type = CSI__V1__PLUGIN_CAPABILITY__SERVICE__TYPE__CONTROLLER_SERVICE;
-    cap->type_case = CSI__V1__PLUGIN_CAPABILITY__TYPE_SERVICE;
-    cap->service = svc;
-    r->capabilities[r->n_capabilities++] = cap;
+    *ret_resp = &TAKE_PTR(r)->base;
     return 0;
 }
 
-DECLARE_HANDLER(identity_probe)
+int identity_get_plugin_capabilities(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
+                                     struct rpc_call *call, struct wc_error *e)
 {
     struct csi_ctx *c = ctx;
-    Csi__V1__ProbeResponse *r = pb_new(&csi__v1__probe_response__descriptor);
+    Csi__V1__GetPluginCapabilitiesResponse *r _cleanup_pb_ =
+        pb_new(&csi__v1__get_plugin_capabilities_response__descriptor);
     if (!r)
         return -ENOMEM;
-    *ret_resp = &r->base;
-    r->ready = pb_new(&csi__v1__bool_value__descriptor);
-    if (!r->ready)
+    if (c->controller) {
+        /* No VOLUME_ACCESSIBILITY_CONSTRAINTS: every node can fill its own copy. */
+        Csi__V1__PluginCapability *cap _cleanup_pb_ = pb_new(&csi__v1__plugin_capability__descriptor);
+        if (!cap || !(cap->service = pb_new(&csi__v1__plugin_capability__service__descriptor)) ||
+            !(r->capabilities = calloc(1, sizeof(*r->capabilities))))
+            return -ENOMEM;
+        cap->service->type = CSI__V1__PLUGIN_CAPABILITY__SERVICE__TYPE__CONTROLLER_SERVICE;
+        cap->type_case = CSI__V1__PLUGIN_CAPABILITY__TYPE_SERVICE;
+        r->capabilities[r->n_capabilities++] = TAKE_PTR(cap);
+    }
+    *ret_resp = &TAKE_PTR(r)->base;
+    return 0;
+}
+
+int identity_probe(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp, struct rpc_call *call,
+                   struct wc_error *e)
+{
+    struct csi_ctx *c = ctx;
+    Csi__V1__ProbeResponse *r _cleanup_pb_ = pb_new(&csi__v1__probe_response__descriptor);
+    if (!r || !(r->ready = pb_new(&csi__v1__bool_value__descriptor)))
         return -ENOMEM;
     r->ready->value = atomic_load(&c->ready);
+    *ret_resp = &TAKE_PTR(r)->base;
     return 0;
 }

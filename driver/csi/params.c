@@ -5,6 +5,7 @@
 #include "base/units.h"
 #include "cache/listing.h"
 #include "cache/source.h"
+#include "rpc/pbutil.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -33,7 +34,7 @@ static int parse_policy(const char *where, const char *v, enum change_policy *re
 }
 
 /* region, endpoint, addressingStyle: shared by parameters and volume context. */
-static int parse_s3_key(const char *where, const char *k, const char *v, struct s3_params *s3, struct wc_error *e)
+static int parse_s3_key(const char *where, const char *k, const char *v, struct source_spec *s3, struct wc_error *e)
 {
     if (streq(k, CTX_REGION)) {
         size_t n = strlen(v);
@@ -91,9 +92,9 @@ static int check_override_keys(const char *v, struct wc_error *e)
     return 0;
 }
 
-static int s3_keys_need_s3(const char *where, const char *source, const struct s3_params *s3, struct wc_error *e)
+static int s3_keys_need_s3(const char *where, const struct source_spec *s3, struct wc_error *e)
 {
-    if ((s3->region || s3->endpoint || s3->addressing) && strncmp(source, "s3://", 5) != 0)
+    if ((s3->region || s3->endpoint || s3->addressing) && strncmp(s3->url, "s3://", 5) != 0)
         return wc_err(e, -EINVAL, "%sregion, endpoint and addressingStyle apply to s3:// sources only", where);
     return 0;
 }
@@ -105,7 +106,7 @@ int params_parse_from(const struct kv *kv, size_t n, const char *where, struct v
         const char *k = kv[i].key, *v = kv[i].value ? kv[i].value : "";
         int r = 0;
         if (streq(k, "source")) {
-            p.source = v;
+            p.src.url = v;
             r = source_url_check(v, e);
             if (r < 0)
                 return wc_err_prefix(e, "%ssource: ", where);
@@ -126,7 +127,7 @@ int params_parse_from(const struct kv *kv, size_t n, const char *where, struct v
             r = check_override_keys(v, e);
         } else if (streq(k, PARAM_PVC_PREFIXES)) {
             p.pvc_source_prefixes = v;
-        } else if ((r = parse_s3_key(where, k, v, &p.s3, e)) <= 0) {
+        } else if ((r = parse_s3_key(where, k, v, &p.src, e)) <= 0) {
             /* an S3 key, parsed or refused */
         } else if (!param_key_is_kubernetes(k)) {
             return wc_err(e, -EINVAL, "unknown StorageClass parameter \"%.100s\"; warmcache knows: %s", k,
@@ -137,13 +138,28 @@ int params_parse_from(const struct kv *kv, size_t n, const char *where, struct v
         if (r < 0)
             return r;
     }
-    if (!p.source || !*p.source)
+    if (!p.src.url || !*p.src.url)
         return wc_err(e, -EINVAL, "StorageClass parameter source is required, e.g. source: file:///mnt/fsx/models/llama/");
-    int r = s3_keys_need_s3(where, p.source, &p.s3, e);
+    int r = s3_keys_need_s3(where, &p.src, e);
     if (r < 0)
         return r;
     *ret = p;
     return 0;
+}
+
+struct source_spec source_with_secrets(const struct source_spec *src, void *const *secrets, size_t n)
+{
+    struct source_spec s = *src;
+    s.access_key_id = pbmap_get(secrets, n, SECRET_ACCESS_KEY_ID);
+    s.secret_access_key = pbmap_get(secrets, n, SECRET_SECRET_ACCESS_KEY);
+    s.session_token = pbmap_get(secrets, n, SECRET_SESSION_TOKEN);
+    return s;
+}
+
+int secrets_have_credentials(void *const *secrets, size_t n)
+{
+    const char *k = pbmap_get(secrets, n, SECRET_ACCESS_KEY_ID);
+    return k && *k;
 }
 
 int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struct wc_error *e)
@@ -179,7 +195,7 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
         const char *k = kv[i].key, *v = kv[i].value ? kv[i].value : "";
         int r = 0;
         if (streq(k, CTX_SOURCE)) {
-            c.source = v;
+            c.src.url = v;
             if ((r = source_url_check(v, e)) < 0)
                 return wc_err_prefix(e, "volume attribute source: ");
         } else if (streq(k, CTX_POLICY)) {
@@ -200,7 +216,7 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
             r = parse_u64(k, v, &c.scratch_bytes, e);
         } else if (streq(k, CTX_BYTES)) {
             r = parse_u64(k, v, &c.bytes, e);
-        } else if ((r = parse_s3_key("volume attribute ", k, v, &c.s3, e)) <= 0) {
+        } else if ((r = parse_s3_key("volume attribute ", k, v, &c.src, e)) <= 0) {
             /* an S3 key, parsed or refused */
         } else if (param_key_is_kubernetes(k)) {
             if (streq(k, K8S_PVC_NAME))
@@ -225,10 +241,10 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
         if (r < 0)
             return r;
     }
-    if (!c.source)
+    if (!c.src.url)
         return wc_err(e, -EINVAL, "the volume has no source attribute: it was not created by warmcache, "
                                   "or a static PV is missing volumeAttributes.source");
-    int r = s3_keys_need_s3("volume attributes: ", c.source, &c.s3, e);
+    int r = s3_keys_need_s3("volume attributes: ", &c.src, e);
     if (r < 0)
         return r;
     *ret = c;
@@ -257,7 +273,7 @@ static int listed(const char *list, const char *v)
 /* A PVC's source under one of the class's prefixes (or its own source). */
 static int source_under(const struct volume_params *class, const char *src)
 {
-    const char *list = class->pvc_source_prefixes ? class->pvc_source_prefixes : class->source;
+    const char *list = class->pvc_source_prefixes ? class->pvc_source_prefixes : class->src.url;
     char buf[2048];
     snprintf(buf, sizeof(buf), "%s", list);
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -310,7 +326,7 @@ int params_pvc_overrides(json_t *ann, const char *ns, const char *name, const st
             free(m);
             return wc_err(e, -EPERM, "PVC %s/%s: annotation %.200s is refused: source %.200s is not under the "
                           "StorageClass's " PARAM_PVC_PREFIXES " (%s)", ns, name, k, json_string_value(v),
-                          class->pvc_source_prefixes ? class->pvc_source_prefixes : class->source);
+                          class->pvc_source_prefixes ? class->pvc_source_prefixes : class->src.url);
         }
         size_t i = 0;
         while (i < nm && !streq(m[i].key, param))

@@ -17,23 +17,14 @@
 #include <stdint.h>
 
 #include "base/error.h"
-
-struct kv {
-    const char *key;
-    const char *value;
-};
+#include "cache/source.h"
+#include "rpc/pbutil.h" /* struct kv */
 
 enum change_policy { CHANGE_FAIL, CHANGE_FOLLOW };
 
-/* S3 settings that travel from the StorageClass through the volume context. */
-struct s3_params {
-    const char *region, *endpoint, *addressing;  /* borrowed; NULL: default */
-};
-
 struct volume_params {
-    const char *source;          /* borrowed from the input */
+    struct source_spec src;      /* source, region, endpoint, addressingStyle (borrowed from the input) */
     enum change_policy policy;
-    struct s3_params s3;
     const char *prewarm;         /* a node label selector, or NULL */
     bool allow_plain_http;       /* allowPlainHTTP: credentials may go to an http:// endpoint */
     uint64_t scratch_bytes;      /* scratchSize: bound of a writable layer; 0: the volume's capacity */
@@ -79,11 +70,10 @@ int params_parse_from(const struct kv *kv, size_t n, const char *where, struct v
 #define SECRET_SESSION_TOKEN "awsSessionToken"
 
 struct volume_context {
-    const char *source;          /* borrowed */
+    struct source_spec src;      /* source, region, endpoint, addressingStyle (borrowed) */
     enum change_policy policy;
     const char *digest;          /* NULL: not pinned (a hand-written static PV) */
     uint64_t objects, bytes;
-    struct s3_params s3;
     /* from csi-provisioner --extra-create-metadata, copied by CreateVolume */
     const char *pvc_name, *pvc_namespace, *pv_name;
     /* from the kubelet with podInfoOnMount (NodePublishVolume only) */
@@ -94,6 +84,12 @@ struct volume_context {
 };
 
 int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, struct wc_error *e);
+
+/* src with the credentials of a CSI secrets map (a protobuf map field):
+ * awsAccessKeyId, awsSecretAccessKey, awsSessionToken; none: the node's own. */
+struct source_spec source_with_secrets(const struct source_spec *src, void *const *secrets, size_t n);
+/* 1 if the secrets carry credentials. */
+int secrets_have_credentials(void *const *secrets, size_t n);
 
 const char *change_policy_name(enum change_policy p);
 

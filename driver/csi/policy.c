@@ -200,41 +200,41 @@ int policy_check(const struct source_policy *p, const struct source_use *u, stru
         return wc_err(e, -EPERM, "inline (csi:) volumes are off on this node; a cluster admin turns them on for "
                       "chosen sources with the chart value inlineVolumes.allowedSources (--inline-sources), or the "
                       "pod uses a PVC of a StorageClass");
-    if (effective_url(u->url, url, sizeof(url), real, sizeof(real)) < 0)
-        return wc_err(e, -EINVAL, "source %.200s is too long", u->url);
+    if (effective_url(u->spec->url, url, sizeof(url), real, sizeof(real)) < 0)
+        return wc_err(e, -EINVAL, "source %.200s is too long", u->spec->url);
     for (size_t i = 0; real[0] && i < p->n_never; i++)
         if (trees_meet(real, p->never[i]))
             return wc_err(e, -EPERM, "source %.300s is never served: %s %s, which holds %s; no setting of "
-                          "node.allowedSources opens it", u->url, streq(real, p->never[i]) ? "it is" :
+                          "node.allowedSources opens it", u->spec->url, streq(real, p->never[i]) ? "it is" :
                           strncmp(real, p->never[i], strlen(p->never[i])) == 0 ? "it lies in" : "it holds",
                           p->never[i], p->never_why[i]);
     if (!under_any(p->allowed, p->n_allowed, url)) {
         policy_describe(p->allowed, p->n_allowed, list, sizeof(list));
         return wc_err(e, -EPERM, "source %.300s is not allowed on this node: it is under none of the allowed "
                       "sources (chart value node.allowedSources, flag --allowed-sources: %s); a cluster admin adds "
-                      "its prefix there", u->url, list);
+                      "its prefix there", u->spec->url, list);
     }
     if (u->is_inline) {
         if (!under_any(p->inline_allowed, p->n_inline, url)) {
             policy_describe(p->inline_allowed, p->n_inline, list, sizeof(list));
             return wc_err(e, -EPERM, "source %.300s is not allowed in an inline (csi:) volume: it is under none of "
                           "the inline sources (chart value inlineVolumes.allowedSources, flag --inline-sources: "
-                          "%s)", u->url, list);
+                          "%s)", u->spec->url, list);
         }
-        int s3 = strncmp(u->url, "s3://", 5) == 0;
+        int s3 = strncmp(u->spec->url, "s3://", 5) == 0;
         if (s3 && !u->has_secret && !p->inline_node_credentials)
             return wc_err(e, -EPERM, "an inline s3:// volume without a Secret would sign with the node's own "
                           "credentials, which this node lends to no pod: give the volume a nodePublishSecretRef "
                           "(awsAccessKeyId, awsSecretAccessKey), or a cluster admin sets "
                           "inlineVolumes.nodeCredentials (--inline-node-credentials)");
-        if (s3 && !u->has_secret && u->s3 && u->s3->endpoint)
+        if (s3 && !u->has_secret && u->spec->endpoint)
             return wc_err(e, -EPERM, "an inline s3:// volume without a Secret cannot name an endpoint: the node's "
                           "credentials go to AWS only; give the volume a nodePublishSecretRef for %.200s",
-                          u->s3->endpoint);
+                          u->spec->endpoint);
     }
-    if (u->s3 && u->s3->endpoint && strncmp(u->s3->endpoint, "http://", 7) == 0 && !u->allow_plain_http)
+    if (u->spec->endpoint && strncmp(u->spec->endpoint, "http://", 7) == 0 && !u->allow_plain_http)
         return wc_err(e, -EPERM, "endpoint %.200s is plain http: credentials and signed requests would cross the "
                       "network in the clear; use https://, or set the StorageClass parameter allowPlainHTTP: \"true\" "
-                      "for an endpoint on a network you trust", u->s3->endpoint);
+                      "for an endpoint on a network you trust", u->spec->endpoint);
     return 0;
 }

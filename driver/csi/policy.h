@@ -49,8 +49,7 @@ int policy_never(struct source_policy *p, const char *path, const char *what);
 void policy_fini(struct source_policy *p);
 
 struct source_use {
-    const char *url;
-    const struct s3_params *s3;
+    const struct source_spec *spec;
     bool allow_plain_http;     /* the volume's allowPlainHTTP */
     bool is_inline;            /* a pod author's csi: volume */
     bool has_secret;           /* credentials come with the volume */

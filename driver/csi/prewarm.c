@@ -90,7 +90,7 @@ static void consider(struct prewarmer *p, json_t *pv)
     case PREWARM_FILL:
         break;
     }
-    struct source_use use = {.url = vc.source, .s3 = &vc.s3, .allow_plain_http = vc.allow_plain_http};
+    struct source_use use = {.spec = &vc.src, .allow_plain_http = vc.allow_plain_http};
     if (policy_check(&p->c->policy, &use, &e) < 0) {
         log_json(LOG_WARN, "not pre-warming a PV whose source this node does not serve",
                  json_pack("{s:s, s:s}", "pv", name, "error", e.msg));
@@ -101,14 +101,13 @@ static void consider(struct prewarmer *p, json_t *pv)
     json_t *targets _cleanup_json_ = reporter_targets(p->c->reporter, json_string_value(json_object_get(claim,
         "namespace")), json_string_value(json_object_get(claim, "name")), name);
     struct fill_request rq = {
-        .source = vc.source, .pinned = vc.digest, .follow = vc.policy == CHANGE_FOLLOW, .pinned_objects = vc.objects,
+        .spec = &vc.src, .pinned = vc.digest, .follow = vc.policy == CHANGE_FOLLOW, .pinned_objects = vc.objects,
         .pinned_bytes = vc.bytes, .targets = targets,
-        .opts = {.region = vc.s3.region, .endpoint = vc.s3.endpoint, .addressing = vc.s3.addressing},
     };
     char cid[CONTENT_ID_LEN + 1];
-    int r = fills_ensure(&p->c->fills, &rq, 0, NULL, cid, &e); /* starts it; does not wait */
+    int r = jobs_ensure(&p->c->jobs, &rq, 0, NULL, cid, &e); /* starts it; does not wait */
     log_json(LOG_INFO, "pre-warming", json_pack("{s:s, s:s, s:s, s:s}", "pv", name, "selector", vc.prewarm ?
-             vc.prewarm : "", "source", vc.source, "state", r == 0 ? "already here" : e.msg));
+             vc.prewarm : "", "source", vc.src.url, "state", r == 0 ? "already here" : e.msg));
     json_object_set_new(p->started, name, json_string(digest ? digest : ""));
 }
 

@@ -32,7 +32,7 @@ struct item {
 struct reporter {
     struct kube *k;
     struct kube_events *ev;
-    struct fills *fills;
+    struct jobs *jobs;
     char *node;
     pthread_t thread;
     pthread_mutex_t lock;
@@ -83,13 +83,19 @@ void reporter_notify(void *ctx, enum fill_event ev, const struct fill_report *re
                  rep->files, b, r->node);
         queue(r, rep->targets, "Normal", "FillStarted", msg, NULL);
         break;
-    case FILL_EVENT_DONE:
+    case FILL_EVENT_DONE: {
         fmt_rate(rep->seconds > 0 ? (double)rep->fetched / rep->seconds : 0, rate, sizeof(rate));
-        snprintf(msg, sizeof(msg), "copy of %s ready on node %s: %" PRIu64 " files, %s in %.1fs (%s); verified: "
-                 "size and ETag of every file, source checksum of %" PRIu64, rep->source, r->node, rep->files, b,
-                 rep->seconds, rate, rep->checksummed);
+        char verified[160];
+        if (strncmp(rep->source, "file://", 7) == 0) /* a file's version is its modification time */
+            snprintf(verified, sizeof(verified), "size and modification time of every file, as listed");
+        else
+            snprintf(verified, sizeof(verified), "size and ETag of every file, S3's checksum of %" PRIu64 " of them",
+                     rep->checksummed);
+        snprintf(msg, sizeof(msg), "copy of %s ready on node %s: %" PRIu64 " files, %s in %.1fs (%s); verified: %s",
+                 rep->source, r->node, rep->files, b, rep->seconds, rate, verified);
         queue(r, rep->targets, "Normal", "CacheReady", msg, rep->cid);
         break;
+    }
     case FILL_EVENT_FAILED:
         snprintf(msg, sizeof(msg), "filling %s on node %s failed: %s", rep->source, r->node,
                  rep->message ? rep->message : "unknown error");
@@ -217,7 +223,7 @@ static void deliver(struct reporter *r, struct item *it)
     json_t *targets _cleanup_json_ = resolve(r, it->targets);
     /* a copy evicted since it was ready is not advertised (the sweep would
      * have to take it back) */
-    bool warm = it->cid[0] && store_content_ready(r->fills->store, it->cid);
+    bool warm = it->cid[0] && store_content_ready(r->jobs->store, it->cid);
     json_array_foreach(targets, i, t) {
         struct kube_ref ref;
         ref_of(t, &ref);
@@ -240,7 +246,7 @@ static int unwarm_pv(void *ctx, json_t *pv)
     json_t *ann = json_object_get(meta, "annotations");
     const char *cid = json_string_value(json_object_get(ann, CONTENT_ID));
     const char *name = json_string_value(json_object_get(meta, "name"));
-    if (cid && name && json_is_string(json_object_get(ann, WARM_NODES)) && !store_content_ready(r->fills->store, cid))
+    if (cid && name && json_is_string(json_object_get(ann, WARM_NODES)) && !store_content_ready(r->jobs->store, cid))
         annotate_pv(r, name, cid, false);
     return 0;
 }
@@ -266,7 +272,7 @@ static void sweep(struct reporter *r)
         if (strncmp(key, LABEL_PREFIX, strlen(LABEL_PREFIX)) != 0)
             continue;
         const char *cid = key + strlen(LABEL_PREFIX);
-        if (!store_content_ready(r->fills->store, cid))
+        if (!store_content_ready(r->jobs->store, cid))
             json_object_set_new(gone, key, json_null());
     }
     if (json_object_size(gone) > 0) {
@@ -285,11 +291,12 @@ static void sweep(struct reporter *r)
 /* Progress of running fills, to each of their targets at a bounded rate. */
 static void progress(struct reporter *r)
 {
-    json_t *jobs _cleanup_json_ = fills_status(r->fills);
+    json_t *jobs _cleanup_json_ = jobs_status(r->jobs);
     size_t i, k;
     json_t *j, *t;
     json_array_foreach(jobs, i, j) {
-        const char *msg = json_string_value(json_object_get(j, "message"));
+        char msg[700]; /* several nodes fill one PVC: each says which it is */
+        snprintf(msg, sizeof(msg), "node %s: %s", r->node, json_string_value(json_object_get(j, "message")) ?: "filling");
         json_t *targets _cleanup_json_ = resolve(r, json_object_get(j, "targets"));
         json_array_foreach(targets, k, t) {
             struct kube_ref ref;
@@ -298,7 +305,7 @@ static void progress(struct reporter *r)
             if (!ref.kind || !ref.name || streq(ref.kind, "PersistentVolume") ||
                 !kube_events_due(r->ev, &ref, "FillProgress", PROGRESS_EVERY))
                 continue;
-            if (kube_event(r->ev, &ref, "Normal", "FillProgress", msg ? msg : "filling", &e) < 0)
+            if (kube_event(r->ev, &ref, "Normal", "FillProgress", msg, &e) < 0)
                 warn("posting progress", &e);
         }
     }
@@ -324,7 +331,7 @@ static void *reporter_main(void *arg)
         }
         pthread_mutex_unlock(&r->lock);
         progress(r);
-        uint64_t removals = atomic_load(&r->fills->store->removals);
+        uint64_t removals = atomic_load(&r->jobs->store->removals);
         if (r->swept_at == 0 || removals != r->removals_seen || mono_s() - r->swept_at >= SWEEP_EVERY) {
             sweep(r);
             r->removals_seen = removals;
@@ -342,13 +349,13 @@ static void *reporter_main(void *arg)
     return NULL;
 }
 
-int reporter_start(struct kube *k, struct fills *f, const char *node, struct reporter **ret, struct wc_error *e)
+int reporter_start(struct kube *k, struct jobs *f, const char *node, struct reporter **ret, struct wc_error *e)
 {
     struct reporter *r = calloc(1, sizeof(*r));
     if (!r)
         return -ENOMEM;
     r->k = k;
-    r->fills = f;
+    r->jobs = f;
     r->node = strdup(node);
     r->ev = kube_events_new(k, "warmcache-node", node);
     r->tail = &r->head;

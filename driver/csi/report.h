@@ -19,15 +19,15 @@
 #include <jansson.h>
 #include <stdbool.h>
 
-#include "cache/fills.h"
+#include "cache/jobs.h"
 #include "kube/client.h"
 
 struct reporter;
 
-int reporter_start(struct kube *k, struct fills *f, const char *node, struct reporter **ret, struct wc_error *e);
+int reporter_start(struct kube *k, struct jobs *f, const char *node, struct reporter **ret, struct wc_error *e);
 void reporter_stop(struct reporter *r);
 
-/* fills.notify: queues the report's events. */
+/* jobs.notify: queues the report's events. */
 void reporter_notify(void *ctx, enum fill_event ev, const struct fill_report *rep);
 
 /* Whom to tell about a volume: its PVC and PV (from the volume context that

@@ -24,13 +24,14 @@ struct kube {
 
 int kube_config_in_cluster(struct kube_config *ret, struct wc_error *e)
 {
-    static char server[300];
     const char *host = getenv("KUBERNETES_SERVICE_HOST"), *port = getenv("KUBERNETES_SERVICE_PORT");
     if (!host || !*host || access(SA_DIR "/token", R_OK) != 0)
         return wc_err(e, -ENOENT, "not in a Kubernetes pod with a service account token (" SA_DIR "/token)");
-    snprintf(server, sizeof(server), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host,
-             port && *port ? port : "443");
-    *ret = (struct kube_config){server, SA_DIR "/token", SA_DIR "/ca.crt"};
+    snprintf(ret->server_buf, sizeof(ret->server_buf), strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s",
+             host, port && *port ? port : "443");
+    ret->server = ret->server_buf;
+    ret->token_file = SA_DIR "/token";
+    ret->ca_file = SA_DIR "/ca.crt";
     return 0;
 }
 

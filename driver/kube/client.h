@@ -13,6 +13,7 @@
  * message that says what to check: -EACCES for 401/403 (naming the RBAC verb
  * and resource), -ENOENT for 404, -EEXIST for 409 AlreadyExists, -EAGAIN for
  * 409 Conflict and 429/5xx.
+ * More: docs/internals/kube.md.
  */
 #pragma once
 
@@ -25,6 +26,7 @@ struct kube_config {
     const char *server;      /* "https://10.100.0.1:443" */
     const char *token_file;
     const char *ca_file;     /* NULL: the system's CAs */
+    char server_buf[300];    /* kube_config_in_cluster: where server points */
 };
 
 struct kube;

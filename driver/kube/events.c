@@ -3,6 +3,7 @@
 #include "base/fsutil.h"
 #include "base/macros.h"
 #include "base/units.h"
+#include "observe/events.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -11,21 +12,11 @@
 #include <time.h>
 
 #define MESSAGE_MAX 1000 /* the API takes about 1 KiB */
-#define REMEMBER 512     /* events whose count we keep */
-
-struct seen {
-    char name[SHA256_HEX_LEN + 1]; /* the key: object + reason */
-    char event[320];               /* the Event's name */
-    int count;
-    double last;                   /* monotonic seconds of the last post (kube_events_due) */
-};
 
 struct kube_events {
     struct kube *k;
     char *component, *host;
-    pthread_mutex_t lock;
-    struct seen seen[REMEMBER];
-    unsigned next;
+    struct obs_series series; /* one Event per object and reason, its count going up */
 };
 
 struct kube_events *kube_events_new(struct kube *k, const char *component, const char *host)
@@ -36,7 +27,7 @@ struct kube_events *kube_events_new(struct kube *k, const char *component, const
     ev->k = k;
     ev->component = strdup(component);
     ev->host = strdup(host);
-    pthread_mutex_init(&ev->lock, NULL);
+    obs_series_init(&ev->series);
     return ev;
 }
 
@@ -46,42 +37,33 @@ void kube_events_free(struct kube_events *ev)
         return;
     free(ev->component);
     free(ev->host);
-    pthread_mutex_destroy(&ev->lock);
+    obs_series_fini(&ev->series);
     free(ev);
 }
 
-static void key_of(const struct kube_ref *o, const char *reason, char out[SHA256_HEX_LEN + 1])
+/* One series per object, reason and node: two nodes filling one PVC post
+ * two Events, not one that each overwrites. */
+static void key_of(const struct kube_events *ev, const struct kube_ref *o, const char *reason,
+                   char out[SHA256_HEX_LEN + 1])
 {
-    char buf[1200];
-    int n = snprintf(buf, sizeof(buf), "%s/%s/%s/%s/%s", o->kind, o->ns ? o->ns : "", o->name, o->uid ? o->uid : "",
-                     reason);
+    char buf[1500];
+    int n = snprintf(buf, sizeof(buf), "%s/%s/%s/%s/%s/%s", o->kind, o->ns ? o->ns : "", o->name,
+                     o->uid ? o->uid : "", reason, ev->host);
     sha256_hex(buf, n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, out);
-}
-
-/* The slot for this key, or a recycled one; under the lock. */
-static struct seen *slot_locked(struct kube_events *ev, const char *key)
-{
-    for (unsigned i = 0; i < REMEMBER; i++)
-        if (streq(ev->seen[i].name, key))
-            return &ev->seen[i];
-    struct seen *s = &ev->seen[ev->next++ % REMEMBER];
-    *s = (struct seen){0};
-    memcpy(s->name, key, sizeof(s->name));
-    return s;
 }
 
 int kube_events_due(struct kube_events *ev, const struct kube_ref *obj, const char *reason, double min_interval)
 {
     char key[SHA256_HEX_LEN + 1];
-    key_of(obj, reason, key);
-    pthread_mutex_lock(&ev->lock);
-    struct seen *s = slot_locked(ev, key);
-    double now = mono_s();
-    int due = s->last == 0 || now - s->last >= min_interval;
-    if (due)
-        s->last = now;
-    pthread_mutex_unlock(&ev->lock);
-    return due;
+    key_of(ev, obj, reason, key);
+    return obs_series_due(&ev->series, key, min_interval);
+}
+
+/* Like the kubelet's: <object>.<unique suffix>. */
+static void event_name(void *ctx, const char *key, char *out, size_t n)
+{
+    const struct kube_ref *obj = ctx;
+    snprintf(out, n, "%.200s.%.16s", obj->name, key);
 }
 
 static void rfc3339(char out[32])
@@ -96,21 +78,15 @@ int kube_event(struct kube_events *ev, const struct kube_ref *obj, const char *t
                const char *message, struct wc_error *e)
 {
     char key[SHA256_HEX_LEN + 1], now[32], msg[MESSAGE_MAX + 1], path[512], ns_esc[200], name_esc[960];
-    key_of(obj, reason, key);
+    key_of(ev, obj, reason, key);
     rfc3339(now);
     snprintf(msg, sizeof(msg), "%s", message);
     const char *ns = obj->ns && *obj->ns ? obj->ns : "default";
     if (kube_escape(ns, ns_esc, sizeof(ns_esc)) < 0)
         return wc_err(e, -EINVAL, "namespace %.60s... is too long for an event", ns);
 
-    pthread_mutex_lock(&ev->lock);
-    struct seen *s = slot_locked(ev, key);
-    if (!s->event[0]) /* like the kubelet's: <object>.<unique suffix> */
-        snprintf(s->event, sizeof(s->event), "%.200s.%.16s", obj->name, key);
-    int count = ++s->count;
-    char name[320];
-    memcpy(name, s->event, sizeof(name));
-    pthread_mutex_unlock(&ev->lock);
+    char name[OBS_SERIES_NAME];
+    int count = obs_series_add(&ev->series, key, event_name, (void *)obj, name);
     if (kube_escape(name, name_esc, sizeof(name_esc)) < 0) /* cannot happen: 320 bytes escape into 960 */
         return wc_err(e, -EINVAL, "event name %.60s... is too long", name);
 

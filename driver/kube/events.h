@@ -3,8 +3,9 @@
  *
  * Like the kubelet, repeated events of one reason on one object are one
  * Event whose count goes up and whose message and lastTimestamp are
- * replaced, so a long fill shows one "FillProgress" line with the latest
- * progress, not hundreds. Callers rate-limit (kube_events_due).
+ * replaced (the series: observe/events.h), so a long fill shows one
+ * "FillProgress" line with the latest progress, not hundreds. Callers
+ * rate-limit (kube_events_due).
  */
 #pragma once
 

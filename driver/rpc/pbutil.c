@@ -10,6 +10,14 @@ static const char *entry_str(const ProtobufCMessage *m, unsigned idx)
     return *(char *const *)((const char *)m + m->descriptor->fields[idx].offset);
 }
 
+struct kv *pbmap_pairs(void *const *entries, size_t n)
+{
+    struct kv *kv = calloc(n ? n : 1, sizeof(*kv));
+    for (size_t i = 0; kv && i < n; i++)
+        kv[i] = (struct kv){entry_str(entries[i], 0), entry_str(entries[i], 1)};
+    return kv;
+}
+
 const char *pbmap_get(void *const *entries, size_t n, const char *key)
 {
     for (size_t i = 0; i < n; i++) {

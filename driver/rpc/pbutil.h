@@ -11,6 +11,16 @@
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 
+/* One entry of a string map, borrowed from wherever it lives. */
+struct kv {
+    const char *key;
+    const char *value;
+};
+
+/* A map field's entries as kv pairs (malloc'd, n of them, at least one
+ * slot), the strings borrowed from the message; NULL on ENOMEM. */
+struct kv *pbmap_pairs(void *const *entries, size_t n);
+
 /* Value for key in a map field (array of entries + count), or NULL. */
 const char *pbmap_get(void *const *entries, size_t n, const char *key);
 
@@ -24,6 +34,16 @@ int pbmap_copy(void *entries_field, size_t *n, const ProtobufCMessageDescriptor 
 
 /* Deep copy through pack + unpack: the copy is heap-only. */
 ProtobufCMessage *pb_dup(const ProtobufCMessage *m);
+
+/* A message local freed at scope end unless handed on with TAKE_PTR:
+ *   Csi__V1__ProbeResponse *r _cleanup_pb_ = pb_new(...); ... *ret_resp = &TAKE_PTR(r)->base; */
+static inline void pb_freep(void *p)
+{
+    ProtobufCMessage **m = p;
+    if (*m)
+        protobuf_c_message_free_unpacked(*m, NULL);
+}
+#define _cleanup_pb_ __attribute__((cleanup(pb_freep)))
 
 /* A zeroed, initialised heap message of the given type. */
 void *pb_new(const ProtobufCMessageDescriptor *d);

@@ -86,7 +86,7 @@ struct rpc_call {
     struct tag t_new, t_recv, t_close, t_send;
 };
 
-const atomic_int *rpc_call_cancelled(struct rpc_call *c) { return &c->cancelled; }
+const atomic_int *rpc_call_cancelled(struct rpc_call *c) { return c ? &c->cancelled : NULL; }
 const char *rpc_call_method(const struct rpc_call *c) { return c->method; }
 
 const char *rpc_endpoint_path(const char *endpoint)
@@ -367,30 +367,29 @@ static void *signal_thread(void *arg)
 }
 
 static int build_routes(struct server *srv, const ProtobufCServiceDescriptor *const *services, size_t n_services,
-                        const struct rpc_handler *handlers, size_t n_handlers)
+                        const struct rpc_handler *handlers, size_t n_handlers, struct wc_error *e)
 {
     size_t total = 0;
     for (size_t i = 0; i < n_services; i++)
         total += services[i]->n_methods;
     srv->routes = calloc(total, sizeof(*srv->routes));
     if (!srv->routes)
-        return -ENOMEM;
+        return wc_err(e, -ENOMEM, "out of memory");
     for (size_t i = 0; i < n_services; i++)
         for (unsigned m = 0; m < services[i]->n_methods; m++) {
             struct route *rt = &srv->routes[srv->n_routes++];
             rt->method = &services[i]->methods[m];
             if (asprintf(&rt->path, "/%s/%s", services[i]->name, rt->method->name) < 0)
-                return -ENOMEM;
+                return wc_err(e, -ENOMEM, "out of memory");
             for (size_t h = 0; h < n_handlers; h++)
                 if (streq(handlers[h].path, rt->path))
                     rt->fn = handlers[h].fn;
         }
     /* A handler naming no method is a programming error: say so loudly. */
     for (size_t h = 0; h < n_handlers; h++)
-        if (!find_route(srv, handlers[h].path)) {
-            log_error("handler for %s matches no method in the wire definition", handlers[h].path);
-            return -EINVAL;
-        }
+        if (!find_route(srv, handlers[h].path))
+            return wc_err(e, -EINVAL, "a handler for %s matches no method in the wire definition",
+                          handlers[h].path);
     return 0;
 }
 
@@ -452,9 +451,9 @@ int rpc_server_run(const struct rpc_server_config *cfg, const ProtobufCServiceDe
     struct server srv = {.ctx = ctx, .cfg = cfg, .shutdown_tag = {TAG_SHUTDOWN, NULL}};
     pthread_mutex_init(&srv.lock, NULL);
     pthread_cond_init(&srv.drained_cond, NULL);
-    if ((r = build_routes(&srv, services, n_services, handlers, n_handlers)) < 0) {
+    if ((r = build_routes(&srv, services, n_services, handlers, n_handlers, e)) < 0) {
         free_routes(&srv);
-        return wc_err(e, r, "building the method table failed");
+        return r;
     }
 
     grpc_init();

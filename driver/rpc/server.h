@@ -6,6 +6,7 @@
  * Each call runs on its own worker thread (CSI calls are few but some are
  * long: a fill), up to a bound; past it a call gets RESOURCE_EXHAUSTED at
  * once rather than queueing behind fills and starving Probe.
+ * More: docs/internals/rpc.md.
  */
 #pragma once
 

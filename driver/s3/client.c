@@ -3,6 +3,7 @@
 #include "s3/internal.h"
 #include "base/fsutil.h"
 #include "base/macros.h"
+#include "observe/metrics.h"
 #include "base/units.h"
 #include "base/pathkey.h"
 #include "s3/sigv4.h"
@@ -104,10 +105,13 @@ int s3_client_new(const char *url, const struct s3_options *opt, struct s3_clien
     int r = s3_url_check(url, e);
     if (r < 0)
         return r;
+    if (!opt || !opt->ctx)
+        return wc_err(e, -EINVAL, "s3: a client needs its context (s3_ctx_new)");
     pthread_once(&curl_once, curl_init_once);
     struct s3_client *c = calloc(1, sizeof(*c));
     if (!c)
         return -ENOMEM;
+    c->ctx = opt->ctx;
     const char *b = url + 5, *slash = strchr(b, '/');
     size_t blen = slash ? (size_t)(slash - b) : strlen(b);
     memcpy(c->bucket, b, blen);
@@ -161,7 +165,7 @@ int s3_client_new(const char *url, const struct s3_options *opt, struct s3_clien
     /* find credentials now, so a volume without any fails at once and says why */
     struct creds cr;
     struct creds_static given = {c->akid, c->secret, c->token};
-    if ((r = creds_get(&given, c->region, &cr, e)) < 0) {
+    if ((r = creds_get(&c->ctx->creds, &given, c->region, &cr, e)) < 0) {
         s3_client_free(c);
         return wc_err_prefix(e, "%s: ", url);
     }
@@ -362,7 +366,7 @@ int s3_req_build(struct s3_client *c, const char *path, const struct s3_req_opts
         r = express_session(c, &k, e);
     } else {
         struct creds_static given = {c->akid, c->secret, c->token};
-        r = creds_get(&given, c->region, &k, e);
+        r = creds_get(&c->ctx->creds, &given, c->region, &k, e);
     }
     if (r < 0)
         return r;
@@ -445,11 +449,49 @@ void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s, int head)
     s->cks = (struct cksum){0};
 }
 
-struct s3_stats s3_stats;
-const char *const s3_error_kind_names[S3_ERR_KINDS] = {"throttled", "server", "network", "denied", "not_found",
+static const char *const error_kinds[S3_ERR_KINDS] = {"throttled", "server", "network", "denied", "not_found",
                                                        "changed", "other"};
 
-static int count(int r, const struct sink *s)
+int s3_ctx_new(struct s3_ctx **ret)
+{
+    struct s3_ctx *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    pthread_mutex_init(&c->budget_lock, NULL);
+    creds_cache_init(&c->creds);
+    *ret = c;
+    return 0;
+}
+
+void s3_ctx_free(struct s3_ctx *c)
+{
+    if (!c)
+        return;
+    creds_cache_fini(&c->creds);
+    pthread_mutex_destroy(&c->budget_lock);
+    free(c);
+}
+
+void s3_collect(void *ctx, struct obs_text *t)
+{
+    struct s3_ctx *c = ctx;
+    obs_counter(t, "warmcache_s3_requests_total", "Requests sent to S3.", atomic_load(&c->stats.requests));
+    obs_counter(t, "warmcache_s3_retries_total", "S3 requests tried again after a retryable failure.",
+                atomic_load(&c->stats.retries));
+    obs_gauge(t, "warmcache_s3_requests_in_flight", "Object requests of fills in flight now.",
+              (double)atomic_load(&c->stats.in_flight));
+    pthread_mutex_lock(&c->budget_lock);
+    unsigned budget = c->budget_size;
+    pthread_mutex_unlock(&c->budget_lock);
+    obs_gauge(t, "warmcache_s3_request_budget", "Requests in flight the node's fills share (--s3-connections).",
+              (double)budget);
+    obs_family(t, "warmcache_s3_errors_total", "counter", "S3 request failures, by kind.");
+    for (int k = 0; k < S3_ERR_KINDS; k++)
+        obs_printf(t, "warmcache_s3_errors_total{kind=\"%s\"} %" PRIu64 "\n", error_kinds[k],
+                   (uint64_t)atomic_load(&c->stats.errors[k]));
+}
+
+static int count(struct s3_client *c, int r, const struct sink *s)
 {
     enum s3_error_kind k = S3_ERR_OTHER;
     if (r == 0)
@@ -466,7 +508,7 @@ static int count(int r, const struct sink *s)
         k = S3_ERR_NOT_FOUND;
     else if (r == -ESTALE)
         k = S3_ERR_CHANGED;
-    atomic_fetch_add(&s3_stats.errors[k], 1);
+    atomic_fetch_add(&c->ctx->stats.errors[k], 1);
     return r;
 }
 
@@ -475,8 +517,8 @@ static int outcome(struct s3_client *c, const char *op, const char *key, CURLcod
 
 int s3_outcome(struct s3_client *c, const char *op, const char *key, CURLcode cc, struct sink *s, struct wc_error *e)
 {
-    atomic_fetch_add(&s3_stats.requests, 1);
-    return count(outcome(c, op, key, cc, s, e), s);
+    atomic_fetch_add(&c->ctx->stats.requests, 1);
+    return count(c, outcome(c, op, key, cc, s, e), s);
 }
 
 static int outcome(struct s3_client *c, const char *op, const char *key, CURLcode cc, struct sink *s,
@@ -532,7 +574,7 @@ static int request(struct s3_client *c, const char *op, const char *key, const c
         if ((r = s3_outcome(c, op, key, cc, s, e)) != -EAGAIN)
             return r;
         if (attempt + 1 < S3_RETRIES)
-            atomic_fetch_add(&s3_stats.retries, 1);
+            atomic_fetch_add(&c->ctx->stats.retries, 1);
     }
     return wc_err_prefix(e, "gave up after %d attempts: ", S3_RETRIES);
 }

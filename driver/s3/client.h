@@ -7,6 +7,7 @@
  * Transient failures (503 SlowDown, 5xx, resets, timeouts) are retried with
  * capped exponential backoff and jitter; a changed object (If-Match fails)
  * is -ESTALE at once.
+ * More: docs/internals/s3.md.
  */
 #pragma once
 
@@ -15,9 +16,13 @@
 
 #include "base/cksum.h"
 #include "base/error.h"
+#include "s3/errors.h"
 #include "s3/xml.h"
 
+struct s3_ctx;
+
 struct s3_options {
+    struct s3_ctx *ctx;          /* required: counters, request budget, credentials cache (s3_ctx_new) */
     const char *region;          /* default: AWS_REGION, else us-east-1 */
     const char *endpoint;        /* default: https://s3.<region>.amazonaws.com */
     const char *addressing;      /* "path" | "virtual"; default: virtual on AWS, path elsewhere */
@@ -89,21 +94,28 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
 #define S3_DEFAULT_GBPS 100
 unsigned s3_connections_for_gbps(double gbps);
 
-/* One budget of requests in flight for the whole process (a node's fills):
- * each running transfer may hold an equal share, a lone one all of it, so a
- * fill starting on a busy node gets its share as the others' requests end.
- * 0 (the default): no budget; each transfer is bounded by its connections. */
-void s3_set_request_budget(unsigned n);
-unsigned s3_request_budget(void);
+/* The S3 layer's state for a process: its counters (metrics), one budget
+ * of requests in flight shared by its transfers (each running transfer may
+ * hold an equal share, a lone one all of it, so a fill starting on a busy
+ * node gets its share as the others' requests end), and the cache of
+ * temporary credentials. Made once (a node plugin, a CLI run), passed to
+ * every client through s3_options.ctx. */
+int s3_ctx_new(struct s3_ctx **ret);
+void s3_ctx_free(struct s3_ctx *c);
+/* 0 (the default): no budget; each transfer is bounded by its connections. */
+void s3_ctx_set_budget(struct s3_ctx *c, unsigned n);
+/* The observe collector (observe/metrics.h) of the context's counters. */
+struct obs_text;
+void s3_collect(void *ctx, struct obs_text *t);
 
 /* The whole object's checksum as S3 stores it (HEAD with checksum mode, as
  * long as its ETag is still etag); alg CKSUM_NONE if it has none. */
 int s3_object_checksum(struct s3_client *c, const char *key, const char *etag, struct cksum *ret, struct wc_error *e);
 
-/* Process-wide S3 counters, for metrics: requests, retries, and failures by
- * kind (throttled: 503 SlowDown; server: other 5xx; network: resets,
- * timeouts, cut bodies; denied; not_found; changed: the object changed
- * under a fill; other). */
+/* S3 counters, for metrics: requests, retries, and failures by kind
+ * (throttled: 503 SlowDown; server: other 5xx; network: resets, timeouts,
+ * cut bodies; denied; not_found; changed: the object changed under a fill;
+ * other). */
 enum s3_error_kind { S3_ERR_THROTTLED, S3_ERR_SERVER, S3_ERR_NETWORK, S3_ERR_DENIED, S3_ERR_NOT_FOUND, S3_ERR_CHANGED,
                      S3_ERR_OTHER, S3_ERR_KINDS };
 struct s3_stats {
@@ -111,5 +123,3 @@ struct s3_stats {
     _Atomic uint64_t in_flight;     /* parallel-engine requests now */
     _Atomic uint64_t errors[S3_ERR_KINDS];
 };
-extern struct s3_stats s3_stats;
-extern const char *const s3_error_kind_names[S3_ERR_KINDS];

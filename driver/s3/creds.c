@@ -327,16 +327,16 @@ static int from_imds(struct creds *ret, struct wc_error *e)
 
 /* ---- the chain ----------------------------------------------------------- */
 
-static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct creds cache;
-
-void creds_invalidate(void)
+void creds_cache_init(struct creds_cache *c)
 {
-    pthread_mutex_lock(&cache_lock);
-    creds_clear(&cache);
-    cache.expires = 0;
-    cache.source = NULL;
-    pthread_mutex_unlock(&cache_lock);
+    *c = (struct creds_cache){0};
+    pthread_mutex_init(&c->lock, NULL);
+}
+
+void creds_cache_fini(struct creds_cache *c)
+{
+    creds_clear(&c->cached);
+    pthread_mutex_destroy(&c->lock);
 }
 
 static int from_static(const char *a, const char *s, const char *t, const char *source, struct creds *ret)
@@ -349,7 +349,8 @@ static int from_static(const char *a, const char *s, const char *t, const char *
     return 0;
 }
 
-int creds_get(const struct creds_static *given, const char *region, struct creds *ret, struct wc_error *e)
+int creds_get(struct creds_cache *cc, const struct creds_static *given, const char *region, struct creds *ret,
+              struct wc_error *e)
 {
     if (given && given->access_key_id && *given->access_key_id) {
         if (!given->secret_access_key || !*given->secret_access_key)
@@ -364,10 +365,10 @@ int creds_get(const struct creds_static *given, const char *region, struct creds
             return wc_err(e, -EACCES, "AWS_ACCESS_KEY_ID or its secret has spaces or control characters");
         return 0;
     }
-    pthread_mutex_lock(&cache_lock);
+    pthread_mutex_lock(&cc->lock);
     time_t now = time(NULL);
     int r = 0;
-    if (!cache.source || cache.expires - now < REFRESH_BEFORE) {
+    if (!cc->cached.source || cc->cached.expires - now < REFRESH_BEFORE) {
         struct creds fresh = {0};
         const char *irsa = getenv("AWS_WEB_IDENTITY_TOKEN_FILE"), *role = getenv("AWS_ROLE_ARN");
         const char *full = getenv("AWS_CONTAINER_CREDENTIALS_FULL_URI");
@@ -382,16 +383,16 @@ int creds_get(const struct creds_static *given, const char *region, struct creds
         else
             r = wc_err(e, -EACCES, "no credentials source (and AWS_EC2_METADATA_DISABLED is set)");
         if (r == 0) {
-            creds_clear(&cache);
-            cache = fresh;
-        } else if (cache.source && cache.expires > now) {
+            creds_clear(&cc->cached);
+            cc->cached = fresh;
+        } else if (cc->cached.source && cc->cached.expires > now) {
             r = 0; /* a failed refresh with time left: keep signing with what we have */
         }
         creds_clear(&fresh);
     }
     if (r == 0)
-        *ret = cache;
-    pthread_mutex_unlock(&cache_lock);
+        *ret = cc->cached;
+    pthread_mutex_unlock(&cc->lock);
     if (r < 0) {
         char why[WC_ERROR_MSG_MAX];
         snprintf(why, sizeof(why), "%s", e->msg);

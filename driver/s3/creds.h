@@ -12,13 +12,14 @@
  *      the token in AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE
  *   5. the instance profile, through IMDSv2 (a session token first)
  *
- * Temporary credentials (3-5) are cached process-wide and fetched again five
- * minutes before they expire, so a fill that runs for an hour keeps signing
+ * Temporary credentials (3-5) are cached in the S3 context's creds_cache and
+ * fetched again five minutes before they expire, so a fill that runs for an hour keeps signing
  * with valid ones. Endpoints can be moved for tests and private networks
  * with the SDKs' variables: AWS_ENDPOINT_URL_STS, AWS_EC2_METADATA_SERVICE_ENDPOINT.
  */
 #pragma once
 
+#include <pthread.h>
 #include <time.h>
 
 #include "base/error.h"
@@ -38,12 +39,19 @@ struct creds_static {
     const char *access_key_id, *secret_access_key, *session_token;
 };
 
+/* The temporary credentials of steps 3-5, shared by every client of one
+ * S3 context (s3_ctx). */
+struct creds_cache {
+    pthread_mutex_t lock;
+    struct creds cached;
+};
+void creds_cache_init(struct creds_cache *c);
+void creds_cache_fini(struct creds_cache *c);
+
 /* Fills *ret with usable credentials; region picks the STS endpoint. On
  * failure, -EACCES with what was tried and what to set up. */
-int creds_get(const struct creds_static *given, const char *region, struct creds *ret, struct wc_error *e);
-
-/* Forgets cached temporary credentials (after S3 says they expired). */
-void creds_invalidate(void);
+int creds_get(struct creds_cache *cache, const struct creds_static *given, const char *region, struct creds *ret,
+              struct wc_error *e);
 
 /* Wipes the secrets in *c. */
 void creds_clear(struct creds *c);

@@ -18,7 +18,18 @@
 
 #define S3_RETRIES 6
 
+/* The S3 layer's process state, made once and handed to every client. */
+struct s3_ctx {
+    struct s3_stats stats;
+    pthread_mutex_t budget_lock;   /* guards the budget */
+    unsigned budget_size;          /* 0: no budget */
+    unsigned budget_taken;
+    unsigned budget_transfers;     /* running */
+    struct creds_cache creds;
+};
+
 struct s3_client {
+    struct s3_ctx *ctx;
     CURL *curl;
     char bucket[64];
     char prefix[PATHKEY_MAX + 2];

@@ -56,7 +56,7 @@ struct shared {
     int err;
     struct wc_error e;
     uint8_t *attempts;         /* per part; a part belongs to one thread at a time */
-    unsigned held;             /* budget tokens held (under budget.lock) */
+    unsigned held;             /* budget tokens held (under c->budget_lock) */
 };
 
 struct engine {
@@ -72,65 +72,52 @@ struct engine {
     struct wc_error e;
 };
 
-static struct {
-    pthread_mutex_t lock;
-    unsigned size;       /* 0: no budget */
-    unsigned taken;
-    unsigned transfers;  /* running */
-} budget = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
 unsigned s3_connections_for_gbps(double gbps)
 {
     double n = ceil(gbps * 1e9 / 8 / 85e6);
     return n < 1 ? 1 : n > 1024 ? 1024 : (unsigned)n;
 }
 
-void s3_set_request_budget(unsigned n)
+void s3_ctx_set_budget(struct s3_ctx *c, unsigned n)
 {
-    pthread_mutex_lock(&budget.lock);
-    budget.size = n;
-    pthread_mutex_unlock(&budget.lock);
+    pthread_mutex_lock(&c->budget_lock);
+    c->budget_size = n;
+    pthread_mutex_unlock(&c->budget_lock);
 }
 
-unsigned s3_request_budget(void)
+static void budget_join(struct s3_ctx *c, int delta)
 {
-    pthread_mutex_lock(&budget.lock);
-    unsigned n = budget.size;
-    pthread_mutex_unlock(&budget.lock);
-    return n;
-}
-
-static void budget_join(int delta)
-{
-    pthread_mutex_lock(&budget.lock);
-    budget.transfers += delta;
-    pthread_mutex_unlock(&budget.lock);
+    pthread_mutex_lock(&c->budget_lock);
+    c->budget_transfers += delta;
+    pthread_mutex_unlock(&c->budget_lock);
 }
 
 /* A token for one more request of this transfer: while the budget has one
  * and the transfer holds less than its share. */
 static int budget_take(struct shared *sh)
 {
-    pthread_mutex_lock(&budget.lock);
-    unsigned share = budget.size ? (budget.size + budget.transfers - 1) / budget.transfers : UINT_MAX;
-    int ok = !budget.size || (budget.taken < budget.size && sh->held < share);
+    struct s3_ctx *c = sh->c->ctx;
+    pthread_mutex_lock(&c->budget_lock);
+    unsigned share = c->budget_size ? (c->budget_size + c->budget_transfers - 1) / c->budget_transfers : UINT_MAX;
+    int ok = !c->budget_size || (c->budget_taken < c->budget_size && sh->held < share);
     if (ok) {
-        budget.taken++;
+        c->budget_taken++;
         sh->held++;
     }
-    pthread_mutex_unlock(&budget.lock);
+    pthread_mutex_unlock(&c->budget_lock);
     if (ok)
-        atomic_fetch_add(&s3_stats.in_flight, 1);
+        atomic_fetch_add(&c->stats.in_flight, 1);
     return ok;
 }
 
 static void budget_give(struct shared *sh)
 {
-    pthread_mutex_lock(&budget.lock);
-    budget.taken--;
+    struct s3_ctx *c = sh->c->ctx;
+    pthread_mutex_lock(&c->budget_lock);
+    c->budget_taken--;
     sh->held--;
-    pthread_mutex_unlock(&budget.lock);
-    atomic_fetch_sub(&s3_stats.in_flight, 1);
+    pthread_mutex_unlock(&c->budget_lock);
+    atomic_fetch_sub(&c->stats.in_flight, 1);
 }
 
 static int start(struct engine *g, struct slot *sl, size_t i, struct wc_error *e)
@@ -264,7 +251,7 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
         return wc_err_prefix(e, "gave up after %d attempts: ", S3_RETRIES);
     if (t->retries)
         atomic_fetch_add(t->retries, 1);
-    atomic_fetch_add(&s3_stats.retries, 1);
+    atomic_fetch_add(&g->c->ctx->stats.retries, 1);
     if (g->nretry == g->retry_cap) {
         unsigned cap = g->retry_cap ? g->retry_cap * 2 : 16;
         struct retry *nr = realloc(g->retry, cap * sizeof(*nr));
@@ -412,7 +399,7 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
     }
     pthread_mutex_init(&sh.lock, NULL);
     split_runs(t, sh.runs, nthreads);
-    budget_join(1);
+    budget_join(c->ctx, 1);
     unsigned started = 0;
     for (unsigned k = 0; k < nthreads; k++) {
         gs[k] = (struct engine){.sh = &sh, .id = k, .c = c, .t = t,
@@ -424,7 +411,7 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
     engine_main(&gs[0]); /* this thread is one of them */
     for (unsigned k = 1; k < started; k++)
         pthread_join(tids[k], NULL);
-    budget_join(-1);
+    budget_join(c->ctx, -1);
     int r = sh.err;
     if (r < 0)
         *e = sh.e;

@@ -4,6 +4,7 @@
  * with the new mount API (open_tree, mount_setattr, move_mount), falls back
  * to libmount's bind-then-remount on older kernels, and reads mountinfo
  * through libmount.
+ * More: docs/internals/storage.md.
  */
 #pragma once
 

@@ -26,7 +26,7 @@ static void judge(json_t *pv)
     struct wc_error e;
     wc_error_clear(&e);
     enum prewarm_verdict v = prewarm_judge(pv, labels, &vc, &e);
-    if (v == PREWARM_FILL && (!vc.source || !*vc.source || !vc.prewarm))
+    if (v == PREWARM_FILL && (!vc.src.url || !*vc.src.url || !vc.prewarm))
         abort(); /* a fill with nothing to fill from */
     if (v == PREWARM_BAD && !e.msg[0])
         abort(); /* refused without a reason */
@@ -64,7 +64,7 @@ static void overrides(json_t *pvc)
         for (size_t i = 0; i < n; i++)
             if (!merged[i].key || !merged[i].value)
                 abort();
-        if (params_parse(merged, n, &p, &e) == 0 && strncmp(p.source, "s3://models/llama/", 18) != 0)
+        if (params_parse(merged, n, &p, &e) == 0 && strncmp(p.src.url, "s3://models/llama/", 18) != 0)
             abort(); /* a PVC's source outside the class's prefix got through */
         free(merged);
     }

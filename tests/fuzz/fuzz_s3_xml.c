@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "base/pathkey.h"
+#include "s3/errors.h"
 #include "s3/xml.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

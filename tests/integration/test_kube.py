@@ -222,3 +222,52 @@ def test_a_copy_leaving_the_node_takes_back_its_label_and_warm_node_annotation(w
         assert labels()[label + cid["b"]] == "ready" and warm_nodes("pv-b") == NODE
     finally:
         assert d.stop() == 0
+
+
+def test_two_nodes_filling_one_pvc_each_show_in_kubectl_describe(work, kube, s3server, bucket):
+    """Issue #16: an Event per node. With one Event name per PVC and reason,
+    the second node's CacheReady overwrote the first's and `kubectl describe
+    pvc` showed one node at random."""
+    ns, pvc, pv = "ml", "shared-llm", "pvc-5e2a91"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    kube.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": pvc, "namespace": ns},
+                "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "tiny-llm",
+                         "resources": {"requests": {"storage": "1Gi"}}}})
+    kube.apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+                "spec": {"accessModes": ["ReadOnlyMany"], "capacity": {"storage": "1Gi"},
+                         "storageClassName": "tiny-llm",
+                         "csi": {"driver": "warmcache.csi.dev", "volumeHandle": "wc1-y"}}})
+    nodes = {}
+    for name in ("gpu-node-a", "gpu-node-b"):
+        kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+        (work / name).mkdir()
+        nodes[name] = Driver(work / name)
+    try:
+        for name, d in nodes.items():
+            d.start(*kube.plugin_flags("node"), f"--node-id={name}", "--fill-wait=60")
+        first = nodes["gpu-node-a"]
+        vol = first.ctl("create", pvc, "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={s3server.endpoint}",
+                        "-p", "allowPlainHTTP=true", "-p", f"csi.storage.k8s.io/pvc/name={pvc}",
+                        "-p", f"csi.storage.k8s.io/pvc/namespace={ns}", "-p", f"csi.storage.k8s.io/pv/name={pv}",
+                        *s3server.secrets())
+        f = work / "v.json"
+        f.write_text(json.dumps(vol))
+        for name, d in nodes.items():
+            d.ctl("stage", "-f", f, work / name / "staging", *s3server.secrets())
+
+        def ready():
+            ev = kube.get("events", "-n", ns, "--field-selector",
+                          f"involvedObject.kind=PersistentVolumeClaim,involvedObject.name={pvc},reason=CacheReady")
+            return [e["message"] for e in ev["items"]]
+        assert wait_for(lambda: len(ready()) == 2, timeout=20), ready()
+        for name in nodes:
+            assert sum(f"ready on node {name}:" in m for m in ready()) == 1, ready()
+        described = kube.kubectl("describe", "pvc", "-n", ns, pvc).stdout
+        if os.environ.get("WC_SAVE_DESCRIBE"):
+            Path(os.environ["WC_SAVE_DESCRIBE"] + ".two-nodes").write_text(described)
+        assert "ready on node gpu-node-a" in described and "ready on node gpu-node-b" in described, described
+        warm = lambda: kube.get("pv", pv)["metadata"].get("annotations", {}).get("warmcache.csi.dev/warm-nodes", "")
+        assert wait_for(lambda: sorted(warm().split(",")) == sorted(nodes), timeout=20), warm()
+    finally:
+        for d in nodes.values():
+            assert d.stop() == 0

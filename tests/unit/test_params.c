@@ -18,7 +18,7 @@ static void accepts_source_and_policy(void **state)
                       {"csi.storage.k8s.io/pvc/name", "models"}};
     struct volume_params p;
     assert_int_equal(params_parse(kv, 3, &p, &e), 0);
-    assert_string_equal(p.source, "file:///mnt/fsx/llama/");
+    assert_string_equal(p.src.url, "file:///mnt/fsx/llama/");
     assert_int_equal(p.policy, CHANGE_FOLLOW);
 }
 
@@ -73,8 +73,8 @@ static void s3_settings(void **state)
                       {"endpoint", "http://127.0.0.1:7070"}, {"addressingStyle", "path"}};
     struct volume_params p;
     assert_int_equal(params_parse(ok, 4, &p, &e), 0);
-    assert_string_equal(p.s3.region, "eu-west-1");
-    assert_string_equal(p.s3.addressing, "path");
+    assert_string_equal(p.src.region, "eu-west-1");
+    assert_string_equal(p.src.addressing, "path");
     struct kv on_file[] = {{"source", "file:///m/"}, {"endpoint", "http://x"}};
     assert_int_equal(params_parse(on_file, 2, &p, &e), -EINVAL);
     assert_non_null(strstr(e.msg, "s3:// sources only"));
@@ -137,8 +137,8 @@ static int override(const char *ann_json, const struct kv *cls, size_t n, struct
     else if (r == 0)
         *ret = class;
     if (r == 0) { /* the strings are the annotation's, which go now */
-        snprintf(source, sizeof(source), "%s", ret->source);
-        ret->source = source;
+        snprintf(source, sizeof(source), "%s", ret->src.url);
+        ret->src.url = source;
     }
     free(merged);
     json_decref(ann);
@@ -156,7 +156,7 @@ static void pvc_overrides_only_what_the_class_allows(void **state)
     assert_int_equal(override("{\"warmcache.csi.dev/source\": \"s3://models/llama/8b/\"}", none, 1, &p), -EPERM);
     assert_non_null(strstr(e.msg, "pvcOverrides (now: not set)"));
     assert_int_equal(override("{\"warmcache.csi.dev/source\": \"s3://models/llama/8b/\"}", some, 2, &p), 0);
-    assert_string_equal(p.source, "s3://models/llama/8b/");
+    assert_string_equal(p.src.url, "s3://models/llama/8b/");
     /* under the class's own source by default: not a sibling that shares its first letters */
     assert_int_equal(override("{\"warmcache.csi.dev/source\": \"s3://models/llama-private/\"}", some, 2, &p),
                      -EPERM);

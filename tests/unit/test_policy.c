@@ -38,9 +38,8 @@ static int teardown(void **state)
 static int check(const struct source_policy *p, const char *url, int is_inline, int secret, const char *endpoint,
                  int plain)
 {
-    struct s3_params s3 = {.endpoint = endpoint};
-    struct source_use u = {.url = url, .s3 = &s3, .allow_plain_http = plain, .is_inline = is_inline,
-                           .has_secret = secret};
+    struct source_spec spec = {.url = url, .endpoint = endpoint};
+    struct source_use u = {.spec = &spec, .allow_plain_http = plain, .is_inline = is_inline, .has_secret = secret};
     wc_error_clear(&e);
     return policy_check(p, &u, &e);
 }

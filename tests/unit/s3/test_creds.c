@@ -93,14 +93,17 @@ static void a_volume_secret_comes_first(void **state)
     struct creds_static given = {"SECRETKEY", "secretsecret", NULL};
     struct creds c;
     struct wc_error e;
-    assert_int_equal(creds_get(&given, "us-east-1", &c, &e), 0);
+    struct creds_cache cache;
+    creds_cache_init(&cache);
+    assert_int_equal(creds_get(&cache, &given, "us-east-1", &c, &e), 0);
     assert_string_equal(c.access_key_id, "SECRETKEY");
     assert_string_equal(c.source, "secret");
-    assert_int_equal(creds_get(NULL, "us-east-1", &c, &e), 0);
+    assert_int_equal(creds_get(&cache, NULL, "us-east-1", &c, &e), 0);
     assert_string_equal(c.access_key_id, "ENVKEY");
     struct creds_static half = {"SECRETKEY", NULL, NULL};
-    assert_int_equal(creds_get(&half, "us-east-1", &c, &e), -EACCES);
+    assert_int_equal(creds_get(&cache, &half, "us-east-1", &c, &e), -EACCES);
     assert_non_null(strstr(e.msg, "no awsSecretAccessKey"));
+    creds_cache_fini(&cache);
 }
 
 int main(void)

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "cache/listing.h"
+#include "s3/errors.h"
 #include "s3/xml.h"
 
 #define PREFIX "models/llama/"

@@ -1,17 +1,18 @@
 /*
- * Background fills; see fills.h for the contract. A job is keyed by the
+ * Background fills; see jobs.h for the contract. A job is keyed by the
  * source URL, the pinned digest and the change policy: those decide what it
  * fills. Jobs live in a list under one mutex (a node runs a handful at a
  * time); each has its own thread and is freed when neither the thread nor
  * any waiter holds it. Waiters wake on a shared condition variable and at
  * least every 200 ms, to notice a cancelled call.
  */
-#include "cache/fills.h"
+#include "cache/jobs.h"
 #include "base/fsutil.h"
 #include "base/log.h"
 #include "base/macros.h"
 #include "base/pathkey.h"
 #include "base/units.h"
+#include "observe/progress.h"
 
 #include <inttypes.h>
 #include <limits.h>
@@ -21,12 +22,12 @@
 
 struct fill_job {
     struct fill_job *next;
-    struct fills *owner;
+    struct jobs *owner;
     char key[SHA256_HEX_LEN + 1];
-    char *source, *pinned;
+    struct source_spec *spec;    /* the job's own copy: credentials among them, wiped at the end */
+    const char *source;          /* spec->url */
+    char *pinned;
     int follow, resume;
-    char *opt[6];                /* region, endpoint, addressing, key id, secret, token */
-    struct source_options opts;  /* points into opt[] */
     uint64_t pinned_objects, pinned_bytes;
     enum fill_state state;
     char cid[CONTENT_ID_LEN + 1];
@@ -37,7 +38,8 @@ struct fill_job {
     json_t *targets;             /* whom to tell, from every request that joined; under owner->lock */
 };
 
-const double fills_buckets[FILLS_BUCKETS] = {1, 5, 15, 30, 60, 120, 300, 900, 1e308};
+/* a 500 GB fill at 10 Gbit/s takes about 7 minutes, at 1 Gbit/s more than an hour */
+const double jobs_buckets[JOBS_BUCKETS] = {1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 1e308};
 
 /* What decides what a job fills and how it reaches the source: the URL, the
  * pin, the policy, the S3 settings, and whose credentials (a hash of them,
@@ -45,7 +47,7 @@ const double fills_buckets[FILLS_BUCKETS] = {1, 5, 15, 30, 60, 120, 300, 900, 1e
  * on other credentials, such as one resumed at start without any. */
 static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
 {
-    const struct source_options *o = &rq->opts;
+    const struct source_spec *o = rq->spec;
     char who[SHA256_HEX_LEN + 1] = "node";
     if (o->access_key_id && *o->access_key_id) {
         size_t n = strlen(o->access_key_id) + strlen(o->secret_access_key ?: "") + strlen(o->session_token ?: "") + 3;
@@ -59,14 +61,14 @@ static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
         }
     }
     char buf[8192];
-    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d\n%s\n%s\n%s\n%s", rq->source, rq->pinned ? rq->pinned : "",
+    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d\n%s\n%s\n%s\n%s", o->url, rq->pinned ? rq->pinned : "",
                      rq->follow, o->endpoint ?: "", o->region ?: "", o->addressing ?: "", who);
     sha256_hex(buf, n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, out);
 }
 
-void fills_init(struct fills *f, struct store *s)
+void jobs_init(struct jobs *f, struct store *s)
 {
-    *f = (struct fills){.store = s};
+    *f = (struct jobs){.store = s};
     pthread_mutex_init(&f->lock, NULL);
     pthread_cond_init(&f->cond, NULL);
 }
@@ -75,12 +77,7 @@ static void job_unref_locked(struct fill_job *j)
 {
     if (--j->refs > 0)
         return;
-    for (int i = 0; i < 6; i++) {
-        if (j->opt[i])
-            explicit_bzero(j->opt[i], strlen(j->opt[i])); /* credentials among them */
-        free(j->opt[i]);
-    }
-    free(j->source);
+    source_spec_free(j->spec);
     free(j->pinned);
     json_decref(j->targets);
     free(j);
@@ -102,7 +99,7 @@ static void add_targets_locked(struct fill_job *j, json_t *targets)
 /* Tells the watcher, if there is one; the targets are copied under the lock. */
 static void notify(struct fill_job *j, enum fill_event ev, const char *message, double seconds)
 {
-    struct fills *f = j->owner;
+    struct jobs *f = j->owner;
     if (!f->notify)
         return;
     pthread_mutex_lock(&f->lock);
@@ -118,7 +115,7 @@ static void notify(struct fill_job *j, enum fill_event ev, const char *message, 
     json_decref(targets);
 }
 
-static void unlink_job_locked(struct fills *f, struct fill_job *j)
+static void unlink_job_locked(struct jobs *f, struct fill_job *j)
 {
     for (struct fill_job **p = &f->jobs; *p; p = &(*p)->next)
         if (*p == j) {
@@ -130,9 +127,11 @@ static void unlink_job_locked(struct fills *f, struct fill_job *j)
 /* Lists, checks the pin, fills. Runs without the lock; publishes state under it. */
 static int run_job(struct fill_job *j, struct wc_error *e)
 {
-    struct fills *f = j->owner;
+    struct jobs *f = j->owner;
     struct source *src _cleanup_source_ = NULL;
-    int r = source_open(j->source, &j->opts, &src, e);
+    struct source_tuning t = {.env = f->env, .connections = f->connections, .stall_seconds = f->stall_seconds,
+                              .list_timeout_s = f->list_timeout_s};
+    int r = source_open(j->spec, &t, &src, e);
     if (r < 0)
         return r;
     if (j->pinned) {
@@ -187,14 +186,14 @@ static int run_job(struct fill_job *j, struct wc_error *e)
 static void *job_thread(void *arg)
 {
     struct fill_job *j = arg;
-    struct fills *f = j->owner;
+    struct jobs *f = j->owner;
     struct wc_error e;
     wc_error_clear(&e);
     int r = run_job(j, &e);
     double took = mono_s() - j->started;
     atomic_fetch_add(r < 0 ? &f->failed : &f->ok, 1);
-    for (int b = 0; b < FILLS_BUCKETS; b++)
-        if (took <= fills_buckets[b])
+    for (int b = 0; b < JOBS_BUCKETS; b++)
+        if (took <= jobs_buckets[b])
             atomic_fetch_add(&f->duration_bucket[b], 1);
     atomic_fetch_add(&f->duration_ms_sum, (uint64_t)(took * 1000));
     if (r == 0) /* its caller may have stopped waiting: keep it until kubelet comes back */
@@ -223,23 +222,18 @@ static void *job_thread(void *arg)
     return NULL;
 }
 
-static struct fill_job *start_job_locked(struct fills *f, const struct fill_request *rq, const char *key)
+static struct fill_job *start_job_locked(struct jobs *f, const struct fill_request *rq, const char *key)
 {
     struct fill_job *j = calloc(1, sizeof(*j));
     if (!j)
         return NULL;
     j->owner = f;
     memcpy(j->key, key, sizeof(j->key));
-    j->source = strdup(rq->source);
+    j->spec = source_spec_dup(rq->spec);
+    j->source = j->spec ? j->spec->url : NULL;
     j->pinned = rq->pinned ? strdup(rq->pinned) : NULL;
     j->follow = rq->follow;
     j->resume = rq->resume;
-    const char *o[6] = {rq->opts.region, rq->opts.endpoint, rq->opts.addressing, rq->opts.access_key_id,
-                        rq->opts.secret_access_key, rq->opts.session_token};
-    for (int i = 0; i < 6; i++)
-        j->opt[i] = o[i] ? strdup(o[i]) : NULL;
-    j->opts = (struct source_options){j->opt[0], j->opt[1], j->opt[2], j->opt[3], j->opt[4], j->opt[5],
-                                      f->connections, f->stall_seconds, f->list_timeout_s};
     j->pinned_objects = rq->pinned_objects;
     j->pinned_bytes = rq->pinned_bytes;
     j->state = FILL_LISTING;
@@ -270,30 +264,23 @@ static void progress_text(const struct fill_job *j, char *out, size_t n)
         snprintf(out, n, "listing %s (%.0fs so far)", j->source, mono_s() - j->started);
         return;
     }
-    uint64_t done = atomic_load(&j->progress.bytes_done), total = j->progress.bytes_total;
-    uint64_t resumed = atomic_load(&j->progress.bytes_resumed);
-    double secs = mono_s() - j->running_since;
-    double rate = secs > 0.2 ? (double)(done - resumed) / secs : 0;
-    char d[32], t[32], r[32], eta[32];
-    fmt_bytes(done, d, sizeof(d));
-    fmt_bytes(total, t, sizeof(t));
-    fmt_rate(rate, r, sizeof(r));
-    if (rate > 0)
-        fmt_duration((double)(total - done) / rate, eta, sizeof(eta));
-    else
-        snprintf(eta, sizeof(eta), "unknown");
-    snprintf(out, n, "filling %s: %s/%s (%.0f%%), %s, ETA %s", j->source, d, t,
-             total ? 100.0 * (double)done / (double)total : 100.0, r, eta);
+    uint64_t done = atomic_load(&j->progress.bytes_done);
+    struct obs_progress p = {.done = done, .total = j->progress.bytes_total,
+                             .fresh = done - atomic_load(&j->progress.bytes_resumed),
+                             .seconds = mono_s() - j->running_since};
+    char line[200];
+    obs_progress_line(&p, line, sizeof(line));
+    snprintf(out, n, "filling %s: %s", j->source, line);
 }
 
 /* 0: the pinned copy is here and verified; 1: it is not (fill it); < 0: it
  * is damaged but in use, or could not be checked. */
-static int warm_copy(struct fills *f, const struct fill_request *rq, char ret_cid[CONTENT_ID_LEN + 1],
+static int warm_copy(struct jobs *f, const struct fill_request *rq, char ret_cid[CONTENT_ID_LEN + 1],
                      struct wc_error *e)
 {
     char identity[PATHKEY_MAX + 400];
     struct wc_error why;
-    if (source_identity(rq->source, &rq->opts, identity, sizeof(identity), &why) < 0)
+    if (source_identity(rq->spec, identity, sizeof(identity), &why) < 0)
         return 1; /* the job says what is wrong with it */
     content_id(identity, rq->pinned, ret_cid);
     if (!store_content_ready(f->store, ret_cid))
@@ -308,7 +295,8 @@ static int warm_copy(struct fills *f, const struct fill_request *rq, char ret_ci
     if (r == -ENOENT)
         return 1; /* evicted meanwhile */
     if (r != -EBADMSG)
-        return wc_err(e, r, "could not verify the copy of %s on this node: %s; try again", rq->source, why.msg);
+        return wc_err(e, r, "could not verify the copy of %s on this node: %s; try again", rq->spec->url,
+                      why.msg);
     /* damaged (a file changed or vanished on disk): fill a new copy, unless
      * pods still see this one: they keep it until they are gone */
     if (store_set_aside(f->store, ret_cid) == -EBUSY)
@@ -319,7 +307,7 @@ static int warm_copy(struct fills *f, const struct fill_request *rq, char ret_ci
     return 1;
 }
 
-int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, const atomic_int *cancel,
+int jobs_ensure(struct jobs *f, const struct fill_request *rq, int wait_ms, const atomic_int *cancel,
                  char ret_cid[CONTENT_ID_LEN + 1], struct wc_error *e)
 {
     /* Warm path: the pinned listing's copy is here; no thread, no listing,
@@ -380,32 +368,33 @@ int fills_ensure(struct fills *f, const struct fill_request *rq, int wait_ms, co
     return r;
 }
 
-void fills_resume(struct fills *f, json_t *journals)
+void jobs_resume(struct jobs *f, json_t *journals)
 {
     size_t i;
     json_t *j;
     json_array_foreach(journals, i, j) {
+        struct source_spec spec = {.url = json_string_value(json_object_get(j, "source")),
+                                   .region = json_string_value(json_object_get(j, "region")),
+                                   .endpoint = json_string_value(json_object_get(j, "endpoint")),
+                                   .addressing = json_string_value(json_object_get(j, "addressing"))};
         struct fill_request rq = {
-            .source = json_string_value(json_object_get(j, "source")),
+            .spec = &spec,
             .pinned = json_string_value(json_object_get(j, "listing_digest")),
             .pinned_objects = (uint64_t)json_integer_value(json_object_get(j, "files")),
             .pinned_bytes = (uint64_t)json_integer_value(json_object_get(j, "bytes")),
             .resume = 1,
-            .opts = {.region = json_string_value(json_object_get(j, "region")),
-                     .endpoint = json_string_value(json_object_get(j, "endpoint")),
-                     .addressing = json_string_value(json_object_get(j, "addressing"))},
         };
-        if (!rq.source || !rq.pinned)
-            continue;
-        char cid[CONTENT_ID_LEN + 1];
         struct wc_error e;
-        int r = fills_ensure(f, &rq, 0, NULL, cid, &e); /* starts it; does not wait */
+        if (!spec.url || !rq.pinned || source_url_check(spec.url, &e) < 0)
+            continue; /* a journal we did not write: nothing to resume */
+        char cid[CONTENT_ID_LEN + 1];
+        int r = jobs_ensure(f, &rq, 0, NULL, cid, &e); /* starts it; does not wait */
         log_json(LOG_INFO, "resuming an interrupted fill",
-                 json_pack("{s:s, s:s}", "source", rq.source, "state", r == 0 ? "already complete" : e.msg));
+                 json_pack("{s:s, s:s}", "source", spec.url, "state", r == 0 ? "already complete" : e.msg));
     }
 }
 
-void fills_stop(struct fills *f)
+void jobs_stop(struct jobs *f)
 {
     pthread_mutex_lock(&f->lock);
     atomic_store(&f->stopping, 1);
@@ -415,7 +404,7 @@ void fills_stop(struct fills *f)
     pthread_mutex_unlock(&f->lock);
 }
 
-json_t *fills_status(struct fills *f)
+json_t *jobs_status(struct jobs *f)
 {
     json_t *arr = json_array();
     pthread_mutex_lock(&f->lock);
@@ -430,4 +419,31 @@ json_t *fills_status(struct fills *f)
     }
     pthread_mutex_unlock(&f->lock);
     return arr;
+}
+
+void jobs_collect(void *ctx, struct obs_text *t)
+{
+    struct jobs *f = ctx;
+    obs_counter(t, "warmcache_fill_bytes_total", "Bytes written into the node store by fills (resumed bytes "
+                "are not counted again).", atomic_load(&f->fetched_total));
+    obs_family(t, "warmcache_fills_total", "counter", "Fills finished, by result.");
+    obs_printf(t, "warmcache_fills_total{result=\"ok\"} %" PRIu64 "\n", (uint64_t)atomic_load(&f->ok));
+    obs_printf(t, "warmcache_fills_total{result=\"failed\"} %" PRIu64 "\n", (uint64_t)atomic_load(&f->failed));
+    uint64_t cumulative[JOBS_BUCKETS];
+    for (int b = 0; b < JOBS_BUCKETS; b++)
+        cumulative[b] = atomic_load(&f->duration_bucket[b]);
+    obs_histogram(t, "warmcache_fill_duration_seconds", "Time from the start of a fill (listing included) to "
+                  "its end.", jobs_buckets, cumulative, JOBS_BUCKETS,
+                  (double)atomic_load(&f->duration_ms_sum) / 1000.0,
+                  (uint64_t)(atomic_load(&f->ok) + atomic_load(&f->failed)));
+    size_t active = 0;
+    pthread_mutex_lock(&f->lock);
+    for (struct fill_job *j = f->jobs; j; j = j->next)
+        active++;
+    pthread_mutex_unlock(&f->lock);
+    obs_gauge(t, "warmcache_fills_active", "Fills running now.", (double)active);
+    obs_counter(t, "warmcache_cache_hits_total", "Stages and publishes that found the copy on the node.",
+                atomic_load(&f->hits));
+    obs_counter(t, "warmcache_cache_misses_total", "Stages and publishes that had to start or join a fill.",
+                atomic_load(&f->misses));
 }

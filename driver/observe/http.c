@@ -1,0 +1,147 @@
+/* See http.h. */
+#include "observe/http.h"
+#include "base/log.h"
+#include "base/macros.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+struct obs_http {
+    const struct obs_registry *reg;
+    int (*healthy)(void *ctx);
+    void *ctx;
+    int fd, wake[2];
+    pthread_t thread;
+};
+
+static void serve_one(struct obs_http *m, int fd)
+{
+    struct timeval tv = {.tv_sec = 2};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    char req[4096];
+    size_t n = 0;
+    while (n < sizeof(req) - 1) {
+        ssize_t r = read(fd, req + n, sizeof(req) - 1 - n);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+        req[n] = '\0';
+        if (strstr(req, "\r\n\r\n") || strstr(req, "\n\n"))
+            break;
+    }
+    req[n] = '\0';
+    int metrics = strncmp(req, "GET /metrics ", 13) == 0 || strncmp(req, "GET /metrics?", 13) == 0;
+    int health = strncmp(req, "GET /healthz ", 13) == 0;
+    const char *status = "404 Not Found";
+    _cleanup_free_ char *body = NULL;
+    if (metrics) {
+        body = obs_render(m->reg);
+        status = "200 OK";
+    } else if (health) {
+        int ok = !m->healthy || m->healthy(m->ctx);
+        body = strdup(ok ? "ok\n" : "not ready: the plugin is starting, or its store is unreachable\n");
+        status = ok ? "200 OK" : "503 Service Unavailable";
+    } else {
+        body = strdup("not found: metrics are at /metrics, health at /healthz\n");
+    }
+    size_t bl = body ? strlen(body) : 0;
+    char head[256];
+    int hl = snprintf(head, sizeof(head), "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                      "Connection: close\r\n\r\n", status,
+                      metrics ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain", bl);
+    if (write(fd, head, (size_t)hl) == hl && body)
+        for (size_t off = 0; off < bl;) {
+            ssize_t w = write(fd, body + off, bl - off);
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+}
+
+static void *http_main(void *arg)
+{
+    struct obs_http *m = arg;
+    for (;;) {
+        struct pollfd p[2] = {{m->fd, POLLIN, 0}, {m->wake[0], POLLIN, 0}};
+        if (poll(p, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (p[1].revents)
+            break;
+        if (p[0].revents & POLLIN) {
+            int fd = accept4(m->fd, NULL, NULL, SOCK_CLOEXEC);
+            if (fd >= 0) {
+                serve_one(m, fd);
+                close(fd);
+            }
+        }
+    }
+    return NULL;
+}
+
+int obs_http_start(const char *addr, const struct obs_registry *reg, int (*healthy)(void *ctx), void *ctx,
+                   struct obs_http **ret, struct wc_error *e)
+{
+    char host[256] = "";
+    const char *colon = strrchr(addr, ':');
+    if (!colon || !colon[1])
+        return wc_err(e, -EINVAL, "--metrics-address \"%s\": want [host]:port, such as :9809", addr);
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+    if (host[0] == '[') { /* [::1]:9809 */
+        memmove(host, host + 1, strlen(host));
+        host[strcspn(host, "]")] = '\0';
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
+    int r = getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai);
+    if (r != 0)
+        return wc_err(e, -EINVAL, "--metrics-address \"%s\": %s", addr, gai_strerror(r));
+    struct obs_http *m = calloc(1, sizeof(*m));
+    if (!m) {
+        freeaddrinfo(ai);
+        return -ENOMEM;
+    }
+    m->reg = reg;
+    m->healthy = healthy;
+    m->ctx = ctx;
+    m->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (m->fd >= 0)
+        setsockopt(m->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    r = m->fd < 0 || bind(m->fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(m->fd, 16) < 0 ? -errno : 0;
+    freeaddrinfo(ai);
+    if (r == 0 && pipe2(m->wake, O_CLOEXEC) < 0)
+        r = -errno;
+    if (r == 0 && pthread_create(&m->thread, NULL, http_main, m) != 0)
+        r = -EAGAIN;
+    if (r < 0) {
+        if (m->fd >= 0)
+            close(m->fd);
+        free(m);
+        return wc_err_errno(e, r, "metrics on %s", addr);
+    }
+    log_json(LOG_INFO, "metrics", json_pack("{s:s}", "address", addr));
+    *ret = m;
+    return 0;
+}
+
+void obs_http_stop(struct obs_http *m)
+{
+    if (!m)
+        return;
+    if (write(m->wake[1], "x", 1) < 0) {
+        /* the thread also ends with the process */
+    }
+    pthread_join(m->thread, NULL);
+    close(m->wake[0]);
+    close(m->wake[1]);
+    close(m->fd);
+    free(m);
+}
