@@ -104,6 +104,16 @@ if [ ! -d "$(cat "$tools/k8s-openapi.path" 2>/dev/null)" ]; then
   echo "$dir/api/openapi-spec/v3" > "$tools/k8s-openapi.path"
 fi
 python3 -c 'import jsonschema, yaml' 2>/dev/null || pip_install jsonschema pyyaml
+# The chart's ServiceMonitor and PodMonitor have no OpenAPI schema there:
+# tests/chart/monitorcheck decodes them strictly into the Prometheus
+# Operator's own Go types (pinned in its go.mod).
+mc="$here/tests/chart/monitorcheck"
+mc_stamp=$(cat "$mc/go.mod" "$mc/go.sum" "$mc/main.go" | sha256sum | cut -c1-16)
+if [ ! -x "$tools/bin/monitorcheck" ] || [ "$(cat "$tools/monitorcheck.version" 2>/dev/null)" != "$mc_stamp" ]; then
+  echo "setup: building monitorcheck (the Prometheus Operator's types)"
+  (cd "$mc" && GOFLAGS=-mod=mod "$GO" build -o "$tools/bin/monitorcheck" .)
+  echo "$mc_stamp" > "$tools/monitorcheck.version"
+fi
 
 # The real csi-provisioner sidecar, the version the chart ships, for the end-to-end test:
 # static (no cgo), so the same binary is the cluster tests' sidecar image.
@@ -131,33 +141,57 @@ python3 -c 'import prometheus_client' 2>/dev/null || pip_install prometheus-clie
 # etcd comes from Debian (above).
 KUBE_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl)
 kube_stamp="$K8S_VERSION ${KUBE_BINS[*]}"
-kube_missing=0
-for b in "${KUBE_BINS[@]}"; do [ -x "$tools/bin/$b" ] || kube_missing=1; done
-if ((kube_missing)) || [ "$(cat "$tools/kube.version" 2>/dev/null)" != "$kube_stamp" ]; then
-  echo "setup: building ${KUBE_BINS[*]} $K8S_VERSION (several minutes)"
+kube_ver="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
+kube_ver="$kube_ver -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2)"
+kube_ver="$kube_ver -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
+# kube_module DIR PACKAGE...: a module in DIR that builds those packages of
+# k8s.io/kubernetes, its staging modules mapped to their published versions
+kube_module() {
+  local dir=$1 kdir staging m
+  shift
   kdir=$(cd /tmp && GOFLAGS=-mod=mod "$GO" mod download -json "k8s.io/kubernetes@$K8S_VERSION" |
          python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
-  scratch=$(mktemp -d)
   staging=$(awk '/=> \.\/staging/ {print $1}' "$kdir/go.mod")
   {
     printf 'module wckube\n\ngo %s\n\nrequire k8s.io/kubernetes %s\n\nreplace (\n' \
       "$(awk '/^go / {print $2}' "$kdir/go.mod")" "$K8S_VERSION"
     for m in $staging; do printf '\t%s => %s v0%s\n' "$m" "$m" "${K8S_VERSION#v1}"; done
     printf ')\n'
-  } > "$scratch/go.mod"
+  } > "$dir/go.mod"
   {
     printf '//go:build tools\n\npackage tools\n\nimport (\n'
-    for b in "${KUBE_BINS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$b"; done
+    for m in "$@"; do printf '\t_ "%s"\n' "$m"; done
     printf ')\n'
-  } > "$scratch/tools.go"
-  ver="-X k8s.io/component-base/version.gitVersion=$K8S_VERSION -X k8s.io/component-base/version.gitMajor=1"
-  ver="$ver -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2)"
-  ver="$ver -X k8s.io/client-go/pkg/version.gitVersion=$K8S_VERSION"
-  (cd "$scratch" && GOFLAGS=-mod=mod "$GO" mod tidy >/dev/null 2>&1 &&
-   GOFLAGS=-mod=mod "$GO" build -ldflags "$ver" -o "$tools/bin/" \
+  } > "$dir/tools.go"
+  (cd "$dir" && GOFLAGS=-mod=mod "$GO" mod tidy >/dev/null 2>&1)
+}
+kube_missing=0
+for b in "${KUBE_BINS[@]}"; do [ -x "$tools/bin/$b" ] || kube_missing=1; done
+if ((kube_missing)) || [ "$(cat "$tools/kube.version" 2>/dev/null)" != "$kube_stamp" ]; then
+  echo "setup: building ${KUBE_BINS[*]} $K8S_VERSION (several minutes)"
+  scratch=$(mktemp -d)
+  kube_module "$scratch" $(for b in "${KUBE_BINS[@]}"; do printf 'k8s.io/kubernetes/cmd/%s ' "$b"; done)
+  (cd "$scratch" && GOFLAGS=-mod=mod "$GO" build -ldflags "$kube_ver" -o "$tools/bin/" \
      $(for b in "${KUBE_BINS[@]}"; do printf 'k8s.io/kubernetes/cmd/%s ' "$b"; done))
   rm -rf "$scratch"
   echo "$kube_stamp" > "$tools/kube.version"
+fi
+
+# make e2e: the Kubernetes e2e binary, whose external-storage suite runs
+# against the driver, and agnhost, the image some of its pods use; same version.
+if want e2e; then
+  e2e_stamp="$K8S_VERSION e2e.test agnhost"
+  if [ ! -x "$tools/bin/e2e.test" ] || [ ! -x "$tools/bin/agnhost" ] ||
+     [ "$(cat "$tools/e2e.version" 2>/dev/null)" != "$e2e_stamp" ]; then
+    echo "setup: building the Kubernetes $K8S_VERSION e2e.test and agnhost (ten minutes or more)"
+    scratch=$(mktemp -d)
+    kube_module "$scratch" k8s.io/kubernetes/test/e2e k8s.io/kubernetes/test/images/agnhost
+    (cd "$scratch" && GOFLAGS=-mod=mod "$GO" test -c -ldflags "$kube_ver" -o "$tools/bin/e2e.test" \
+       k8s.io/kubernetes/test/e2e &&
+     CGO_ENABLED=0 GOFLAGS=-mod=mod "$GO" build -o "$tools/bin/agnhost" k8s.io/kubernetes/test/images/agnhost)
+    rm -rf "$scratch"
+    echo "$e2e_stamp" > "$tools/e2e.version"
+  fi
 fi
 
 fi  # want test

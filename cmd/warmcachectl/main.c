@@ -48,6 +48,7 @@ static void usage(FILE *f)
         "  delete (VOLUME_ID | -f FILE)\n"
         "  stats (VOLUME_ID | -f FILE) PATH\n"
         "  status [--json]\n"
+        "  evict CONTENT_ID...   (delete ready copies nothing uses, as status lists them)\n"
         "  fill SOURCE DIR [-p key=value]... [--secret k=v]... [--secret-file FILE] [--json] ...\n"
         "       (no plugin needed: fills DIR from SOURCE with the node plugin's engine; fill --help)\n"
         "options: -s/--socket PATH (default /var/lib/kubelet/plugins/warmcache.csi.dev/csi.sock, env WARMCACHE_SOCKET)\n"
@@ -302,6 +303,30 @@ out:
     return r;
 }
 
+static int cmd_evict(struct ctl *x, int i, int argc, char **argv)
+{
+    if (i >= argc) {
+        usage(stderr);
+        exit(2);
+    }
+    int r = 0;
+    for (; i < argc && r == 0; i++) {
+        Warmcache__Admin__V1__EvictRequest *q = pb_new(&warmcache__admin__v1__evict_request__descriptor);
+        Warmcache__Admin__V1__EvictResponse *resp = NULL;
+        q->content_id = xstrdup(argv[i]);
+        r = call(x, "/warmcache.admin.v1.Admin/Evict", &q->base, &warmcache__admin__v1__evict_response__descriptor,
+                 (ProtobufCMessage **)&resp);
+        if (r == 0) {
+            char b[32];
+            fmt_bytes(resp->freed_bytes, b, sizeof(b));
+            printf("evicted %s: %s freed\n", argv[i], b);
+            protobuf_c_message_free_unpacked(&resp->base, NULL);
+        }
+        protobuf_c_message_free_unpacked(&q->base, NULL);
+    }
+    return r;
+}
+
 int cmd_fill(int argc, char **argv); /* fill.c */
 
 int main(int argc, char **argv)
@@ -376,6 +401,7 @@ int main(int argc, char **argv)
     } cmds[] = {
         {"create", cmd_create}, {"stage", cmd_stage}, {"publish", cmd_publish}, {"unpublish", cmd_unpublish},
         {"unstage", cmd_unstage}, {"delete", cmd_delete}, {"stats", cmd_stats}, {"status", cmd_status},
+        {"evict", cmd_evict},
     };
     const char *name = argv[optind];
     for (size_t k = 0; k < ARRAY_SIZE(cmds); k++)

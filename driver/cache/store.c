@@ -739,6 +739,33 @@ int store_set_aside(struct store *s, const char *cid)
     return r;
 }
 
+int store_evict(struct store *s, const char *cid, uint64_t *ret_freed, struct wc_error *e)
+{
+    char to[PATH_MAX];
+    json_t *m _cleanup_json_ = store_meta(s, cid);
+    uint64_t bytes = (uint64_t)json_integer_value(json_object_get(m, "bytes"));
+    pthread_mutex_lock(&s->lock);
+    int r = 0;
+    unsigned users = 0;
+    if (!store_content_ready(s, cid))
+        r = -ENOENT;
+    else if (!unused_locked(s, cid))
+        r = -ENOTCONN, users = users_of(s, cid);
+    else if ((r = take_out_locked(s, cid, "evicted", to, sizeof(to))) == 0)
+        atomic_fetch_add(&s->evictions, 1);
+    pthread_mutex_unlock(&s->lock);
+    if (r == -ENOENT)
+        return wc_err(e, r, "no ready copy %s in the node store %s", cid, s->root);
+    if (r == -ENOTCONN)
+        return wc_err(e, r, "copy %s is in use (%u mounts may show it, or a call or fill holds it); unpublish and "
+                      "unstage its volumes first", cid, users);
+    if (r < 0)
+        return wc_err_errno(e, r, "taking copy %s out of the store", cid);
+    delete_taken(to, cid, "evicted a copy (asked by an admin)");
+    *ret_freed = bytes;
+    return 0;
+}
+
 void store_collect(void *ctx, struct obs_text *t)
 {
     struct store *s = ctx;

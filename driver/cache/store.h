@@ -136,6 +136,11 @@ int store_verify(const struct store *s, const char *cid, struct wc_error *e);
  * pods keep what they see until they are gone. */
 int store_set_aside(struct store *s, const char *cid);
 
+/* An admin's eviction of one ready copy (warmcachectl evict): the bytes it
+ * held in *ret_freed. -ENOENT when there is no such ready copy, -ENOTCONN
+ * (FAILED_PRECONDITION) while anything may show or is filling it; e says. */
+int store_evict(struct store *s, const char *cid, uint64_t *ret_freed, struct wc_error *e);
+
 /* Copy metadata (meta/<cid>.json), NULL if there is none. */
 json_t *store_meta(const struct store *s, const char *cid);
 /* Records a use of a copy (last_used), for eviction and status: when it is

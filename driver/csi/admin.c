@@ -113,3 +113,26 @@ int admin_status(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_
     *ret_resp = &TAKE_PTR(resp)->base;
     return 0;
 }
+
+int admin_evict(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp, struct rpc_call *call,
+                struct wc_error *e)
+{
+    struct csi_ctx *c = ctx;
+    const Warmcache__Admin__V1__EvictRequest *q = (const void *)req;
+    if (!c->node)
+        return wc_err(e, -EOPNOTSUPP, "eviction is served by the node plugin");
+    const char *cid = q->content_id ? q->content_id : "";
+    if (strlen(cid) != CONTENT_ID_LEN || strspn(cid, "0123456789abcdef") != CONTENT_ID_LEN)
+        return wc_err(e, -EINVAL, "content id \"%.40s\" is not one (32 hex digits, as warmcachectl status shows)",
+                      cid);
+    uint64_t freed = 0;
+    int r = store_evict(c->store, cid, &freed, e);
+    if (r < 0)
+        return r;
+    Warmcache__Admin__V1__EvictResponse *resp _cleanup_pb_ = pb_new(&warmcache__admin__v1__evict_response__descriptor);
+    if (!resp)
+        return -ENOMEM;
+    resp->freed_bytes = freed;
+    *ret_resp = &TAKE_PTR(resp)->base;
+    return 0;
+}

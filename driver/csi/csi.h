@@ -141,6 +141,8 @@ int node_get_info(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret
 /* admin.c */
 int admin_status(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp, struct rpc_call *call,
                  struct wc_error *e);
+int admin_evict(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp, struct rpc_call *call,
+                struct wc_error *e);
 /* registration.c */
 int registration_get_info(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_resp,
                           struct rpc_call *call, struct wc_error *e);

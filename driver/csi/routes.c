@@ -25,6 +25,7 @@ const struct rpc_handler csi_handlers[] = {
     {"/csi.v1.Node/NodeGetCapabilities", node_get_capabilities},
     {"/csi.v1.Node/NodeGetInfo", node_get_info},
     {"/warmcache.admin.v1.Admin/Status", admin_status},
+    {"/warmcache.admin.v1.Admin/Evict", admin_evict},
     {"/pluginregistration.Registration/GetInfo", registration_get_info},
     {"/pluginregistration.Registration/NotifyRegistrationStatus", registration_notify_status},
 };

@@ -22,6 +22,19 @@ declare -A sets=(
   [built-in-sidecars]="--set sidecars.nodeDriverRegistrar.enabled=false --set sidecars.livenessProbe.enabled=false --set node.hostNetwork=true --set controller.hostNetwork=true"
   [narrow-sources]="--set allowedSources[0]=s3://my-models/ --set node.sourceHostPaths[0]=/fsx/"
   [s3-secrets]="--set provisionerSecrets[0]=warmcache-s3"
+  # every value an EKS admin sets (issue #16), at once
+  [every-knob]="--set imagePullSecrets[0].name=regcred --set nameOverride=wcache --set fullnameOverride=ml-cache
+    --set serviceAccount.create=false --set serviceAccount.controller.name=irsa-controller
+    --set serviceAccount.node.name=irsa-node --set controller.replicas=2 --set controller.priorityClassName=ml-critical
+    --set controller.podAnnotations.team=ml --set controller.podLabels.cost-center=ai --set node.podAnnotations.team=ml
+    --set node.podLabels.cost-center=ai --set controller.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight=1
+    --set controller.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.topologyKey=kubernetes.io/hostname
+    --set sidecars.provisioner.extraArgs[0]=--kube-api-qps=50 --set sidecars.provisioner.resources.limits.memory=256Mi
+    --set sidecars.nodeDriverRegistrar.extraArgs[0]=--v=5 --set sidecars.livenessProbe.resources.requests.cpu=10m
+    --set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.labels.release=kube-prometheus-stack
+    --set metrics.podMonitor.enabled=true --set global.imageRegistry=example.com
+    --set storageClass.create=true --set storageClass.parameters.source=s3://models/llama/
+    --set storageClass.parameters.prewarm=karpenter.k8s.aws/instance-local-nvme"
 )
 for name in "${!sets[@]}"; do
   # shellcheck disable=SC2086
@@ -32,6 +45,22 @@ for name in "${!sets[@]}"; do
 done
 shopt -s nullglob
 python3 "$root/tests/chart/validate.py" "$spec" "$out"/*.yaml "$root"/examples/*.yaml
+monitorcheck "$out/every-knob.yaml"
+python3 "$root/tests/chart/docs_check.py" "$root"
+
+# what every-knob asked for, in the objects (beyond their being valid)
+k="$out/every-knob.yaml"
+for want in "name: regcred" "serviceAccountName: irsa-controller" "serviceAccountName: irsa-node" \
+            "name: ml-cache-controller" "name: ml-cache-node" "app.kubernetes.io/name: wcache" \
+            "priorityClassName: ml-critical" "kind: PodDisruptionBudget" "kind: ServiceMonitor" "kind: PodMonitor" \
+            "name: ml-cache-node-metrics" '"--kube-api-qps=50"' '"--v=5"' "cost-center: ai" "release: kube-prometheus-stack" \
+            "prewarm: karpenter.k8s.aws/instance-local-nvme"; do
+  grep -qF -- "$want" "$k" || { echo "chart: every-knob: \"$want\" is not rendered"; exit 1; }
+done
+if grep -q "^kind: ServiceAccount" "$k"; then echo "chart: serviceAccount.create=false made one"; exit 1; fi
+if grep -q "kind: PodDisruptionBudget" "$out/default.yaml"; then echo "chart: a PDB for one replica"; exit 1; fi
+grep -q "eks.amazonaws.com/compute-type" "$out/default.yaml" || { echo "chart: the node plugin may land on Fargate"; exit 1; }
+echo "chart: every-knob: pull secrets, names, service accounts, PDB, monitors, sidecar args rendered as asked"
 
 if helm template wc "$chart" --set node.storeMode=raid1 > "$out/bad" 2>&1; then
   echo "chart: a bad storeMode was accepted"; exit 1

@@ -5,7 +5,9 @@ import time
 
 import pytest
 
-from conftest import CtlError, Driver, SHARDS, SHARD_MIB, make_source, mounts_under, sha256_tree
+import subprocess
+
+from conftest import CTL, CtlError, Driver, SHARDS, SHARD_MIB, make_source, mounts_under, sha256_tree
 
 
 def stage_until_ready(d, vol, staging, tries=600):
@@ -131,3 +133,29 @@ def test_inline_ephemeral_volume_with_a_bad_attribute_is_named(driver, model, wo
         driver.ctl("publish", "eph-3", "", work / "t", "-c", "csi.storage.k8s.io/ephemeral=true",
                    "-c", f"source=file://{model}", "-c", "sorce=x")
     assert ei.value.code == "INVALID_ARGUMENT" and '"sorce"' in ei.value.message
+
+
+def test_an_admin_evicts_a_copy_nothing_uses(work, model):
+    """warmcachectl evict (issue #16): refused while a volume shows the copy,
+    then the copy goes, with its bytes, and the next stage fills it again."""
+    d = Driver(work).start()
+    vol = d.create("m", f"file://{model}")
+    d.ctl("stage", "-f", vol, work / "s")
+    cid = d.ctl("status", "--json")["copies"][0]["content_id"]
+    with pytest.raises(CtlError) as ei:
+        d.ctl("evict", cid)
+    assert ei.value.code == "FAILED_PRECONDITION" and "in use" in ei.value.message
+    with pytest.raises(CtlError) as ei:
+        d.ctl("evict", "not-a-content-id")
+    assert ei.value.code == "INVALID_ARGUMENT"
+    d.ctl("unstage", "-f", vol, work / "s")
+    out = subprocess.run([str(CTL), "-s", str(d.sock), "evict", cid], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith(f"evicted {cid}: "), out
+    assert d.ctl("status", "--json").get("copies", []) == []
+    with pytest.raises(CtlError) as ei:
+        d.ctl("evict", cid)
+    assert ei.value.code == "NOT_FOUND"
+    d.ctl("stage", "-f", vol, work / "s")  # filled again
+    assert sha256_tree(work / "s") == sha256_tree(model)
+    d.ctl("unstage", "-f", vol, work / "s")
+    assert d.stop() == 0

@@ -1,8 +1,12 @@
-{{- define "warmcache.name" -}}warmcache{{- end -}}
+{{- define "warmcache.name" -}}{{ .Values.nameOverride | default "warmcache" | trunc 50 | trimSuffix "-" }}{{- end -}}
+{{/* what object names start with: fullnameOverride, else the name (not the release: the names stay put) */}}
+{{- define "warmcache.fullname" -}}{{ .Values.fullnameOverride | default (include "warmcache.name" .) | trunc 50 | trimSuffix "-" }}{{- end -}}
+{{- define "warmcache.saController" -}}{{ .Values.serviceAccount.controller.name | default (printf "%s-controller" (include "warmcache.fullname" .)) }}{{- end -}}
+{{- define "warmcache.saNode" -}}{{ .Values.serviceAccount.node.name | default (printf "%s-node" (include "warmcache.fullname" .)) }}{{- end -}}
 {{- define "warmcache.driver" -}}warmcache.csi.dev{{- end -}}
 
 {{- define "warmcache.labels" -}}
-app.kubernetes.io/name: warmcache
+app.kubernetes.io/name: {{ include "warmcache.name" . }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
@@ -19,4 +23,11 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- range .Values.allowedSources }}{{ $all = append $all . }}{{ end -}}
 {{- range .Values.node.sourceHostPaths }}{{ $all = append $all (printf "file://%s/" (trimSuffix "/" .)) }}{{ end -}}
 {{- join "," $all -}}
+{{- end -}}
+
+{{/* imagePullSecrets for every pod */}}
+{{- define "warmcache.pullSecrets" -}}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets: {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
