@@ -138,5 +138,6 @@ int source_summarize(struct source *s, uint64_t stop_above, const atomic_int *ca
 
 void source_free(struct source *s)
 {
-    s->ops->free(s);
+    if (s)
+        s->ops->free(s);
 }

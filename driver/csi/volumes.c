@@ -198,8 +198,10 @@ static int count_one(void *ctx, struct vol_record *r)
 unsigned volumes_refs(void *v, const char *cid)
 {
     struct count c = {cid, 0};
-    if (cid && *cid)
-        volumes_each(v, count_one, &c);
+    /* records that cannot be read may name cid: counted as in use, so that
+     * no copy a mount may show is ever taken for unused (and evicted) */
+    if (cid && *cid && volumes_each(v, count_one, &c) < 0)
+        return UINT_MAX;
     return c.n;
 }
 

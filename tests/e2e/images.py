@@ -111,12 +111,27 @@ def pause(work):
     return archive(Path(work) / "pause.tar", "localhost/pause:wc-e2e", {"/pause": binary}, entrypoint=["/pause"])
 
 
-def busybox(work):
+def _busybox_links():
     bb = shutil.which("busybox") or "/bin/busybox"
     applets = subprocess.run([bb, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    links = [(f"/bin/{a}", "busybox") for a in applets if a != "busybox"]
-    return archive(Path(work) / "busybox.tar", "localhost/busybox:wc-e2e", {"/bin/busybox": bb}, links=links,
+    return bb, [(f"/bin/{a}", "busybox") for a in applets if a != "busybox"]
+
+
+def busybox(work, tag="localhost/busybox:wc-e2e"):
+    """Debian's static busybox; tag names it (the e2e suite's pods ask for
+    registry.k8s.io/e2e-test-images/busybox)."""
+    bb, links = _busybox_links()
+    name = tag.rsplit("/", 1)[-1].replace(":", "-")
+    return archive(Path(work) / f"{name}.tar", tag, {"/bin/busybox": bb}, links=links,
                    dirs=["/tmp", "/models", "/scratch"], entrypoint=["/bin/sh"])
+
+
+def agnhost(work, binary, tag):
+    """The e2e suite's agnhost (built from k8s.io/kubernetes by setup.sh e2e,
+    static) with busybox beside it for the shell some of its pods run."""
+    bb, links = _busybox_links()
+    return archive(Path(work) / "agnhost.tar", tag, {"/agnhost": binary, "/bin/busybox": bb}, links=links,
+                   dirs=["/tmp"], entrypoint=["/agnhost"])
 
 
 def warmcache_from_build(work, build):
