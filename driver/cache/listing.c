@@ -191,9 +191,15 @@ int listing_sum_add(struct listing_sum *s, const char *key, size_t len, uint64_t
         free(s->open[--s->n_open]);
     }
     char *k = malloc(len + 1), *last = malloc(len + 1);
-    if (!k || !last || (s->n_open == s->cap_open &&
-                        !(s->open = realloc(s->open, (s->cap_open = s->cap_open ? 2 * s->cap_open : 16) *
-                                                         sizeof(char *))))) {
+    if (k && last && s->n_open == s->cap_open) { /* on ENOMEM the old array and its size stay */
+        size_t cap = s->cap_open ? 2 * s->cap_open : 16;
+        char **grown = realloc(s->open, cap * sizeof(char *));
+        if (grown) {
+            s->open = grown;
+            s->cap_open = cap;
+        }
+    }
+    if (!k || !last || s->n_open == s->cap_open) {
         free(k);
         free(last);
         return -ENOMEM;
