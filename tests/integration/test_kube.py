@@ -34,16 +34,21 @@ def bucket(s3server, model):
     return "models"
 
 
-def objects(kube, ns, pvc, pv, pod):
+def claim_and_volume(kube, ns, pvc, pv, handle):
+    """The namespace, a PVC and the PV csi-provisioner would have made for it."""
     kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
     kube.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": pvc, "namespace": ns},
                 "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "tiny-llm",
                          "resources": {"requests": {"storage": "1Gi"}}}})
     kube.apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
                 "spec": {"accessModes": ["ReadOnlyMany"], "capacity": {"storage": "1Gi"},
                          "storageClassName": "tiny-llm",
-                         "csi": {"driver": "warmcache.csi.dev", "volumeHandle": "wc1-x"}}})
+                         "csi": {"driver": "warmcache.csi.dev", "volumeHandle": handle}}})
+
+
+def objects(kube, ns, pvc, pv, pod):
+    claim_and_volume(kube, ns, pvc, pv, "wc1-x")
+    kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
     kube.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": ns},
                 "spec": {"nodeName": NODE, "containers": [{"name": "llm", "image": "busybox"}],
                          "volumes": [{"name": "model", "persistentVolumeClaim": {"claimName": pvc}}]}})
@@ -229,14 +234,7 @@ def test_two_nodes_filling_one_pvc_each_show_in_kubectl_describe(work, kube, s3s
     the second node's CacheReady overwrote the first's and `kubectl describe
     pvc` showed one node at random."""
     ns, pvc, pv = "ml", "shared-llm", "pvc-5e2a91"
-    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
-    kube.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": pvc, "namespace": ns},
-                "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "tiny-llm",
-                         "resources": {"requests": {"storage": "1Gi"}}}})
-    kube.apply({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
-                "spec": {"accessModes": ["ReadOnlyMany"], "capacity": {"storage": "1Gi"},
-                         "storageClassName": "tiny-llm",
-                         "csi": {"driver": "warmcache.csi.dev", "volumeHandle": "wc1-y"}}})
+    claim_and_volume(kube, ns, pvc, pv, "wc1-y")
     nodes = {}
     for name in ("gpu-node-a", "gpu-node-b"):
         kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
