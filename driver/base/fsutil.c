@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -139,4 +140,29 @@ int fs_read_token(const char *path, char *out, size_t n)
         if (!isgraph((unsigned char)out[i]))
             return -EINVAL;
     return got > 0 && (size_t)got < n - 1 ? 0 : -EINVAL;
+}
+
+/* The real path of path, as far as it exists: a source not there yet (or
+ * gone) is judged by where it would be, not by the letters it is spelt
+ * with (/var/run/x is /run/x). */
+void fs_real_as_far(const char *path, char *out, size_t n)
+{
+    char head[PATH_MAX], real[PATH_MAX];
+    snprintf(head, sizeof(head), "%s", path);
+    size_t len = strlen(head);
+    for (;;) {
+        if (realpath(len ? head : "/", real)) {
+            snprintf(out, n, "%s%s", streq(real, "/") ? "" : real, path + len);
+            if (!out[0])
+                snprintf(out, n, "/");
+            return;
+        }
+        char *slash = strrchr(head, '/');
+        if (!slash) {
+            snprintf(out, n, "%s", path);
+            return;
+        }
+        *slash = '\0';
+        len = (size_t)(slash - head);
+    }
 }

@@ -17,6 +17,9 @@ int fs_write_atomic(const char *path, const void *buf, size_t len, mode_t mode);
 /* Removes path and everything under it; refuses to cross a mount point (-EBUSY). */
 int fs_rm_rf(const char *path);
 int fs_is_dir(const char *path);
+/* The real path of path as far as it exists, the rest appended as spelt
+ * (a path not there yet is judged by where it would be). */
+void fs_real_as_far(const char *path, char *out, size_t n);
 
 #define SHA256_HEX_LEN 64
 void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1]);

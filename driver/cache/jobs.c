@@ -27,7 +27,7 @@ struct fill_job {
     struct source_spec *spec;    /* the job's own copy: credentials among them, wiped at the end */
     const char *source;          /* spec->url */
     char *pinned;
-    int follow, resume;
+    int follow, resume, narrow;
     uint64_t pinned_objects, pinned_bytes;
     enum fill_state state;
     char cid[CONTENT_ID_LEN + 1];
@@ -61,8 +61,8 @@ static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
         }
     }
     char buf[8192];
-    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d\n%s\n%s\n%s\n%s", o->url, rq->pinned ? rq->pinned : "",
-                     rq->follow, o->endpoint ?: "", o->region ?: "", o->addressing ?: "", who);
+    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d\n%d\n%s\n%s\n%s\n%s", o->url, rq->pinned ? rq->pinned : "",
+                     rq->follow, rq->narrow, o->endpoint ?: "", o->region ?: "", o->addressing ?: "", who);
     sha256_hex(buf, n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, out);
 }
 
@@ -130,14 +130,20 @@ static int run_job(struct fill_job *j, struct wc_error *e)
     struct jobs *f = j->owner;
     struct source *src _cleanup_source_ = NULL;
     struct source_tuning t = {.env = f->env, .connections = f->connections, .stall_seconds = f->stall_seconds,
-                              .list_timeout_s = f->list_timeout_s};
+                              .list_timeout_s = f->list_timeout_s, .admit = f->admit,
+                              .admit_ctx = f->admit_ctx, .narrow = j->narrow};
     int r = source_open(j->spec, &t, &src, e);
     if (r < 0)
         return r;
     if (j->pinned) {
-        content_id(src->identity, j->pinned, j->cid);
-        if (store_content_ready(f->store, j->cid))
+        char cid[CONTENT_ID_LEN + 1];
+        content_id(src->identity, j->pinned, cid);
+        if (store_content_ready(f->store, cid)) {
+            pthread_mutex_lock(&f->lock); /* waiters read j->cid under the lock */
+            memcpy(j->cid, cid, sizeof(cid));
+            pthread_mutex_unlock(&f->lock);
             return 0;
+        }
     }
     struct listing l = {0};
     if ((r = source_list(src, &l, &f->stopping, e)) < 0)
@@ -233,6 +239,7 @@ static struct fill_job *start_job_locked(struct jobs *f, const struct fill_reque
     j->source = j->spec ? j->spec->url : NULL;
     j->pinned = rq->pinned ? strdup(rq->pinned) : NULL;
     j->follow = rq->follow;
+    j->narrow = rq->narrow;
     j->resume = rq->resume;
     j->pinned_objects = rq->pinned_objects;
     j->pinned_bytes = rq->pinned_bytes;

@@ -29,6 +29,7 @@ struct fill_request {
     const struct source_spec *spec; /* what to fill from, and with whose credentials; copied by the job */
     const char *pinned;      /* listing digest from the volume context, or NULL */
     int follow;              /* sourceChangePolicy: Follow */
+    int narrow;              /* an inline volume's: the source is judged by the inline list (source_tuning.admit) */
     uint64_t pinned_objects, pinned_bytes;
     int resume;              /* restarted from a journal at start: drop the partial if it cannot finish */
     json_t *targets;         /* optional: whom to tell (events): a JSON array, merged into the job's */
@@ -73,6 +74,9 @@ struct jobs {
     unsigned connections;       /* per fill (--s3-connections); 0: the source default */
     unsigned stall_seconds;     /* --s3-stall-timeout; 0: the default */
     unsigned list_timeout_s;    /* --list-timeout; 0: none */
+    /* optional: judges where a source really is when a fill opens it (source_tuning.admit) */
+    int (*admit)(void *ctx, const char *real_url, int narrow, struct wc_error *e);
+    void *admit_ctx;
     /* optional, called from the job's thread, without the lock */
     void (*notify)(void *ctx, enum fill_event ev, const struct fill_report *r);
     void *notify_ctx;

@@ -26,8 +26,8 @@ struct fill_progress {
     _Atomic uint64_t bytes_resumed; /* found whole from an earlier, interrupted fill */
     _Atomic uint64_t retries;       /* requests tried again (SlowDown, resets, ...) */
     _Atomic uint64_t files_checksummed; /* whole files checked against the source's checksum */
-    uint64_t bytes_total;
-    uint64_t files_total;
+    _Atomic uint64_t bytes_total;   /* set when the listing is known; read by status while the fill runs */
+    _Atomic uint64_t files_total;
 };
 
 /* One byte range of one listed object. */
@@ -127,6 +127,14 @@ struct source_tuning {
     unsigned connections;    /* parallel requests of one fill; 0: the default */
     unsigned stall_seconds;  /* S3: cut a transfer stalled this long (under 1 KiB/s); 0: 30 */
     unsigned list_timeout_s; /* the whole listing; 0: none */
+    /* optional: where a file:// source really is, once opened, judged again
+     * (the node's source policy) before a byte is read. The policy looked at
+     * the path earlier; a directory swapped for a symlink since then must not
+     * make the fill read elsewhere. real_url is file://<real path>/; narrow
+     * is the opener's: an inline volume's (the narrower list). */
+    int (*admit)(void *ctx, const char *real_url, int narrow, struct wc_error *e);
+    void *admit_ctx;
+    int narrow;
 };
 
 /* Checks the URL's form without touching the network or the disk: the one

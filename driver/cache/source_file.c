@@ -338,6 +338,14 @@ int source_file_open(const struct source_spec *spec, const struct source_tuning 
         file_free(&fs->base);
         return r;
     }
+    if (t && t->admit) {
+        char where[PATH_MAX + 16];
+        snprintf(where, sizeof(where), "file://%s%s", real, streq(real, "/") ? "" : "/");
+        if ((r = t->admit(t->admit_ctx, where, t->narrow, e)) < 0) {
+            file_free(&fs->base);
+            return wc_err_prefix(e, "source %.200s leads to %.200s: ", url, where);
+        }
+    }
     fs->root_real = strdup(real);
     if (asprintf(&fs->base.url, "file://%s/", streq(fs->root, "/") ? "" : fs->root) < 0)
         fs->base.url = NULL;

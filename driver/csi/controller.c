@@ -81,7 +81,8 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
         return r;
     struct source *src _cleanup_source_ = NULL;
     struct source_spec spec = source_with_secrets(&p->src, sec, req->n_secrets);
-    struct source_tuning tune = {.env = c->sources, .list_timeout_s = c->list_timeout_s};
+    struct source_tuning tune = {.env = c->sources, .list_timeout_s = c->list_timeout_s, .admit = policy_admit,
+                                 .admit_ctx = &c->policy};
     r = source_open(&spec, &tune, &src, e);
     explicit_bzero(&spec, sizeof(spec));
     if (r < 0)

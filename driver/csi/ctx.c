@@ -96,6 +96,8 @@ static int node_init(struct csi_ctx *c, const struct csi_config *cfg, struct wc_
     c->jobs.env = c->sources;
     c->jobs.stall_seconds = cfg->s3_stall_s;
     c->jobs.list_timeout_s = c->list_timeout_s;
+    c->jobs.admit = policy_admit;
+    c->jobs.admit_ctx = &c->policy;
     c->fill_wait_ms = cfg->fill_wait_s * 1000;
     if (cfg->kubelet_endpoint && !(c->kubelet_endpoint = strdup(cfg->kubelet_endpoint)))
         return -ENOMEM;

@@ -43,8 +43,8 @@ static int check_path(const char *path, const char *what, struct wc_error *e)
 
 /* Starts or joins the background fill and waits up to --fill-wait for it;
  * -EINPROGRESS (ABORTED, with progress in e) when it is still running. */
-static int ensure_copy(struct csi_ctx *c, const struct volume_context *vc, void *const *secrets, size_t n_secrets,
-                       const atomic_int *cancel, char ret_cid[CONTENT_ID_LEN + 1], struct wc_error *e)
+static int ensure_copy(struct csi_ctx *c, const struct volume_context *vc, bool is_inline, void *const *secrets,
+                       size_t n_secrets, const atomic_int *cancel, char ret_cid[CONTENT_ID_LEN + 1], struct wc_error *e)
 {
     /* whom kubectl describe should tell: the PVC, the PV, the pods here */
     json_t *targets _cleanup_json_ = c->reporter ? reporter_targets(c->reporter, vc->pvc_namespace, vc->pvc_name,
@@ -54,7 +54,7 @@ static int ensure_copy(struct csi_ctx *c, const struct volume_context *vc, void 
     struct fill_request rq = {
         .targets = targets, .ret_hit = &hit, .spec = &spec,
         .pinned = vc->digest, .follow = vc->policy == CHANGE_FOLLOW,
-        .pinned_objects = vc->objects, .pinned_bytes = vc->bytes,
+        .pinned_objects = vc->objects, .pinned_bytes = vc->bytes, .narrow = is_inline,
     };
     int r = jobs_ensure(&c->jobs, &rq, c->fill_wait_ms, cancel, ret_cid, e);
     explicit_bzero(&spec, sizeof(spec)); /* pointers to the request's secrets, which the server wipes */
@@ -84,7 +84,7 @@ static int stage_locked(struct csi_ctx *c, const Csi__V1__NodeStageVolumeRequest
             return r < 0 ? r : 0; /* already staged: same answer again */
     }
     char cid[CONTENT_ID_LEN + 1];
-    if ((r = ensure_copy(c, vc, (void *const *)q->secrets, q->n_secrets, cancel, cid, e)) < 0)
+    if ((r = ensure_copy(c, vc, false, (void *const *)q->secrets, q->n_secrets, cancel, cid, e)) < 0)
         return r;
     /* a record found without its staging mount keeps its targets: pods may still be using them */
     if (!rec && !(rec = vol_record_new(q->volume_id, vc->src.url, q->staging_target_path)))
@@ -240,7 +240,7 @@ static int publish_ephemeral_locked(struct csi_ctx *c, const Csi__V1__NodePublis
         return r < 0 ? r : 0;
     struct volume_context vc = {.src = p->src, .policy = CHANGE_FOLLOW, .allow_plain_http = p->allow_plain_http};
     char cid[CONTENT_ID_LEN + 1];
-    if ((r = ensure_copy(c, &vc, (void *const *)q->secrets, q->n_secrets, cancel, cid, e)) < 0)
+    if ((r = ensure_copy(c, &vc, true, (void *const *)q->secrets, q->n_secrets, cancel, cid, e)) < 0)
         return r;
     vol_record_free(rec);
     if (!(rec = vol_record_new(q->volume_id, p->src.url, "")))

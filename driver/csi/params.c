@@ -1,6 +1,7 @@
 /* See params.h. */
 #include "csi/params.h"
 #include "kube/selector.h"
+#include "base/fsutil.h"
 #include "base/macros.h"
 #include "base/units.h"
 #include "cache/listing.h"
@@ -8,6 +9,7 @@
 #include "rpc/pbutil.h"
 
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,11 +272,25 @@ static int listed(const char *list, const char *v)
     return 0;
 }
 
+/* A file:// URL by where it leads (a symlink under a prefix may point
+ * anywhere); an S3 key as spelt. */
+static void leads_to(const char *url, char *out, size_t n)
+{
+    char real[PATH_MAX];
+    if (strncmp(url, "file://", 7) != 0) {
+        snprintf(out, n, "%s", url);
+        return;
+    }
+    fs_real_as_far(url + 7, real, sizeof(real));
+    snprintf(out, n, "file://%s", real);
+}
+
 /* A PVC's source under one of the class's prefixes (or its own source). */
-static int source_under(const struct volume_params *class, const char *src)
+static int source_under(const struct volume_params *class, const char *url)
 {
     const char *list = class->pvc_source_prefixes ? class->pvc_source_prefixes : class->src.url;
-    char buf[2048];
+    char buf[2048], src[PATH_MAX + 16], prefix[PATH_MAX + 16];
+    leads_to(url, src, sizeof(src));
     snprintf(buf, sizeof(buf), "%s", list);
     for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
         while (*t == ' ')
@@ -284,6 +300,9 @@ static int source_under(const struct volume_params *class, const char *src)
             t[--n] = '\0';
         if (n == 0)
             continue;
+        leads_to(t, prefix, sizeof(prefix));
+        t = prefix;
+        n = strlen(t);
         /* a prefix is a directory: "s3://models/llama" admits "s3://models/llama/8b/", not "s3://models/llama-x/" */
         if (strncmp(src, t, n) == 0 && (t[n - 1] == '/' || src[n] == '/' || src[n] == '\0'))
             return 1;

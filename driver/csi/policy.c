@@ -1,5 +1,6 @@
 /* See policy.h. */
 #include "csi/policy.h"
+#include "base/fsutil.h"
 #include "base/macros.h"
 
 #include <limits.h>
@@ -153,36 +154,11 @@ static int under_any(char **v, size_t n, const char *url)
     return 0;
 }
 
-/* The real path of path, as far as it exists: a source not there yet (or
- * gone) is judged by where it would be, not by the letters it is spelt
- * with (/var/run/x is /run/x). */
-static void real_as_far_as_it_goes(const char *path, char *out, size_t n)
-{
-    char head[PATH_MAX], real[PATH_MAX];
-    snprintf(head, sizeof(head), "%s", path);
-    size_t len = strlen(head);
-    for (;;) {
-        if (realpath(len ? head : "/", real)) {
-            snprintf(out, n, "%s%s", streq(real, "/") ? "" : real, path + len);
-            if (!out[0])
-                snprintf(out, n, "/");
-            return;
-        }
-        char *slash = strrchr(head, '/');
-        if (!slash) {
-            snprintf(out, n, "%s", path);
-            return;
-        }
-        *slash = '\0';
-        len = (size_t)(slash - head);
-    }
-}
-
 /* The URL as policy sees it: one trailing '/', and a file:// path by its real path. */
 static int effective_url(const char *url, char *out, size_t n, char *real_path, size_t rn)
 {
     if (strncmp(url, "file://", 7) == 0) {
-        real_as_far_as_it_goes(url + 7, real_path, rn);
+        fs_real_as_far(url + 7, real_path, rn);
         size_t pl = strlen(real_path);
         while (pl > 1 && real_path[pl - 1] == '/')
             real_path[--pl] = '\0';
@@ -191,6 +167,14 @@ static int effective_url(const char *url, char *out, size_t n, char *real_path, 
     size_t ul = strlen(url);
     real_path[0] = '\0';
     return snprintf(out, n, "%s%s", url, ul && url[ul - 1] == '/' ? "" : "/") >= (int)n ? -1 : 0;
+}
+
+int policy_admit(void *ctx, const char *real_url, int narrow, struct wc_error *e)
+{
+    const struct source_spec spec = {.url = real_url};
+    /* the S3 rules were met by the volume; only where the data lies is new */
+    const struct source_use use = {.spec = &spec, .is_inline = narrow, .has_secret = true, .allow_plain_http = true};
+    return policy_check(ctx, &use, e);
 }
 
 int policy_check(const struct source_policy *p, const struct source_use *u, struct wc_error *e)
@@ -205,13 +189,13 @@ int policy_check(const struct source_policy *p, const struct source_use *u, stru
     for (size_t i = 0; real[0] && i < p->n_never; i++)
         if (trees_meet(real, p->never[i]))
             return wc_err(e, -EPERM, "source %.300s is never served: %s %s, which holds %s; no setting of "
-                          "node.allowedSources opens it", u->spec->url, streq(real, p->never[i]) ? "it is" :
+                          "allowedSources opens it", u->spec->url, streq(real, p->never[i]) ? "it is" :
                           strncmp(real, p->never[i], strlen(p->never[i])) == 0 ? "it lies in" : "it holds",
                           p->never[i], p->never_why[i]);
     if (!under_any(p->allowed, p->n_allowed, url)) {
         policy_describe(p->allowed, p->n_allowed, list, sizeof(list));
         return wc_err(e, -EPERM, "source %.300s is not allowed on this node: it is under none of the allowed "
-                      "sources (chart value node.allowedSources, flag --allowed-sources: %s); a cluster admin adds "
+                      "sources (chart value allowedSources, flag --allowed-sources: %s); a cluster admin adds "
                       "its prefix there", u->spec->url, list);
     }
     if (u->is_inline) {

@@ -6,7 +6,7 @@
  * anything is listed, read or signed.
  *
  * - allowed: URL prefixes every source must lie under (--allowed-sources,
- *   chart node.allowedSources). "s3://" allows every bucket; "s3://models/"
+ *   chart allowedSources). "s3://" allows every bucket; "s3://models/"
  *   one bucket; "file:///fsx/" one directory tree of the node.
  * - never: file:// trees no list can open: the kernel's (/proc, /sys, /dev),
  *   the host's configuration and runtime state (/etc, /root, /boot, /run),
@@ -58,6 +58,10 @@ struct source_use {
 /* 0 when the plugin may read the source; -EPERM (PERMISSION_DENIED) naming
  * the rule otherwise. */
 int policy_check(const struct source_policy *p, const struct source_use *u, struct wc_error *e);
+
+/* source_tuning.admit for a fill: the place a file:// source was found at
+ * when it was opened, judged like the path was (ctx: the policy). */
+int policy_admit(void *ctx, const char *real_url, int narrow, struct wc_error *e);
 
 /* The allowed prefixes, comma-separated, for messages and logs. */
 void policy_describe(char **v, size_t n, char *out, size_t len);

@@ -67,7 +67,7 @@ def test_with_the_charts_defaults_no_inline_volume_and_no_node_path_is_served(wo
             assert err.code == "PERMISSION_DENIED" and "is never served" in err.message, (source, err)
             assert tree in err.message, (source, err)
         err = staged(d, work, f"file://{model}/")
-        assert err.code == "PERMISSION_DENIED" and "node.allowedSources" in err.message and "s3://" in err.message
+        assert err.code == "PERMISSION_DENIED" and "chart value allowedSources," in err.message and "s3://" in err.message
         err = staged(d, work, "s3://models/llama/", "endpoint=http://10.1.2.3:9000")
         assert err.code == "PERMISSION_DENIED" and "allowPlainHTTP" in err.message, err
         assert d.ctl("status", "--json").get("volumes", []) == [], "a refused volume left a record"

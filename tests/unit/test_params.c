@@ -6,7 +6,11 @@
 #include <string.h>
 
 #include "csi/params.h"
+#include "base/fsutil.h"
 #include "base/units.h"
+#include <limits.h>
+#include <stdio.h>
+#include <unistd.h>
 
 #include <stdlib.h>
 
@@ -173,11 +177,37 @@ static void pvc_overrides_only_what_the_class_allows(void **state)
     assert_non_null(strstr(e.msg, "endpoint is never taken from a PVC"));
 }
 
+/* A file:// prefix is a place: a symlink under it that leads elsewhere
+ * does not bring a PVC's source under it. */
+static void pvc_file_sources_are_judged_where_they_lead(void **state)
+{
+    char root[] = "/tmp/wc-params.XXXXXX", dir[PATH_MAX], url[PATH_MAX], ann[PATH_MAX + 64];
+    assert_non_null(mkdtemp(root));
+    snprintf(dir, sizeof(dir), "%s/fsx/team-a/llama", root);
+    assert_int_equal(fs_mkdir_p(dir, 0755), 0);
+    snprintf(dir, sizeof(dir), "%s/fsx/team-b", root);
+    assert_int_equal(fs_mkdir_p(dir, 0755), 0);
+    snprintf(dir, sizeof(dir), "%s/fsx/team-a/b", root);
+    char target[PATH_MAX];
+    snprintf(target, sizeof(target), "%s/fsx/team-b", root);
+    assert_int_equal(symlink(target, dir), 0);
+    snprintf(url, sizeof(url), "file://%s/fsx/team-a/", root);
+    struct kv cls[] = {{"source", url}, {"pvcOverrides", "source"}};
+    struct volume_params p;
+    snprintf(ann, sizeof(ann), "{\"warmcache.csi.dev/source\": \"file://%s/fsx/team-a/llama/\"}", root);
+    assert_int_equal(override(ann, cls, 2, &p), 0);
+    snprintf(ann, sizeof(ann), "{\"warmcache.csi.dev/source\": \"file://%s/fsx/team-a/b/\"}", root);
+    assert_int_equal(override(ann, cls, 2, &p), -EPERM);
+    assert_non_null(strstr(e.msg, "pvcSourcePrefixes"));
+    fs_rm_rf(root);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(accepts_source_and_policy), cmocka_unit_test(default_policy_is_fail),
         cmocka_unit_test(sizes_in_kubernetes_quantities), cmocka_unit_test(pvc_overrides_only_what_the_class_allows),
+        cmocka_unit_test(pvc_file_sources_are_judged_where_they_lead),
         cmocka_unit_test(unknown_key_is_named),      cmocka_unit_test(bad_policy_names_key_and_choices),
         cmocka_unit_test(missing_source),            cmocka_unit_test(bad_sources),
         cmocka_unit_test(s3_settings),               cmocka_unit_test(context_round_trip),        cmocka_unit_test(context_refuses_bad_digest_and_numbers),

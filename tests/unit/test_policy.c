@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/fsutil.h"
+#include "cache/source.h"
 #include "csi/policy.h"
 
 static char root[PATH_MAX];
@@ -53,7 +54,7 @@ static void volumes_only_under_the_allowed_prefixes(void **state)
     assert_int_equal(check(&p, "s3://models/llama/", 0, 0, NULL, 0), 0);
     /* "s3://models" is the bucket, not every bucket whose name starts so */
     assert_int_equal(check(&p, "s3://models-private/x/", 0, 0, NULL, 0), -EPERM);
-    assert_non_null(strstr(e.msg, "node.allowedSources"));
+    assert_non_null(strstr(e.msg, "chart value allowedSources,"));
     snprintf(url, sizeof(url), "file://%s/fsx/models/", root);
     assert_int_equal(check(&p, url, 0, 0, NULL, 0), 0);
     snprintf(url, sizeof(url), "file://%s/fsxother/", root);
@@ -119,6 +120,50 @@ static void credentials_never_cross_plain_http_unless_allowed(void **state)
     policy_fini(&p);
 }
 
+/* The policy looks at the path when the volume is staged; the fill opens it
+ * later (another thread, or a resumed journal). A directory swapped for a
+ * symlink in between is judged again where the fill finds it. */
+static void a_source_swapped_after_the_check_is_judged_where_it_leads(void **state)
+{
+    struct source_policy p;
+    char allowed[PATH_MAX + 64], dir[PATH_MAX + 32], secret[PATH_MAX + 32], url[PATH_MAX + 64];
+    snprintf(allowed, sizeof(allowed), "file://%s/fsx/models", root);
+    assert_int_equal(policy_init(&p, allowed, NULL, false, &e), 0);
+    snprintf(dir, sizeof(dir), "%s/fsx/models/team", root);
+    snprintf(secret, sizeof(secret), "%s/kubelet/pods", root);
+    assert_int_equal(fs_mkdir_p(dir, 0755), 0);
+    snprintf(url, sizeof(url), "file://%s/", dir);
+    assert_int_equal(check(&p, url, 0, 0, NULL, 0), 0);
+    assert_int_equal(rmdir(dir), 0);
+    assert_int_equal(symlink(secret, dir), 0);
+    struct source_spec spec = {.url = url};
+    struct source *s = NULL;
+    struct source_tuning t = {.admit = policy_admit, .admit_ctx = &p};
+    wc_error_clear(&e);
+    assert_int_equal(source_file_open(&spec, &t, &s, &e), -EPERM);
+    assert_null(s);
+    assert_non_null(strstr(e.msg, "/kubelet/pods/"));
+    assert_non_null(strstr(e.msg, "is not allowed on this node"));
+    /* the hook is what stops it: without one the fill would read the other tree */
+    assert_int_equal(source_file_open(&spec, &(struct source_tuning){0}, &s, &e), 0);
+    source_free(s);
+    /* narrow: an inline fill is judged by the inline list */
+    assert_int_equal(unlink(dir), 0);
+    assert_int_equal(fs_mkdir_p(dir, 0755), 0);
+    policy_fini(&p);
+    char inl[PATH_MAX + 64];
+    snprintf(inl, sizeof(inl), "file://%s/fsx/models/public", root);
+    assert_int_equal(policy_init(&p, allowed, inl, false, &e), 0);
+    t.admit_ctx = &p;
+    t.narrow = 1;
+    assert_int_equal(source_file_open(&spec, &t, &s, &e), -EPERM);
+    assert_non_null(strstr(e.msg, "inline"));
+    t.narrow = 0;
+    assert_int_equal(source_file_open(&spec, &t, &s, &e), 0);
+    source_free(s);
+    policy_fini(&p);
+}
+
 static void bad_prefixes_are_refused(void **state)
 {
     struct source_policy p;
@@ -134,6 +179,7 @@ int main(void)
         cmocka_unit_test(inline_volumes_follow_stricter_rules),
         cmocka_unit_test(credentials_never_cross_plain_http_unless_allowed),
         cmocka_unit_test(bad_prefixes_are_refused),
+        cmocka_unit_test_setup_teardown(a_source_swapped_after_the_check_is_judged_where_it_leads, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
