@@ -282,6 +282,7 @@ int main(int argc, char **argv)
     if (registration_dir) {
         snprintf(registration_socket, sizeof(registration_socket), "%s/%s-reg.sock", registration_dir, DRIVER_NAME);
         rc.also = registration_socket;
+        rc.also_methods = "/pluginregistration.";
     }
     if (!core_dumps && no_core_dumps() < 0) {
         fprintf(stderr, "warmcache-csi: cannot turn core dumps off: %s\n", strerror(errno));

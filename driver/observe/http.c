@@ -2,6 +2,7 @@
 #include "observe/http.h"
 #include "base/log.h"
 #include "base/macros.h"
+#include "base/units.h"
 
 #include <fcntl.h>
 #include <netdb.h>
@@ -20,17 +21,64 @@ struct obs_http {
     void *ctx;
     int fd, wake[2];
     pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    int active;                 /* connection threads running; under lock */
 };
 
-static void serve_one(struct obs_http *m, int fd)
+struct conn {
+    struct obs_http *m;
+    int fd;                     /* non-blocking */
+    double deadline;            /* mono_s() */
+};
+
+/* Waits until fd is ready for events or the connection's time is up (-1). */
+static int ready(const struct conn *c, short events)
 {
-    struct timeval tv = {.tv_sec = 2};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    for (;;) {
+        double left = c->deadline - mono_s();
+        if (left <= 0)
+            return -1;
+        struct pollfd p = {c->fd, events, 0};
+        int r = poll(&p, 1, (int)(left * 1000) + 1);
+        if (r > 0)
+            return p.revents & (events | POLLHUP | POLLERR) ? 0 : -1;
+        if (r < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
+static ssize_t read_some(const struct conn *c, char *buf, size_t n)
+{
+    for (;;) {
+        if (ready(c, POLLIN) < 0)
+            return -1;
+        ssize_t r = read(c->fd, buf, n);
+        if (r >= 0 || (errno != EAGAIN && errno != EINTR))
+            return r;
+    }
+}
+
+static int write_all(const struct conn *c, const char *buf, size_t n)
+{
+    for (size_t off = 0; off < n;) {
+        if (ready(c, POLLOUT) < 0)
+            return -1;
+        ssize_t w = write(c->fd, buf + off, n - off);
+        if (w < 0 && errno != EAGAIN && errno != EINTR)
+            return -1;
+        if (w > 0)
+            off += (size_t)w;
+    }
+    return 0;
+}
+
+static void serve_one(struct obs_http *m, const struct conn *c)
+{
     char req[4096];
     size_t n = 0;
     while (n < sizeof(req) - 1) {
-        ssize_t r = read(fd, req + n, sizeof(req) - 1 - n);
+        ssize_t r = read_some(c, req + n, sizeof(req) - 1 - n);
         if (r <= 0)
             break;
         n += (size_t)r;
@@ -58,13 +106,52 @@ static void serve_one(struct obs_http *m, int fd)
     int hl = snprintf(head, sizeof(head), "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                       "Connection: close\r\n\r\n", status,
                       metrics ? "text/plain; version=0.0.4; charset=utf-8" : "text/plain", bl);
-    if (write(fd, head, (size_t)hl) == hl && body)
-        for (size_t off = 0; off < bl;) {
-            ssize_t w = write(fd, body + off, bl - off);
-            if (w <= 0)
-                break;
-            off += (size_t)w;
-        }
+    if (write_all(c, head, (size_t)hl) == 0 && body)
+        write_all(c, body, bl);
+}
+
+static void *conn_main(void *arg)
+{
+    struct conn *c = arg;
+    struct obs_http *m = c->m;
+    serve_one(m, c);
+    close(c->fd);
+    free(c);
+    pthread_mutex_lock(&m->lock);
+    m->active--;
+    pthread_cond_broadcast(&m->idle);
+    pthread_mutex_unlock(&m->lock);
+    return NULL;
+}
+
+/* One thread per connection, up to HTTP_CONNECTIONS; beyond that the
+ * connection is closed unanswered (the client tries again). */
+static void start_conn(struct obs_http *m, int fd)
+{
+    struct conn *c = malloc(sizeof(*c));
+    pthread_mutex_lock(&m->lock);
+    int room = m->active < HTTP_CONNECTIONS;
+    if (room && c)
+        m->active++;
+    pthread_mutex_unlock(&m->lock);
+    if (!room || !c) {
+        free(c);
+        close(fd);
+        return;
+    }
+    *c = (struct conn){m, fd, mono_s() + HTTP_DEADLINE_S};
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    if (pthread_create(&t, &attr, conn_main, c) != 0) {
+        close(fd);
+        free(c);
+        pthread_mutex_lock(&m->lock);
+        m->active--;
+        pthread_mutex_unlock(&m->lock);
+    }
+    pthread_attr_destroy(&attr);
 }
 
 static void *http_main(void *arg)
@@ -77,11 +164,9 @@ static void *http_main(void *arg)
         if (p[1].revents)
             break;
         if (p[0].revents & POLLIN) {
-            int fd = accept4(m->fd, NULL, NULL, SOCK_CLOEXEC);
-            if (fd >= 0) {
-                serve_one(m, fd);
-                close(fd);
-            }
+            int fd = accept4(m->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+            if (fd >= 0)
+                start_conn(m, fd);
         }
     }
     return NULL;
@@ -111,6 +196,9 @@ int obs_http_start(const char *addr, const struct obs_registry *reg, int (*healt
     m->reg = reg;
     m->healthy = healthy;
     m->ctx = ctx;
+    m->wake[0] = m->wake[1] = -1;
+    pthread_mutex_init(&m->lock, NULL);
+    pthread_cond_init(&m->idle, NULL);
     m->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
     int one = 1;
     if (m->fd >= 0)
@@ -124,6 +212,10 @@ int obs_http_start(const char *addr, const struct obs_registry *reg, int (*healt
     if (r < 0) {
         if (m->fd >= 0)
             close(m->fd);
+        if (m->wake[0] >= 0) {
+            close(m->wake[0]);
+            close(m->wake[1]);
+        }
         free(m);
         return wc_err_errno(e, r, "metrics on %s", addr);
     }
@@ -140,6 +232,10 @@ void obs_http_stop(struct obs_http *m)
         /* the thread also ends with the process */
     }
     pthread_join(m->thread, NULL);
+    pthread_mutex_lock(&m->lock); /* connections end by their deadline */
+    while (m->active > 0)
+        pthread_cond_wait(&m->idle, &m->lock);
+    pthread_mutex_unlock(&m->lock);
     close(m->wake[0]);
     close(m->wake[1]);
     close(m->fd);

@@ -2,8 +2,10 @@
  * The plugins' own HTTP port (--metrics-address): GET /metrics answers the
  * registry's exposition text, GET /healthz 200 while healthy() says so (what
  * kubelet's liveness probe asks when the livenessprobe sidecar is not used),
- * anything else 404. One thread, one connection at a time (a scrape every
- * few seconds), a 2 s timeout on each so a stuck client cannot hold it.
+ * anything else 404. A thread per connection, at most HTTP_CONNECTIONS at
+ * once (more are closed at once), each with HTTP_DEADLINE_S for the whole
+ * exchange: a client that trickles its request or never reads the answer
+ * cannot hold the port, nor keep the liveness probe from its answer.
  * More: docs/internals/observe.md.
  */
 #pragma once
@@ -12,6 +14,9 @@
 #include "observe/metrics.h"
 
 struct obs_http;
+
+#define HTTP_CONNECTIONS 8
+#define HTTP_DEADLINE_S 2
 
 /* addr: "[host]:port", e.g. ":9810" or "127.0.0.1:9810". */
 int obs_http_start(const char *addr, const struct obs_registry *reg, int (*healthy)(void *ctx), void *ctx,

@@ -11,6 +11,10 @@
  * (initial metadata, message, status). A call is freed when both its close
  * and its reply batch have completed.
  *
+ * A second socket (kubelet's registration one, in a directory other node
+ * agents may reach) is a second grpc_server on the same queue with a route
+ * table of its own: it serves the registration methods and nothing else.
+ *
  * Shutdown: a signal thread waits for SIGTERM/SIGINT and calls
  * grpc_server_shutdown_and_notify; the loop keeps draining until that tag and
  * every call are done, cancelling stragglers after the grace period.
@@ -51,8 +55,10 @@ struct route {
     rpc_handler_fn fn;
 };
 
+enum { LISTEN_CSI, LISTEN_ALSO, LISTENERS };
+
 struct server {
-    grpc_server *grpc;
+    grpc_server *grpc[LISTENERS]; /* the second only with cfg->also */
     grpc_completion_queue *cq;
     struct route *routes;
     size_t n_routes;
@@ -62,7 +68,7 @@ struct server {
     atomic_int in_identity;      /* Identity calls, bounded on their own (IDENTITY_CALLS) */
     atomic_int live_calls;
     atomic_int shutting_down;
-    struct tag shutdown_tag;
+    struct tag shutdown_tag[LISTENERS];
     pthread_mutex_t lock;
     pthread_cond_t drained_cond;
     int drained;
@@ -78,6 +84,7 @@ struct rpc_call {
     grpc_slice status_details;
     int close_cancelled;
     int identity;                /* counted in in_identity */
+    int listener;                /* LISTEN_*: which socket it came on */
     atomic_int cancelled;
     atomic_int refs;
     char method[256];
@@ -118,12 +125,13 @@ static void call_unref(struct rpc_call *c)
     atomic_fetch_sub(&srv->live_calls, 1);
 }
 
-static void post_accept(struct server *srv)
+static void post_accept(struct server *srv, int listener)
 {
     struct rpc_call *c = calloc(1, sizeof(*c));
     if (!c)
         return; /* the other outstanding accepts keep the server serving */
     c->srv = srv;
+    c->listener = listener;
     c->t_new = (struct tag){TAG_NEW, c};
     c->t_recv = (struct tag){TAG_RECV, c};
     c->t_close = (struct tag){TAG_CLOSE, c};
@@ -133,7 +141,7 @@ static void post_accept(struct server *srv)
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->request_md);
     atomic_fetch_add(&srv->live_calls, 1);
-    grpc_call_error err = grpc_server_request_call(srv->grpc, &c->call, &c->details, &c->request_md,
+    grpc_call_error err = grpc_server_request_call(srv->grpc[listener], &c->call, &c->details, &c->request_md,
                                                    srv->cq, srv->cq, &c->t_new);
     if (err != GRPC_CALL_OK)
         call_unref(c);
@@ -204,6 +212,8 @@ static void log_call(struct rpc_call *c, const ProtobufCMessage *req, grpc_statu
 
 static const struct route *find_route(struct server *srv, const char *path)
 {
+    if (!path)
+        return NULL;
     for (size_t i = 0; i < srv->n_routes; i++)
         if (streq(srv->routes[i].path, path))
             return &srv->routes[i];
@@ -223,13 +233,22 @@ static void wipe_request(grpc_byte_buffer *bb)
     }
 }
 
+/* Each socket its own methods: the registration socket only
+ * cfg->also_methods, the CSI socket everything but those. */
+static int served_on(const struct server *srv, const struct rpc_call *c)
+{
+    const char *only = srv->cfg->also_methods;
+    int theirs = only && strncmp(c->method, only, strlen(only)) == 0;
+    return c->listener == LISTEN_ALSO ? theirs : !theirs;
+}
+
 static void *worker(void *arg)
 {
     struct rpc_call *c = arg;
     struct server *srv = c->srv;
     /* the call may be freed once its reply is sent: its slot is known now */
     atomic_int *slots = c->identity ? &srv->in_identity : &srv->in_handlers;
-    const struct route *rt = find_route(srv, c->method);
+    const struct route *rt = find_route(srv, served_on(srv, c) ? c->method : NULL);
     ProtobufCMessage *req = NULL, *resp = NULL;
     struct wc_error e;
     wc_error_clear(&e);
@@ -288,7 +307,7 @@ static void on_new(struct rpc_call *c, int ok)
         return;
     }
     if (!atomic_load(&srv->shutting_down))
-        post_accept(srv);
+        post_accept(srv, c->listener);
     clock_gettime(CLOCK_MONOTONIC, &c->started);
     size_t mlen = GRPC_SLICE_LENGTH(c->details.method);
     if (mlen >= sizeof(c->method))
@@ -314,7 +333,8 @@ static void on_recv(struct rpc_call *c, int ok)
         send_reply(c, GRPC_STATUS_INVALID_ARGUMENT, "no request message received", NULL);
         return;
     }
-    c->identity = strncmp(c->method, "/csi.v1.Identity/", 17) == 0;
+    /* answered from memory: slots of their own */
+    c->identity = strncmp(c->method, "/csi.v1.Identity/", 17) == 0 || c->listener == LISTEN_ALSO;
     atomic_int *slots = c->identity ? &srv->in_identity : &srv->in_handlers;
     if (atomic_fetch_add(slots, 1) >= (c->identity ? IDENTITY_CALLS : srv->cfg->max_calls)) {
         atomic_fetch_sub(slots, 1);
@@ -349,7 +369,9 @@ static void *signal_thread(void *arg)
         ;
     log_info("received %s: shutting down, letting in-flight calls finish", sig == SIGTERM ? "SIGTERM" : "SIGINT");
     atomic_store(&srv->shutting_down, 1);
-    grpc_server_shutdown_and_notify(srv->grpc, srv->cq, &srv->shutdown_tag);
+    for (int i = 0; i < LISTENERS; i++)
+        if (srv->grpc[i])
+            grpc_server_shutdown_and_notify(srv->grpc[i], srv->cq, &srv->shutdown_tag[i]);
 
     struct timespec deadline;
     clock_gettime(CLOCK_REALTIME, &deadline);
@@ -361,7 +383,9 @@ static void *signal_thread(void *arg)
     pthread_mutex_unlock(&srv->lock);
     if (timed_out) {
         log_warn("calls still running after %ds: cancelling them", srv->cfg->shutdown_grace_s);
-        grpc_server_cancel_all_calls(srv->grpc);
+        for (int i = 0; i < LISTENERS; i++)
+            if (srv->grpc[i])
+                grpc_server_cancel_all_calls(srv->grpc[i]);
     }
     return NULL;
 }
@@ -403,7 +427,9 @@ static void free_routes(struct server *srv)
 /* Destroys the server, drains and destroys its queue, releases gRPC. */
 static void teardown(struct server *srv)
 {
-    grpc_server_destroy(srv->grpc);
+    for (int i = 0; i < LISTENERS; i++)
+        if (srv->grpc[i])
+            grpc_server_destroy(srv->grpc[i]);
     grpc_completion_queue_shutdown(srv->cq);
     while (grpc_completion_queue_next(srv->cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type != GRPC_QUEUE_SHUTDOWN)
         ;
@@ -448,7 +474,8 @@ int rpc_server_run(const struct rpc_server_config *cfg, const ProtobufCServiceDe
     pthread_sigmask(SIG_BLOCK, &sc.set, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    struct server srv = {.ctx = ctx, .cfg = cfg, .shutdown_tag = {TAG_SHUTDOWN, NULL}};
+    struct server srv = {.ctx = ctx, .cfg = cfg,
+                         .shutdown_tag = {{TAG_SHUTDOWN, NULL}, {TAG_SHUTDOWN, NULL}}};
     pthread_mutex_init(&srv.lock, NULL);
     pthread_cond_init(&srv.drained_cond, NULL);
     if ((r = build_routes(&srv, services, n_services, handlers, n_handlers, e)) < 0) {
@@ -465,23 +492,26 @@ int rpc_server_run(const struct rpc_server_config *cfg, const ProtobufCServiceDe
     };
     grpc_channel_args cargs = {.num_args = 2, .args = args};
     srv.cq = grpc_completion_queue_create_for_next(NULL);
-    srv.grpc = grpc_server_create(&cargs, NULL);
-    grpc_server_register_completion_queue(srv.grpc, srv.cq, NULL);
-    const char *paths[2] = {path, also};
-    for (int i = 0; i < 2 && paths[i]; i++) {
+    const char *paths[LISTENERS] = {path, also};
+    int listeners = also ? 2 : 1;
+    for (int i = 0; i < listeners; i++) {
+        srv.grpc[i] = grpc_server_create(&cargs, NULL);
+        grpc_server_register_completion_queue(srv.grpc[i], srv.cq, NULL);
         char addr[4200];
         snprintf(addr, sizeof(addr), "unix:%s", paths[i]);
         grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-        int port = grpc_server_add_http2_port(srv.grpc, addr, creds);
+        int port = grpc_server_add_http2_port(srv.grpc[i], addr, creds);
         grpc_server_credentials_release(creds);
         if (port == 0) {
             teardown(&srv);
             return wc_err(e, -EADDRNOTAVAIL, "cannot listen on %s (is the directory there and writable?)", paths[i]);
         }
     }
-    grpc_server_start(srv.grpc);
-    for (int i = 0; i < PENDING_ACCEPTS; i++)
-        post_accept(&srv);
+    for (int i = 0; i < listeners; i++) {
+        grpc_server_start(srv.grpc[i]);
+        for (int k = 0; k < (i == LISTEN_CSI ? PENDING_ACCEPTS : 2); k++)
+            post_accept(&srv, i);
+    }
     log_json(LOG_INFO, "serving", json_pack("{s:s, s:i}", "endpoint", path, "max_calls", cfg->max_calls));
     if (cfg->ready)
         cfg->ready(ctx);
@@ -491,7 +521,7 @@ int rpc_server_run(const struct rpc_server_config *cfg, const ProtobufCServiceDe
     pthread_create(&sigt, NULL, signal_thread, &sc);
 
     int shutdown_done = 0;
-    while (!shutdown_done || atomic_load(&srv.live_calls) > 0) {
+    while (shutdown_done < listeners || atomic_load(&srv.live_calls) > 0) {
         grpc_event ev = grpc_completion_queue_next(srv.cq, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
         if (ev.type != GRPC_OP_COMPLETE)
             break;
@@ -505,7 +535,7 @@ int rpc_server_run(const struct rpc_server_config *cfg, const ProtobufCServiceDe
             call_unref(t->call);
             break;
         case TAG_SEND: call_unref(t->call); break;
-        case TAG_SHUTDOWN: shutdown_done = 1; break;
+        case TAG_SHUTDOWN: shutdown_done++; break;
         }
     }
 

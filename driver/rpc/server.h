@@ -29,7 +29,11 @@ struct rpc_handler {
 
 struct rpc_server_config {
     const char *endpoint;      /* unix:///path/csi.sock or /path/csi.sock */
-    const char *also;          /* optional: a second socket served the same (the kubelet registration one) */
+    /* optional: a second socket (kubelet's plugin registration one), which
+     * serves only the methods under also_methods ("/pluginregistration.")
+     * and the first socket never serves those */
+    const char *also;
+    const char *also_methods;
     int max_calls;             /* concurrent calls in handlers */
     int max_message_bytes;     /* larger requests are refused by gRPC */
     int shutdown_grace_s;      /* in-flight calls get this long, then are cancelled */

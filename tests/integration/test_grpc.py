@@ -87,12 +87,20 @@ def test_the_node_plugin_registers_with_kubelet_itself(work):
     assert b"/var/lib/kubelet/plugins/warmcache.csi.dev/csi.sock" in info
     raw(sock, "/pluginregistration.Registration/NotifyRegistrationStatus", b"\x08\x01")
     assert any(l.get("msg") == "registered with kubelet" for l in d.log_lines())
+    # the registration socket lies where other node agents look: it answers
+    # registration and nothing else; the CSI socket answers no registration
+    for m in ("/csi.v1.Node/NodeGetInfo", "/csi.v1.Identity/Probe", "/warmcache.admin.v1.Admin/Evict"):
+        code, details = code_of(sock, m, b"")
+        assert code == grpc.StatusCode.UNIMPLEMENTED and "not served" in details, m
+    assert code_of(d.sock, "/pluginregistration.Registration/GetInfo", b"")[0] == grpc.StatusCode.UNIMPLEMENTED
+    assert raw(d.sock, "/csi.v1.Identity/Probe", b"") == PROBE_READY
     assert d.stop() == 0
     assert not sock.exists()
 
 
 def test_healthz_answers_for_the_liveness_probe(work):
     import socket
+    import threading
     import urllib.request
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -100,4 +108,33 @@ def test_healthz_answers_for_the_liveness_probe(work):
     d = Driver(work).start(f"--metrics-address=127.0.0.1:{port}")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
         assert r.status == 200 and r.read() == b"ok\n"
+    # clients that trickle a byte a second (each read well inside any
+    # per-read timeout) must not keep the probe from its answer
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+    stop = threading.Event()
+
+    def trickle():
+        while not stop.wait(0.7):
+            for s in slow:
+                try:
+                    s.send(b"G")
+                except OSError:
+                    pass
+    t = threading.Thread(target=trickle)
+    t.start()
+    try:
+        time.sleep(0.5)
+        t0 = time.time()
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+            assert r.status == 200
+        assert time.time() - t0 < 1.0
+        # and each is cut when its 2 s are up, answered or not
+        slow[0].settimeout(5)
+        assert slow[0].recv(100) == b""
+        assert time.time() - t0 < 3.5
+    finally:
+        stop.set()
+        t.join()
+        for s in slow:
+            s.close()
     assert d.stop() == 0
