@@ -496,7 +496,7 @@ static int count(struct s3_client *c, int r, const struct sink *s)
     enum s3_error_kind k = S3_ERR_OTHER;
     if (r == 0)
         return 0;
-    if (s->status == 503)
+    if (s->status == 503 || s->status == 429) /* SlowDown; TooManyRequests from S3-compatible servers */
         k = S3_ERR_THROTTLED;
     else if (s->status >= 500)
         k = S3_ERR_SERVER;

@@ -1,6 +1,7 @@
 """A small HTTP/1.1 proxy that breaks a share of the requests passing through
 it, for fault-injection tests and the bench: between warmcache and the S3
-server, it answers 503 SlowDown, resets the connection, or cuts a response
+server, it answers 503 SlowDown (or 429, as some S3-compatible servers
+throttle: "toomany"), resets the connection, or cuts a response
 body in half, at a seeded random rate (or for every request: rate=1.0); it
 can also slow each connection down, so a test can stop a fill half way.
 
@@ -16,6 +17,8 @@ import time
 
 SLOWDOWN = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>"
             b"<Message>Please reduce your request rate.</Message><RequestId>faultproxy</RequestId></Error>")
+TOOMANY = (b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>TooManyRequests</Code>"
+           b"<Message>Too many requests.</Message><RequestId>faultproxy</RequestId></Error>")
 KINDS = ("slowdown", "reset", "truncate")
 # Hostile servers, for object GETs only (a listing passes through): a body
 # longer than its Content-Length says, a body that never ends, a body that
@@ -123,6 +126,10 @@ class FaultProxy:
                 if kind == "slowdown":
                     c.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: "
                               + str(len(SLOWDOWN)).encode() + b"\r\n\r\n" + SLOWDOWN)
+                    continue
+                if kind == "toomany":
+                    c.sendall(b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/xml\r\nContent-Length: "
+                              + str(len(TOOMANY)).encode() + b"\r\n\r\n" + TOOMANY)
                     continue
                 if kind == "reset":
                     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

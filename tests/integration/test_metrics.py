@@ -34,14 +34,15 @@ def test_metrics_are_valid_exposition_with_what_happened(work, s3server, model):
     d = Driver(work)
     d.start(f"--metrics-address=127.0.0.1:{port}", "--part-size=1", "--s3-throughput=10")
     try:
-        with FaultProxy(s3server.endpoint, rate=0.10, seed=3) as fp:
+        with FaultProxy(s3server.endpoint, rate=0.15, seed=7, kinds=("slowdown", "toomany", "reset", "truncate")) as fp:
             for name in ("a", "b"):
                 vol = d.ctl("create", name, "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={fp.endpoint}", "-p", "allowPlainHTTP=true",
                             *s3server.secrets())
                 f = work / f"{name}.json"
                 f.write_text(json.dumps(vol))
                 d.ctl("stage", "-f", f, work / f"s-{name}", *s3server.secrets())
-            faults = fp.counts["slowdown"] + fp.counts["reset"] + fp.counts["truncate"]
+            faults = sum(fp.counts[k] for k in fp.kinds)
+            throttled = fp.counts["slowdown"] + fp.counts["toomany"]
         assert sha256_tree(work / "s-b") == sha256_tree(model)
         text = scrape(port)
         fams = {f.name: f for f in text_string_to_metric_families(text)}
@@ -62,6 +63,9 @@ def test_metrics_are_valid_exposition_with_what_happened(work, s3server, model):
         errors = sum(v for (n, _), v in value.items() if n == "warmcache_s3_errors_total")
         assert faults >= 1  # the seed breaks a few of the requests
         assert errors >= faults and value[("warmcache_s3_retries_total", ())] >= 1
+        # 503 SlowDown and 429 both say "slow down": an admin's alert on throttling sees both
+        assert fp.counts["toomany"] >= 1, fp.counts
+        assert value[("warmcache_s3_errors_total", (("kind", "throttled"),))] >= throttled
         assert s3server.secret not in text and "tiny-llm" not in text and "models" not in text
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
