@@ -317,7 +317,7 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
         return wc_err_errno(e, r, "store: creating the fill directories under %s", s->root);
     p->bytes_total = l->bytes;
     p->files_total = l->n;
-    struct store_reservation room = {.done = &p->bytes_done};
+    struct store_reservation room = {.done = &p->bytes_done, .resumed = &p->bytes_resumed};
     if ((r = store_make_room(s, l->bytes - partial_bytes(partial, l), src->url, &room, e)) < 0)
         return r;
     double t0 = mono_s();
@@ -525,7 +525,9 @@ static uint64_t reserved_locked(const struct store *s)
 {
     uint64_t sum = 0;
     for (const struct store_reservation *r = s->reservations; r; r = r->next) {
-        uint64_t written = atomic_load(r->done) - r->done0;
+        uint64_t counted = atomic_load(r->done) - r->done0;
+        uint64_t found = r->resumed ? atomic_load(r->resumed) - r->resumed0 : 0;
+        uint64_t written = counted > found ? counted - found : 0;
         sum += written < r->need ? r->need - written : 0;
     }
     return sum;
@@ -566,6 +568,7 @@ int store_make_room(struct store *s, uint64_t need, const char *what, struct sto
     if (ok && res) {
         res->need = need;
         res->done0 = atomic_load(res->done);
+        res->resumed0 = res->resumed ? atomic_load(res->resumed) : 0;
         res->next = s->reservations;
         s->reservations = res;
     }

@@ -49,13 +49,15 @@ struct store_users {
     void *ctx;
 };
 
-/* Room a running fill has claimed: need bytes, of which *done - done0 are
- * written already (and so show in the file system's own free space). */
+/* Room a running fill has claimed: need bytes, of which those added to
+ * *done since, less those added to *resumed (found on disk from an earlier
+ * fill: nothing new written), are written already and so show in the file
+ * system's own free space. resumed may be NULL. */
 struct store_reservation {
     struct store_reservation *next;
     uint64_t need;
-    const _Atomic uint64_t *done;
-    uint64_t done0;
+    const _Atomic uint64_t *done, *resumed;
+    uint64_t done0, resumed0;
 };
 
 struct store_lease {
