@@ -235,7 +235,18 @@ static int set_key(struct source_spec *s, const char *k, const char *v, int secr
     return 0;
 }
 
-/* key=value lines; the strings live in *ret_buf (freed by the caller). */
+#define SECRET_FILE_MAX 65536
+
+/* The buffer that held the keys, zeroed before it is freed. */
+static void secret_buf_free(char **p)
+{
+    if (*p)
+        explicit_bzero(*p, SECRET_FILE_MAX);
+    free(*p);
+}
+
+/* key=value lines; the strings live in *ret_buf (freed by the caller with
+ * secret_buf_free). */
 static int read_secret_file(const char *path, struct source_spec *s, char **ret_buf)
 {
     FILE *f = streq(path, "-") ? stdin : fopen(path, "re");
@@ -243,13 +254,19 @@ static int read_secret_file(const char *path, struct source_spec *s, char **ret_
         fprintf(stderr, "warmcachectl: fill: --secret-file %s: %s\n", path, strerror(errno));
         return -1;
     }
-    char *buf = calloc(1, 65536);
-    size_t n = buf ? fread(buf, 1, 65535, f) : 0;
+    char *buf = calloc(1, SECRET_FILE_MAX);
+    size_t n = buf ? fread(buf, 1, SECRET_FILE_MAX - 1, f) : 0;
+    int more = buf && n == SECRET_FILE_MAX - 1 && fgetc(f) != EOF;
     if (f != stdin)
         fclose(f);
     if (!buf)
         return -1;
     *ret_buf = buf;
+    if (more) { /* cut, the last key would be wrong without a word */
+        fprintf(stderr, "warmcachectl: fill: --secret-file %s: larger than %d KiB; it holds a few keys\n", path,
+                SECRET_FILE_MAX >> 10);
+        return -1;
+    }
     for (char *line = buf, *next; line && line < buf + n; line = next) {
         next = strchr(line, '\n');
         if (next)
@@ -292,7 +309,7 @@ int cmd_fill(int argc, char **argv)
         {"help", no_argument, NULL, 'h'}, {0},
     };
     struct fill_opts fo = {.part_size = FILL_PART_SIZE};
-    _cleanup_free_ char *secret_buf = NULL;
+    char *secret_buf __attribute__((cleanup(secret_buf_free))) = NULL;
     int o;
     long v;
     optind = 1;
@@ -310,7 +327,11 @@ int cmd_fill(int argc, char **argv)
                 return 2;
             break;
         case 'F':
-            if (secret_buf || read_secret_file(optarg, &fo.spec, &secret_buf) < 0)
+            if (secret_buf) {
+                fprintf(stderr, "warmcachectl: fill: --secret-file is given once\n");
+                return 2;
+            }
+            if (read_secret_file(optarg, &fo.spec, &secret_buf) < 0)
                 return 2;
             break;
         case 'n':

@@ -289,11 +289,13 @@ static int warm_copy(struct jobs *f, const struct fill_request *rq, char ret_cid
     struct wc_error why;
     if (source_identity(rq->spec, identity, sizeof(identity), &why) < 0)
         return 1; /* the job says what is wrong with it */
-    content_id(identity, rq->pinned, ret_cid);
-    if (!store_content_ready(f->store, ret_cid))
+    char cid[CONTENT_ID_LEN + 1];
+    content_id(identity, rq->pinned, cid);
+    if (!store_content_ready(f->store, cid))
         return 1;
-    int r = store_verify(f->store, ret_cid, &why);
+    int r = store_verify(f->store, cid, &why);
     if (r == 0) {
+        memcpy(ret_cid, cid, sizeof(cid));
         atomic_fetch_add(&f->hits, 1);
         if (rq->ret_hit)
             *rq->ret_hit = 1;
@@ -306,11 +308,11 @@ static int warm_copy(struct jobs *f, const struct fill_request *rq, char ret_cid
                       why.msg);
     /* damaged (a file changed or vanished on disk): fill a new copy, unless
      * pods still see this one: they keep it until they are gone */
-    if (store_set_aside(f->store, ret_cid) == -EBUSY)
+    if (store_set_aside(f->store, cid) == -EBUSY)
         return wc_err(e, -EBADMSG, "%s; it is in use by pods on this node, so it stays until they are gone and is "
                       "filled again then", why.msg);
     log_json(LOG_WARN, "a copy failed verification; filling it again",
-             json_pack("{s:s, s:s}", "content_id", ret_cid, "error", why.msg));
+             json_pack("{s:s, s:s}", "content_id", cid, "error", why.msg));
     return 1;
 }
 

@@ -72,7 +72,8 @@ static int add_volume(void *ctx, struct vol_record *rec)
     if (rec->n_targets && !(v->targets = calloc(rec->n_targets, sizeof(char *))))
         return -ENOMEM;
     for (size_t i = 0; i < rec->n_targets; i++)
-        v->targets[v->n_targets++] = xstrdup(rec->targets[i].path);
+        if (!(v->targets[v->n_targets++] = xstrdup(rec->targets[i].path)))
+            return -ENOMEM; /* counted: the reply's free takes the NULL */
     return v->volume_id && v->content_id && v->staging_path ? 0 : -ENOMEM;
 }
 
@@ -125,13 +126,14 @@ int admin_evict(void *ctx, const ProtobufCMessage *req, ProtobufCMessage **ret_r
     if (strlen(cid) != CONTENT_ID_LEN || strspn(cid, "0123456789abcdef") != CONTENT_ID_LEN)
         return wc_err(e, -EINVAL, "content id \"%.40s\" is not one (32 hex digits, as warmcachectl status shows)",
                       cid);
+    /* the reply first: a copy evicted must not be answered "out of memory" */
+    Warmcache__Admin__V1__EvictResponse *resp _cleanup_pb_ = pb_new(&warmcache__admin__v1__evict_response__descriptor);
+    if (!resp)
+        return -ENOMEM;
     uint64_t freed = 0;
     int r = store_evict(c->store, cid, &freed, e);
     if (r < 0)
         return r;
-    Warmcache__Admin__V1__EvictResponse *resp _cleanup_pb_ = pb_new(&warmcache__admin__v1__evict_response__descriptor);
-    if (!resp)
-        return -ENOMEM;
     resp->freed_bytes = freed;
     *ret_resp = &TAKE_PTR(resp)->base;
     return 0;

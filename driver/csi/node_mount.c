@@ -60,20 +60,32 @@ int mounted_as(struct csi_ctx *c, const char *path, int writable, struct wc_erro
 
 /* Mount flags from the PV's mountOptions: only those that make sense for a
  * bind of a read-only copy; anything else is named back to the user. */
+/* f is one word of the allowed list, whole (not "noatime nodiratime", not a prefix) */
+static int flag_allowed(const char *f)
+{
+    size_t fl = strlen(f);
+    for (const char *a = MOUNT_FLAGS_ALLOWED; *a;) {
+        size_t al = strcspn(a, " ");
+        if (al == fl && strncmp(a, f, fl) == 0)
+            return 1;
+        a += al + (a[al] == ' ');
+    }
+    return 0;
+}
+
 int mount_flags(const Csi__V1__VolumeCapability *cap, char *out, size_t n, int *ret_ro, struct wc_error *e)
 {
     /* a cache of data, never of programs that gain privilege or devices */
     size_t o = (size_t)snprintf(out, n, STAGING_FLAGS);
+    int ro = *ret_ro;
     const Csi__V1__VolumeCapability__MountVolume *mv = cap->mount;
     for (size_t i = 0; mv && i < mv->n_mount_flags; i++) {
         const char *f = mv->mount_flags[i];
-        char needle[64];
-        snprintf(needle, sizeof(needle), " %.40s ", f);
-        if (!*f || strchr(f, ',') || !strstr(" " MOUNT_FLAGS_ALLOWED " ", needle))
+        if (!flag_allowed(f))
             return wc_err(e, -EINVAL, "mount option \"%.60s\" is not supported; allowed: %s", f,
                           MOUNT_FLAGS_ALLOWED);
         if (streq(f, "ro")) {
-            *ret_ro = 1;
+            ro = 1;
             continue;
         }
         if (streq(f, "nosuid") || streq(f, "nodev"))
@@ -83,6 +95,7 @@ int mount_flags(const Csi__V1__VolumeCapability *cap, char *out, size_t n, int *
             return wc_err(e, -EINVAL, "too many mount options");
         o += (size_t)w;
     }
+    *ret_ro = ro;
     return 0;
 }
 

@@ -301,7 +301,9 @@ int kube_list(struct kube *k, const char *path, int (*fn)(void *ctx, json_t *ite
     for (;;) {
         if (kube_escape(cont, esc, sizeof(esc)) < 0)
             return wc_err(e, -EPROTO, "the API server's continue token for %s is too long", path);
-        snprintf(url, sizeof(url), "%s?limit=%d%s%s", path, KUBE_LIST_PAGE, cont[0] ? "&continue=" : "", esc);
+        if (snprintf(url, sizeof(url), "%s?limit=%d%s%s", path, KUBE_LIST_PAGE, cont[0] ? "&continue=" : "", esc) >=
+            (int)sizeof(url)) /* a cut token would list another page, or the first again, for ever */
+            return wc_err(e, -EPROTO, "the API server's continue token for %s is too long", path);
         json_t *page _cleanup_json_ = NULL;
         int r = kube_get(k, url, &page, e);
         if (r < 0)

@@ -16,8 +16,12 @@ int storage_run(const char *const argv[], struct wc_error *e)
     if (pipe2(pipefd, O_CLOEXEC) < 0)
         return wc_err_errno(e, -errno, "pipe");
     pid_t pid = fork();
-    if (pid < 0)
-        return wc_err_errno(e, -errno, "fork");
+    if (pid < 0) {
+        int err = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return wc_err_errno(e, -err, "fork");
+    }
     if (pid == 0) {
         dup2(pipefd[1], 1);
         dup2(pipefd[1], 2);

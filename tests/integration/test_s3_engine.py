@@ -50,6 +50,24 @@ def test_fill_alone_is_byte_identical_and_leaves_no_work_dir(s3server, bucket, w
     assert not (work / "copy.warmcache-fill").exists()
 
 
+def test_fill_alone_takes_keys_from_a_secret_file_once(s3server, bucket, work):
+    keys = work / "keys"
+    keys.write_text(f"awsAccessKeyId={s3server.key}\nawsSecretAccessKey={s3server.secret}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    ctl = os.path.join(os.environ["WC_BUILD"], "warmcachectl")
+    base = [ctl, "fill", "s3://models/tiny-llm/", str(work / "copy"), "-p", f"endpoint={s3server.endpoint}"]
+    r = subprocess.run(base + ["--secret-file", str(keys)], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sha256_tree(work / "copy") == served(s3server, bucket)
+    r = subprocess.run(base + ["--secret-file", str(keys), "--secret-file", str(keys)], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--secret-file is given once" in r.stderr
+    big = work / "big-keys"
+    big.write_text(keys.read_text() + "#" * 70000 + "\n")
+    r = subprocess.run(base + ["--secret-file", str(big)], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "larger than 64 KiB" in r.stderr
+
+
 def test_fill_alone_refuses_a_directory_with_files(s3server, bucket, work):
     (work / "copy").mkdir()
     (work / "copy" / "mine.txt").write_text("keep me")

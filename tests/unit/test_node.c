@@ -139,6 +139,22 @@ static grpc_status_code publish_as(struct t *t, const char *target, int mode, in
     return call(t, node_publish_volume, &q->base);
 }
 
+/* A read-write publish with the PV's mountOptions. */
+static grpc_status_code publish_flags(struct t *t, const char *const *flags, size_t n)
+{
+    Csi__V1__NodePublishVolumeRequest *q = pb_new(&csi__v1__node_publish_volume_request__descriptor);
+    q->volume_id = xstrdup(VOL);
+    q->staging_target_path = xstrdup(t->staging);
+    q->target_path = xstrdup(t->target);
+    q->volume_capability = capability(RWO);
+    q->volume_capability->mount->mount_flags = calloc(n, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        q->volume_capability->mount->mount_flags[q->volume_capability->mount->n_mount_flags++] = xstrdup(flags[i]);
+    pbmap_add(&q->volume_context, &q->n_volume_context,
+              &csi__v1__node_publish_volume_request__volume_context_entry__descriptor, CTX_SOURCE, t->url);
+    return call(t, node_publish_volume, &q->base);
+}
+
 static grpc_status_code publish(struct t *t)
 {
     return publish_as(t, t->target, RO, 1);
@@ -337,11 +353,35 @@ static void bad_requests_name_what_to_fix(void **state)
     assert_int_equal(t->fm.n, 0); /* nothing mounted for any of them */
 }
 
+/* mountOptions: whole words of the allowed list only, named back when not */
+static void mount_options_are_whole_allowed_words(void **state)
+{
+    struct t *t = *state;
+    assert_int_equal(stage(t), GRPC_STATUS_OK);
+    const char *const joined[] = {"noatime nodiratime"};
+    const char *const part[] = {"noat"};
+    const char *const other[] = {"noatime", "exec"};
+    const char *const comma[] = {"noatime,suid"};
+    const char *const *bad[] = {joined, part, other, comma};
+    const size_t nbad[] = {1, 1, 2, 1};
+    for (size_t i = 0; i < 4; i++) {
+        assert_int_equal(publish_flags(t, bad[i], nbad[i]), GRPC_STATUS_INVALID_ARGUMENT);
+        assert_non_null(strstr(t->e.msg, "is not supported; allowed: noexec"));
+        assert_int_equal(fake_mounted(&t->fm, t->target, NULL), 0);
+    }
+    const char *const good[] = {"noatime", "nodiratime", "ro"};
+    assert_int_equal(publish_flags(t, good, 3), GRPC_STATUS_OK);
+    const struct fake_mount *m = NULL;
+    assert_int_equal(fake_mounted(&t->fm, t->target, &m), 1);
+    assert_true(m->readonly); /* "ro" makes the writable request a read-only bind */
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(stage_twice_mounts_once),
+        T(mount_options_are_whole_allowed_words),
         T(stage_elsewhere_is_refused),
         T(publish_twice_mounts_once),
         T(publish_again_with_other_options_is_refused),
