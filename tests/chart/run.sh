@@ -69,6 +69,25 @@ grep -q "storeMode': value must be one of 'directory', 'device', 'raid0'" "$out/
 if helm template wc "$chart" --kube-version 1.36.0 --set storageClass.create=true --set storageClass.parameters.sorce=x > "$out/bad2" 2>&1; then
   echo "chart: an unknown StorageClass parameter was accepted"; exit 1
 fi
+grep -q "sorce" "$out/bad2" || { cat "$out/bad2"; exit 1; }  # the error names the key
+if helm template wc "$chart" --kube-version 1.36.0 --set node.evictLowPercent=90 --set node.evictHighPercent=80 > "$out/bad3" 2>&1; then
+  echo "chart: evictLowPercent above evictHighPercent was accepted"; exit 1
+fi
+grep -q "evictLowPercent is above node.evictHighPercent" "$out/bad3" || { cat "$out/bad3"; exit 1; }
+for iv in 30s 1m30s 500ms; do
+  helm template wc "$chart" --kube-version 1.36.0 --set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.interval=$iv >/dev/null
+done
+if helm template wc "$chart" --kube-version 1.36.0 --set metrics.serviceMonitor.interval=30 > "$out/bad4" 2>&1; then
+  echo "chart: a scrape interval without a unit was accepted"; exit 1
+fi
+# listenAddress is for host-network pods only: a pod on its own network listens on all of its addresses
+helm template wc "$chart" --kube-version 1.36.0 --set listenAddress=127.0.0.1 > "$out/listen.yaml"
+if grep -q "127.0.0.1" "$out/listen.yaml"; then echo "chart: listenAddress applied to a pod on its own network"; exit 1; fi
+helm template wc "$chart" --kube-version 1.36.0 --set listenAddress=127.0.0.1 --set node.hostNetwork=true > "$out/listen-host.yaml"
+grep -q -- "--http-endpoint=127.0.0.1:9809" "$out/listen-host.yaml" && grep -q "host: 127.0.0.1" "$out/listen-host.yaml" \
+  || { echo "chart: listenAddress not applied to the host-network node plugin"; exit 1; }
+helm template wc "$chart" --kube-version 1.36.0 --set storageClass.create=true --set storageClass.parameters.source=s3://m/ \
+  --set 'storageClass.parameters.storage\.kubernetes\.io/x=y' --set 'sidecars.provisioner.resources.claims[0].name=gpu' >/dev/null
 # the defaults an admin installs: every bucket, no node path, no inline volume
 grep -q -- "--allowed-sources=s3://$" "$out/default.yaml" || { echo "chart: default allowedSources"; exit 1; }
 if grep -q -- "--inline-sources\|--inline-node-credentials" "$out/default.yaml"; then
