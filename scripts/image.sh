@@ -13,7 +13,10 @@ base=$(sed -n 's/^ARG BASE=//p' "$root/Dockerfile")
 tools="$root/.tools"
 need=()
 for p in debootstrap podman buildah; do command -v "$p" >/dev/null || need+=("$p"); done
-((${#need[@]})) && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+if ((${#need[@]})); then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 
 if ! podman image exists "$base"; then
   rootfs="$tools/bookworm-rootfs.tar"

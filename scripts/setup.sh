@@ -58,8 +58,17 @@ if [ ! -x "$GO" ]; then
   apt_install golang-go
   GO=$(command -v go)
 fi
+# the pinned tools (Kubernetes 1.36 above all) are built with Go 1.25 or
+# newer; Debian 12's golang-go is 1.19, which cannot even fetch a toolchain
+gover=$("$GO" env GOVERSION 2>/dev/null | sed 's/^go//')
+if ! printf '1.25\n%s\n' "${gover:-0}" | sort -V -C; then
+  echo "setup: $GO is Go ${gover:-of unknown version}; the tools setup builds from source (versitygw, helm, Kubernetes 1.36) need Go 1.25 or newer on PATH" \
+       "(Debian 13's golang-go, or the go.dev release in /usr/local/go)" >&2
+  exit 1
+fi
 
 pip_install() {
+  python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
   python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
 }
 
