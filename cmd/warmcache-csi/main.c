@@ -268,6 +268,11 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (cfg.low_pct > cfg.high_pct) {
+        fprintf(stderr, "warmcache-csi: --evict-low (%d) is above --evict-high (%d): eviction starts above the high "
+                "mark and stops at the low one\n", cfg.low_pct, cfg.high_pct);
+        return 2;
+    }
     cfg.controller = streq(mode, "all") || streq(mode, "controller");
     cfg.node = streq(mode, "all") || streq(mode, "node");
     if (!cfg.controller && !cfg.node) {

@@ -139,8 +139,11 @@ int store_verify(const struct store *s, const char *cid, struct wc_error *e);
 int store_set_aside(struct store *s, const char *cid);
 
 /* An admin's eviction of one ready copy (warmcachectl evict): the bytes it
- * held in *ret_freed. -ENOENT when there is no such ready copy, -ENOTCONN
- * (FAILED_PRECONDITION) while anything may show or is filling it; e says. */
+ * held in *ret_freed. -ENOENT (NOT_FOUND) when content/<cid> is not there:
+ * no such copy, or one still filling (content/<cid>.partial) or set aside;
+ * -ENOTCONN (FAILED_PRECONDITION) for a ready copy a mount may show, a call
+ * pins, or a fill still holds (busy); another negative errno if it could
+ * not be moved out. e says which. */
 int store_evict(struct store *s, const char *cid, uint64_t *ret_freed, struct wc_error *e);
 
 /* Copy metadata (meta/<cid>.json), NULL if there is none. */

@@ -459,6 +459,7 @@ int s3_ctx_new(struct s3_ctx **ret)
         return -ENOMEM;
     pthread_mutex_init(&c->budget_lock, NULL);
     creds_cache_init(&c->creds);
+    s3_rates_init(&c->rates);
     *ret = c;
     return 0;
 }
@@ -468,6 +469,7 @@ void s3_ctx_free(struct s3_ctx *c)
     if (!c)
         return;
     creds_cache_fini(&c->creds);
+    s3_rates_fini(&c->rates);
     pthread_mutex_destroy(&c->budget_lock);
     free(c);
 }
@@ -489,6 +491,7 @@ void s3_collect(void *ctx, struct obs_text *t)
     for (int k = 0; k < S3_ERR_KINDS; k++)
         obs_printf(t, "warmcache_s3_errors_total{kind=\"%s\"} %" PRIu64 "\n", error_kinds[k],
                    (uint64_t)atomic_load(&c->stats.errors[k]));
+    s3_rates_collect(&c->rates, t);
 }
 
 static int count(struct s3_client *c, int r, const struct sink *s)

@@ -15,6 +15,7 @@
 #include "base/pathkey.h"
 #include "s3/client.h"
 #include "s3/creds.h"
+#include "s3/rate.h"
 
 #define S3_RETRIES 6
 
@@ -26,6 +27,7 @@ struct s3_ctx {
     unsigned budget_taken;
     unsigned budget_transfers;     /* running */
     struct creds_cache creds;
+    struct s3_rates rates;         /* per prefix, after SlowDown (rate.h) */
 };
 
 struct s3_client {

@@ -15,7 +15,11 @@
  *
  * Every request in flight holds a token of the process's budget (if one is
  * set): concurrent fills on a node share its network instead of each opening
- * its own full set of connections.
+ * its own full set of connections. Every request also waits its turn under
+ * the node's rate limit for the prefix (rate.h), which S3's SlowDowns set;
+ * a SlowDown is retried for as long as other parts of the fill still
+ * arrive (throttling slows a fill, it does not fail it), and counts as a
+ * failed attempt only once none has for PROGRESS_WINDOW_S.
  */
 #include "s3/client.h"
 #include "base/macros.h"
@@ -30,6 +34,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#define PROGRESS_WINDOW_S 30
 
 struct slot {
     CURL *h;
@@ -57,6 +63,8 @@ struct shared {
     struct wc_error e;
     uint8_t *attempts;         /* per part; a part belongs to one thread at a time */
     unsigned held;             /* budget tokens held (under c->budget_lock) */
+    struct s3_rate *rate;      /* the prefix's request rate, node-wide; NULL: none */
+    _Atomic uint64_t last_done_ms; /* mono ms when a part last arrived; 0: none yet */
 };
 
 struct engine {
@@ -236,6 +244,14 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
     struct s3_part p;
     t->part(t->ctx, sl->part, &p);
     int r = s3_outcome(g->c, "s3:GetObject", p.key, cc, &sl->sink, e);
+    double now = mono_s();
+    int throttled = sl->sink.status == 503 || sl->sink.status == 429;
+    if (throttled)
+        s3_rate_throttled(g->sh->rate, now);
+    else if (r == 0)
+        s3_rate_ok(g->sh->rate, now);
+    if (r == 0)
+        atomic_store(&g->sh->last_done_ms, (uint64_t)(now * 1000));
     if (r == 0 && t->checksum && p.off == 0 && p.len == p.size)
         t->checksum(t->ctx, sl->part, &sl->sink.cks);
     if (r == 0 && t->part_crc)
@@ -247,7 +263,10 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
     if (r != -EAGAIN)
         return r;
     uint8_t *attempts = &g->sh->attempts[sl->part];
-    if (++*attempts >= S3_RETRIES)
+    uint64_t last = atomic_load(&g->sh->last_done_ms);
+    int progressing = throttled && last && now * 1000 - (double)last < PROGRESS_WINDOW_S * 1000;
+    int attempt = progressing ? *attempts + 1 : ++*attempts;
+    if (!progressing && attempt >= S3_RETRIES)
         return wc_err_prefix(e, "gave up after %d attempts: ", S3_RETRIES);
     if (t->retries)
         atomic_fetch_add(t->retries, 1);
@@ -260,7 +279,7 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
         g->retry = nr;
         g->retry_cap = cap;
     }
-    g->retry[g->nretry++] = (struct retry){sl->part, mono_s() + s3_backoff_ms(*attempts) / 1000.0};
+    g->retry[g->nretry++] = (struct retry){sl->part, now + s3_backoff_ms(attempt) / 1000.0};
     return 0;
 }
 
@@ -274,6 +293,7 @@ static int run(struct engine *g, struct wc_error *e)
             return -ECANCELED; /* another thread failed; its error is the one reported */
         double now = mono_s();
         int starved = 0; /* a free slot and a part, but no token in the budget */
+        double paced = 0; /* ... or not yet the prefix's turn: this long to wait */
         for (unsigned k = 0; k < g->nslots && g->active < g->nslots; k++) {
             size_t i;
             if (g->slots[k].busy)
@@ -282,7 +302,12 @@ static int run(struct engine *g, struct wc_error *e)
                 starved = 1;
                 break;
             }
+            if ((paced = s3_rate_take(g->sh->rate, now)) > 0) {
+                budget_give(g->sh);
+                break;
+            }
             if (!pick(g, now, &i)) {
+                s3_rate_untake(g->sh->rate);
                 budget_give(g->sh);
                 break;
             }
@@ -312,8 +337,8 @@ static int run(struct engine *g, struct wc_error *e)
         for (unsigned k = 0; k < g->nretry; k++)
             if (g->retry[k].due - now < wait)
                 wait = g->retry[k].due - now;
-        if (g->active < g->nslots && more_parts(g))
-            wait = starved ? 0.02 : 0; /* tokens come back as other fills' requests end */
+        if (g->active < g->nslots && more_parts(g)) /* budget tokens come back as other fills' requests end */
+            wait = paced > 0 ? (paced < wait ? paced : wait) : starved ? 0.02 : 0;
         if (wait > 0)
             curl_multi_poll(g->m, NULL, 0, (int)(wait * 1000) + 1, NULL);
     }
@@ -399,6 +424,9 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
     }
     pthread_mutex_init(&sh.lock, NULL);
     split_runs(t, sh.runs, nthreads);
+    char key[sizeof(((struct s3_rate *)0)->key)];
+    snprintf(key, sizeof(key), "%s/%s/%s", c->endpoint, c->bucket, c->prefix);
+    sh.rate = s3_rate_get(&c->ctx->rates, key);
     budget_join(c->ctx, 1);
     unsigned started = 0;
     for (unsigned k = 0; k < nthreads; k++) {
@@ -412,6 +440,7 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
     for (unsigned k = 1; k < started; k++)
         pthread_join(tids[k], NULL);
     budget_join(c->ctx, -1);
+    s3_rate_put(&c->ctx->rates, sh.rate);
     int r = sh.err;
     if (r < 0)
         *e = sh.e;

@@ -20,12 +20,14 @@ What it takes to run a kubelet here without changing the host
   own: in-cluster clients (the plugins, csi-provisioner) reach it with no
   kube-proxy, on loopback.
 """
+import importlib.util
 import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,7 +40,8 @@ SYSCTLS = {"vm/overcommit_memory": "1", "kernel/panic": "10", "kernel/panic_on_o
 CONTROLLERS = ["serviceaccount-controller", "serviceaccount-token-controller", "root-ca-certificate-publisher-controller",
                "namespace-controller", "garbage-collector-controller", "deployment-controller", "replicaset-controller",
                "daemonset-controller", "persistentvolume-binder-controller", "persistentvolume-protection-controller",
-               "persistentvolumeclaim-protection-controller", "pod-garbage-collector-controller", "ttl-controller"]
+               "persistentvolumeclaim-protection-controller", "pod-garbage-collector-controller", "ttl-controller",
+               "ephemeral-volume-controller"]  # generic ephemeral volumes: a PVC per pod, from its template
 
 
 def free_port():
@@ -47,14 +50,19 @@ def free_port():
         return s.getsockname()[1]
 
 
-def mounts_under(path):
-    out = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            target = line.split()[4]
-            if target == str(path) or target.startswith(str(path) + "/"):
-                out.append(target)
-    return out
+def _integration():
+    """The integration tests' conftest (its S3 server, its mount helpers),
+    loaded once under a name of its own."""
+    name = "wc_integration_conftest"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "integration" / "conftest.py")
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name]
+
+
+integration = _integration()
+mounts_under = integration.mounts_under
 
 
 def host_state():

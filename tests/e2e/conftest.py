@@ -6,7 +6,6 @@ way a user would, with only the values a user sets.
 WC_E2E=short (make test's cluster target) uses an image of the host's build;
 WC_E2E=full (make e2e) builds the image from the Dockerfile with buildah."""
 import hashlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,15 +15,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cluster import Cluster, ROOT, TOOLS  # noqa: E402
+from cluster import Cluster, ROOT, TOOLS, integration  # noqa: E402
 import images  # noqa: E402
 
-# the integration tests' versitygw, loaded under a name of its own
-_spec = importlib.util.spec_from_file_location("wc_integration_conftest",
-                                               Path(__file__).resolve().parents[1] / "integration" / "conftest.py")
-_it = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_it)
-S3Server = _it.S3Server
+S3Server = integration.S3Server  # the integration tests' versitygw
 
 BUILD = Path(os.environ.get("WC_BUILD", ROOT / "build"))
 MODE = os.environ.get("WC_E2E", "short")

@@ -3,7 +3,10 @@ it, for fault-injection tests and the bench: between warmcache and the S3
 server, it answers 503 SlowDown (or 429, as some S3-compatible servers
 throttle: "toomany"), resets the connection, or cuts a response
 body in half, at a seeded random rate (or for every request: rate=1.0); it
-can also slow each connection down, so a test can stop a fill half way.
+can also slow each connection down, so a test can stop a fill half way,
+and play S3's request-rate limit per prefix (limit_rps: object GETs beyond
+that many a second to one /bucket/prefix are answered 503 SlowDown, as S3
+answers them beyond about 5,500 a second).
 
 It understands just enough HTTP for S3 GETs: request heads without bodies
 (a request with a body is passed through whole), responses with
@@ -45,14 +48,16 @@ def _header(head, name):
 
 
 class FaultProxy:
-    def __init__(self, upstream, rate=0.1, seed=1, kinds=KINDS, bytes_per_s=0):
+    def __init__(self, upstream, rate=0.1, seed=1, kinds=KINDS, bytes_per_s=0, limit_rps=0):
         host, port = upstream.split("://", 1)[1].split(":")
         self.up = (host, int(port.rstrip("/")))
         self.rate, self.kinds = rate, kinds
         self.bytes_per_s = bytes_per_s  # per connection, 0: as fast as it goes
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
-        self.counts = {"requests": 0, **{k: 0 for k in kinds}}
+        self.counts = {"requests": 0, "limited": 0, **{k: 0 for k in kinds}}
+        self.limit_rps = limit_rps
+        self.buckets = {}  # per /bucket/prefix: (tokens, when)
         self.heads = []  # every request head, for tests that check what was sent
         # object GETs in flight (head read, response not yet relayed; not
         # listings, not HEADs), by the first two components of the path
@@ -91,6 +96,20 @@ class FaultProxy:
                 return
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
+    def _over_limit(self, group):
+        """A token bucket per prefix, a tenth of a second of burst."""
+        if not self.limit_rps or group is None:
+            return False
+        now = time.monotonic()
+        with self.lock:
+            tokens, when = self.buckets.get(group, (self.limit_rps / 10, now))
+            tokens = min(self.limit_rps / 10, tokens + (now - when) * self.limit_rps)
+            over = tokens < 1
+            self.buckets[group] = (tokens if over else tokens - 1, now)
+            if over:
+                self.counts["limited"] += 1
+            return over
+
     def _pick(self):
         with self.lock:
             self.counts["requests"] += 1
@@ -123,6 +142,10 @@ class FaultProxy:
                 with self.lock:
                     self.heads.append(head.decode(errors="replace"))
                 kind = self._pick()
+                first = head.split(b"\r\n", 1)[0].split(b" ")
+                if (len(first) > 1 and first[0] == b"GET" and b"list-type=" not in first[1]
+                        and self._over_limit("/".join(first[1].decode(errors="replace").split("?")[0].split("/")[:3]))):
+                    kind = "slowdown"
                 if kind == "slowdown":
                     c.sendall(b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nContent-Length: "
                               + str(len(SLOWDOWN)).encode() + b"\r\n\r\n" + SLOWDOWN)

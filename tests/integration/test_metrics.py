@@ -5,7 +5,6 @@ that breaks 10% of requests, and a second volume over the same content,
 bytes, one hit, retries and errors by kind, the store's size. No secret and
 no user data appear in it."""
 import json
-import socket
 import urllib.error
 import urllib.request
 
@@ -13,12 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import Driver, sha256_tree
 from faultproxy import FaultProxy
+from kubeapi import free_port
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port):
@@ -66,6 +62,10 @@ def test_metrics_are_valid_exposition_with_what_happened(work, s3server, model):
         # 503 SlowDown and 429 both say "slow down": an admin's alert on throttling sees both
         assert fp.counts["toomany"] >= 1, fp.counts
         assert value[("warmcache_s3_errors_total", (("kind", "throttled"),))] >= throttled
+        # each SlowDown burst halved the rate to the prefix (rate.h); the limit stays after the fills
+        assert value[("warmcache_s3_rate_limit_cuts_total", ())] >= 1
+        assert value[("warmcache_s3_rate_limited_prefixes", ())] == 1
+        assert value[("warmcache_s3_rate_limit_requests_per_second", ())] >= 2
         assert s3server.secret not in text and "tiny-llm" not in text and "models" not in text
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)

@@ -141,6 +141,23 @@ def test_fills_on_a_node_share_one_request_budget(work, s3server, bucket):
         d.stop()
 
 
+def test_a_prefix_request_limit_slows_the_fill_and_never_fails_it(s3server, bucket, work):
+    """S3's request-rate limit per prefix, played by the proxy at 10 GETs a
+    second against 16 connections: the node finds the rate S3 allows (fewer
+    SlowDowns than successes, not a storm) and the fill ends whole."""
+    with FaultProxy(s3server.endpoint, rate=0.0, limit_rps=10) as fp:
+        r = fill(s3server, fp.endpoint, work / "copy", "--part-size", "1", "--connections", "16", check=False)
+        counts = dict(fp.counts)
+    print("prefix limit 10/s:", counts, r.stdout)
+    assert r.returncode == 0, r.stderr
+    assert sha256_tree(work / "copy") == served(s3server, bucket)
+    gets = counts["requests"] - counts["limited"]
+    assert counts["limited"] >= 1, counts  # the limit was met
+    assert counts["limited"] < gets, counts
+    out = json.loads(r.stdout)
+    assert out["retries"] == counts["limited"], (out, counts)
+
+
 def test_faults_that_never_stop_end_in_a_clear_error(s3server, bucket, work):
     with FaultProxy(s3server.endpoint, rate=1.0, kinds=("slowdown",)) as fp:
         t0 = time.monotonic()

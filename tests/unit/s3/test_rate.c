@@ -1,0 +1,96 @@
+/* The per-prefix request rate (s3/rate.h) on a clock of our own: no limit
+ * before a SlowDown, half the sending rate after one, one cut per burst,
+ * growth while calm, requests paced by the limit, gone after a calm minute. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "s3/rate.h"
+
+/* Sends as fast as the limit lets, for secs from t, one try every step; returns requests sent. */
+static int send_for(struct s3_rate *r, double *t, double secs, double step)
+{
+    int sent = 0;
+    for (double end = *t + secs; *t < end; *t += step)
+        if (s3_rate_take(r, *t) == 0) {
+            sent++;
+            s3_rate_ok(r, *t);
+        }
+    return sent;
+}
+
+static void no_limit_until_s3_says_slow_down(void **state)
+{
+    struct s3_rates t;
+    s3_rates_init(&t);
+    struct s3_rate *r = s3_rate_get(&t, "http://s3/models/llama/");
+    double now = 100;
+    assert_int_equal(send_for(r, &now, 1.0, 0.001), 1000); /* nothing held back */
+    assert_true(s3_rate_limit(r) == 0);
+    s3_rate_put(&t, r);
+    s3_rates_fini(&t);
+}
+
+static void a_slowdown_halves_the_rate_once_per_burst(void **state)
+{
+    struct s3_rates t;
+    s3_rates_init(&t);
+    struct s3_rate *r = s3_rate_get(&t, "k");
+    double now = 100;
+    send_for(r, &now, 2.0, 0.005); /* 200 a second */
+    for (int i = 0; i < 50; i++)   /* one burst of SlowDowns: one cut */
+        s3_rate_throttled(r, now + i * 0.001);
+    double l = s3_rate_limit(r);
+    assert_true(l > 80 && l < 120);
+    assert_int_equal(r->cuts, 1);
+    /* paced: about the limit a second, not the 200 tried */
+    now += 0.1;
+    int sent = send_for(r, &now, 1.0, 0.005);
+    assert_true(sent >= 85 && sent <= 135);
+    /* grows while calm: a tenth of the rate cut from, each second */
+    send_for(r, &now, 5.0, 0.005);
+    assert_true(s3_rate_limit(r) > l + 50);
+    /* a later SlowDown cuts again, from the limit */
+    now += 0.5;
+    s3_rate_throttled(r, now);
+    assert_int_equal(r->cuts, 2);
+    s3_rate_put(&t, r);
+    s3_rates_fini(&t);
+}
+
+static void the_limit_goes_after_a_calm_minute_and_is_shared(void **state)
+{
+    struct s3_rates t;
+    s3_rates_init(&t);
+    struct s3_rate *a = s3_rate_get(&t, "k"), *b = s3_rate_get(&t, "k"), *other = s3_rate_get(&t, "k2");
+    assert_ptr_equal(a, b); /* two fills of one prefix share one limit */
+    assert_ptr_not_equal(a, other);
+    double now = 100;
+    send_for(a, &now, 1.0, 0.01);
+    s3_rate_throttled(a, now);
+    assert_true(s3_rate_limit(b) > 0);
+    assert_true(s3_rate_limit(other) == 0);
+    /* the node then sends little (one fill of small files): the limit stops binding */
+    for (int i = 0; i < 70; i++) {
+        now += 1.0;
+        if (s3_rate_take(a, now) == 0)
+            s3_rate_ok(a, now);
+    }
+    assert_true(s3_rate_limit(a) == 0);
+    s3_rate_put(&t, a);
+    s3_rate_put(&t, b);
+    s3_rate_put(&t, other);
+    assert_null(t.list); /* no fill and no limit: nothing kept */
+    s3_rates_fini(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(no_limit_until_s3_says_slow_down),
+        cmocka_unit_test(a_slowdown_halves_the_rate_once_per_burst),
+        cmocka_unit_test(the_limit_goes_after_a_calm_minute_and_is_shared),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
