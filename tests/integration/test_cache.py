@@ -7,7 +7,7 @@ import pytest
 
 import subprocess
 
-from conftest import CTL, CtlError, Driver, SHARDS, SHARD_MIB, make_source, mounts_under, sha256_tree
+from conftest import CTL, DRIVER, CtlError, Driver, SHARDS, SHARD_MIB, make_source, mounts_under, sha256_tree
 
 
 def stage_until_ready(d, vol, staging, tries=600):
@@ -91,6 +91,13 @@ def test_eviction_takes_the_least_recently_used_unreferenced_copy(work, small_st
     assert set(copies(d)) == {"b", "c"}, "a was used least recently and nothing referenced it"
     assert any(l.get("msg") == "evicted" for l in d.log_lines())
     assert d.stop() == 0
+
+
+def test_watermarks_the_wrong_way_round_are_refused_at_start(work):
+    # it used to take the low mark as the high one without a word
+    r = subprocess.run([str(DRIVER), f"--endpoint=unix://{work}/x.sock", f"--store-root={work}/store",
+                        "--evict-high=70", "--evict-low=80"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "--evict-low (80) is above --evict-high (70)" in r.stderr, r.stderr
 
 
 def test_a_referenced_copy_is_never_evicted_and_no_room_is_resource_exhausted(work, small_store):
