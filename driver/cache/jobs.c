@@ -451,8 +451,8 @@ void jobs_collect(void *ctx, struct obs_text *t)
         active++;
     pthread_mutex_unlock(&f->lock);
     obs_gauge(t, "warmcache_fills_active", "Fills running now.", (double)active);
-    obs_counter(t, "warmcache_cache_hits_total", "Stages and publishes that found the copy on the node.",
+    obs_counter(t, "warmcache_cache_hits_total", "Calls for a copy (NodeStage, inline publish, pre-warm, resume) that found the pinned copy ready and verified.",
                 atomic_load(&f->hits));
-    obs_counter(t, "warmcache_cache_misses_total", "Stages and publishes that had to start or join a fill.",
+    obs_counter(t, "warmcache_cache_misses_total", "Calls for a copy that had to start or join a fill.",
                 atomic_load(&f->misses));
 }

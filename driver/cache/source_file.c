@@ -158,9 +158,10 @@ static int file_list(struct source *s, source_object_fn fn, void *ctx, const ato
     struct file_source *fs = (struct file_source *)s;
     int fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
-        return wc_err_errno(e, errno == ENOENT || errno == ENOTDIR ? -EINVAL : -errno,
-                            "source %s: cannot open the directory (is the shared file system mounted on this node?)",
-                            s->url);
+        return errno == ENOENT || errno == ENOTDIR /* a path to fix: INVALID_ARGUMENT, with the real reason */
+                   ? wc_err(e, -EINVAL, "source %s: cannot open the directory (is the shared file system mounted on "
+                            "this node?): %s", s->url, strerror(errno))
+                   : wc_err_errno(e, -errno, "source %s: cannot open the directory", s->url);
     struct walk w = {.fs = fs, .fn = fn, .ctx = ctx, .cancel = cancel, .e = e,
                      .deadline = fs->list_timeout_s ? mono_s() + fs->list_timeout_s : 0};
     return walk_dir(&w, fd, 0, 0);
@@ -333,8 +334,10 @@ int source_file_open(const struct source_spec *spec, const struct source_tuning 
         fs->root[--n] = '\0';
     char real[PATH_MAX];
     if (!realpath(fs->root, real)) {
-        r = wc_err_errno(e, errno == ENOENT || errno == ENOTDIR ? -EINVAL : -errno,
-                         "source %s: the directory is not there (is the shared file system mounted on this node?)", url);
+        r = errno == ENOENT || errno == ENOTDIR
+                ? wc_err(e, -EINVAL, "source %s: the directory is not there (is the shared file system mounted on "
+                         "this node?): %s", url, strerror(errno))
+                : wc_err_errno(e, -errno, "source %s: cannot resolve the directory", url);
         file_free(&fs->base);
         return r;
     }

@@ -218,7 +218,8 @@ int policy_check(const struct source_policy *p, const struct source_use *u, stru
     }
     if (u->spec->endpoint && strncmp(u->spec->endpoint, "http://", 7) == 0 && !u->allow_plain_http)
         return wc_err(e, -EPERM, "endpoint %.200s is plain http: credentials and signed requests would cross the "
-                      "network in the clear; use https://, or set the StorageClass parameter allowPlainHTTP: \"true\" "
-                      "for an endpoint on a network you trust", u->spec->endpoint);
+                      "network in the clear; use https://, or set the %s allowPlainHTTP: \"true\" for an endpoint on "
+                      "a network you trust", u->spec->endpoint,
+                      u->is_inline ? "inline volume attribute" : "StorageClass parameter");
     return 0;
 }

@@ -127,18 +127,20 @@ static void advice(const struct s3_error_info *ei, enum fault f, const char *op,
 {
     switch (f) {
     case FAULT_DENIED:
-        snprintf(out, n, "denied — check the IAM role of the warmcache node service account (IRSA or Pod Identity): "
-                         "it needs %s here, the bucket policy must allow it, and SSE-KMS objects need kms:Decrypt",
-                 op);
+        snprintf(out, n, "denied — check the IAM role of the warmcache service account that asked (the controller's "
+                         "when a PVC is created, the node plugin's when a pod mounts; IRSA or Pod Identity), or the "
+                         "Secret's user: it needs %s here, the bucket policy must allow it, and SSE-KMS objects need "
+                         "kms:Decrypt", op);
         break;
     case FAULT_CREDENTIALS:
         snprintf(out, n, "refused: the credentials are wrong (unknown access key id or wrong secret key) — check "
-                         "the node-stage secret, or the IRSA / Pod Identity setup of the warmcache node service "
-                         "account");
+                         "the Secret the StorageClass names (provisioner or node-stage secret), or the IRSA / Pod "
+                         "Identity setup of the warmcache service accounts");
         break;
     case FAULT_EXPIRED:
-        snprintf(out, n, "refused: the credentials have expired — warmcache refreshes them before expiry, so check "
-                         "the node's clock and that the service account token (IRSA / Pod Identity) is still issued");
+        snprintf(out, n, "refused: the credentials have expired — a session token in a Secret is used as it is "
+                         "(rotate the Secret, or give it a key without one); credentials warmcache fetches itself (IRSA, "
+                         "Pod Identity, instance profile) are refreshed before expiry, so then check the node's clock");
         break;
     case FAULT_CLOCK:
         snprintf(out, n, "refused: the node's clock is too far from S3's — fix time sync (chrony/NTP) on the node");
@@ -180,12 +182,12 @@ static void advice(const struct s3_error_info *ei, enum fault f, const char *op,
                          "archive access tier) — restore it, or copy it to a readable storage class");
         break;
     case FAULT_SLOW_DOWN:
-        snprintf(out, n, "throttled: S3 asked to slow down (HTTP %ld) — retryable, warmcache backs off and retries",
-                 ei->http_status);
+        snprintf(out, n, "throttled: S3 asked to slow down (HTTP %ld) — the requests to this prefix are over S3's "
+                         "rate (many nodes filling one prefix at once meet it together); warmcache lowers its rate "
+                         "and retries while the fill makes progress", ei->http_status);
         break;
     case FAULT_SERVER:
-        snprintf(out, n, "failed on the server side (HTTP %ld) — retryable, warmcache backs off and retries",
-                 ei->http_status);
+        snprintf(out, n, "failed on the server side (HTTP %ld) — warmcache retries it with backoff", ei->http_status);
         break;
     case FAULT_UNSUPPORTED:
         snprintf(out, n, "failed: the endpoint does not implement this request — check that it is S3-compatible "

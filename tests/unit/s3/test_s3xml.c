@@ -477,7 +477,7 @@ static void access_denied_points_at_the_iam_role(void **state)
                             "models/llama/config.json", msg, sizeof(msg)),
                      -EACCES);
     assert_non_null(strstr(msg, "AccessDenied: s3:GetObject on s3://ml-weights/models/llama/config.json denied — "
-                                "check the IAM role of the warmcache node service account (IRSA or Pod Identity)"));
+                                "check the IAM role of the warmcache service account that asked"));
     assert_non_null(strstr(msg, "S3 said \"Access Denied\""));
     assert_non_null(strstr(msg, "(request id 4442587FB7D0A2F9)"));
     /* a HEAD or a proxy gives no body: the status alone */
@@ -498,7 +498,7 @@ static void bad_credentials_never_echo_them(void **state)
     expect(sig, 403, "s3:GetObject", -EACCES, "SignatureDoesNotMatch: s3:GetObject on", "the credentials are wrong");
     expect(ERR("InvalidAccessKeyId", "<Message>The AWS Access Key Id you provided does not exist in our records."
                                      "</Message><AWSAccessKeyId>AKIAIOSFODNN7EXAMPLE</AWSAccessKeyId>"),
-           403, "s3:ListBucket", -EACCES, "the credentials are wrong", "node-stage secret");
+           403, "s3:ListBucket", -EACCES, "the credentials are wrong", "(provisioner or node-stage secret)");
     /* ExpiredToken echoes the session token itself */
     expect(ERR("ExpiredToken", "<Message>The provided token has expired.</Message>"
                                "<Token-0>FwoGZXIvYXdzEJr//////////wEaDOdvXp1Tcs5Ioc2S4CKwAR1Y3TWKd</Token-0>"),
@@ -573,12 +573,12 @@ static void a_changed_source_is_stale(void **state)
 static void busy_or_broken_servers_are_retried(void **state)
 {
     expect(ERR("SlowDown", "<Message>Please reduce your request rate.</Message>"), 503, "s3:GetObject", -EAGAIN,
-           "SlowDown:", "retryable");
+           "SlowDown:", "retries");
     expect(ERR("InternalError", "<Message>We encountered an internal error. Please try again.</Message>"), 500,
-           "s3:GetObject", -EAGAIN, "HTTP 500", "retryable");
+           "s3:GetObject", -EAGAIN, "HTTP 500", "retries");
     expect(ERR("ServiceUnavailable", "<Message>Reduce your request rate.</Message>"), 503, "s3:ListBucket", -EAGAIN,
-           "retryable", NULL);
-    expect(NULL, 502, "s3:GetObject", -EAGAIN, "HTTP 502: s3:GetObject", "retryable");
+           "retries", NULL);
+    expect(NULL, 502, "s3:GetObject", -EAGAIN, "HTTP 502: s3:GetObject", "retries");
     /* a load balancer's HTML page in front of S3 */
     const char *html = "<html>\r\n<head><title>503 Service Temporarily Unavailable</title></head>\r\n<body>\r\n"
                        "<center><h1>503 Service Temporarily Unavailable</h1></center>\r\n</body>\r\n</html>\r\n";
@@ -587,7 +587,7 @@ static void busy_or_broken_servers_are_retried(void **state)
     assert_string_equal(ei.code, "");
     assert_string_equal(ei.message, "");
     expect(html, 503, "s3:GetObject", -EAGAIN, "HTTP 503: s3:GetObject on s3://ml-weights/models/llama/config.json",
-           "retryable");
+           "retries");
     expect("upstream connect error or disconnect/reset before headers", 503, "s3:GetObject", -EAGAIN, "HTTP 503", NULL);
     /* only the children of an S3 <Error> are believed, not a page that happens to say <Code> */
     const char *page = "<html><body><Code>AccessDenied</Code><Error><Code>NoSuchKey</Code></Error></body></html>";
