@@ -6,7 +6,7 @@ CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 .PHONY: all setup setup-demo setup-e2e compile build test unit integration sanity asan chart cluster fuzz-smoke \
-        image-test demo bench e2e fuzz stress clean
+        image-test demo bench bench-fleet e2e fuzz stress clean
 
 all: build
 
@@ -91,6 +91,10 @@ fuzz-smoke: setup
 STRESS_RUNS ?= 100
 stress: build
 	STRESS_RUNS=$(STRESS_RUNS) WC_BUILD=$(CURDIR)/$(BUILD) python3 -m pytest -q tests/stress
+
+# N fills of one model against one S3 prefix's request limit (issue #17)
+bench-fleet: build
+	python3 bench/fleet_bench.py --build $(BUILD)
 
 bench:
 	bash scripts/setup.sh bench

@@ -29,6 +29,28 @@ KINDS = ("slowdown", "reset", "truncate")
 HOSTILE = ("longer", "endless", "slowloris")
 
 
+class RequestLimit:
+    """S3's request rate per prefix: a token bucket per /bucket/prefix with a
+    tenth of a second of burst; a request beyond it is answered SlowDown."""
+
+    def __init__(self, rps):
+        self.rps, self.buckets, self.lock = rps, {}, threading.Lock()
+        self.allowed = self.refused = 0
+
+    def over(self, group):
+        now = time.monotonic()
+        with self.lock:
+            tokens, when = self.buckets.get(group, (self.rps / 10, now))
+            tokens = min(max(self.rps / 10, 1.0), tokens + (now - when) * self.rps)
+            over = tokens < 1
+            self.buckets[group] = (tokens if over else tokens - 1, now)
+            if over:
+                self.refused += 1
+            else:
+                self.allowed += 1
+            return over
+
+
 def _read_head(sock, buf):
     while b"\r\n\r\n" not in buf:
         data = sock.recv(65536)
@@ -48,7 +70,12 @@ def _header(head, name):
 
 
 class FaultProxy:
-    def __init__(self, upstream, rate=0.1, seed=1, kinds=KINDS, bytes_per_s=0, limit_rps=0):
+    def __init__(self, upstream, rate=0.1, seed=1, kinds=KINDS, bytes_per_s=0, limit_rps=0, limit=None,
+                 node_bytes_per_s=0):
+        """limit: a RequestLimit shared by several proxies (a fleet's nodes
+        each behind their own, all against one S3 prefix limit); limit_rps
+        makes one of this proxy's own. node_bytes_per_s: the bandwidth of
+        every connection of this proxy together (a node's NIC)."""
         host, port = upstream.split("://", 1)[1].split(":")
         self.up = (host, int(port.rstrip("/")))
         self.rate, self.kinds = rate, kinds
@@ -56,8 +83,9 @@ class FaultProxy:
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.counts = {"requests": 0, "limited": 0, **{k: 0 for k in kinds}}
-        self.limit_rps = limit_rps
-        self.buckets = {}  # per /bucket/prefix: (tokens, when)
+        self.limit = limit or (RequestLimit(limit_rps) if limit_rps else None)
+        self.node_bytes_per_s = node_bytes_per_s
+        self.next_free = 0.0  # when the node's link is free again (node_bytes_per_s)
         self.heads = []  # every request head, for tests that check what was sent
         # object GETs in flight (head read, response not yet relayed; not
         # listings, not HEADs), by the first two components of the path
@@ -97,18 +125,20 @@ class FaultProxy:
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _over_limit(self, group):
-        """A token bucket per prefix, a tenth of a second of burst."""
-        if not self.limit_rps or group is None:
+        if self.limit is None or group is None or not self.limit.over(group):
             return False
-        now = time.monotonic()
         with self.lock:
-            tokens, when = self.buckets.get(group, (self.limit_rps / 10, now))
-            tokens = min(self.limit_rps / 10, tokens + (now - when) * self.limit_rps)
-            over = tokens < 1
-            self.buckets[group] = (tokens if over else tokens - 1, now)
-            if over:
-                self.counts["limited"] += 1
-            return over
+            self.counts["limited"] += 1
+        return True
+
+    def _pace(self, n):
+        """Waits until n more bytes fit in the node's bandwidth."""
+        if self.node_bytes_per_s:
+            with self.lock:
+                now = time.monotonic()
+                start = max(now, self.next_free)
+                self.next_free = start + n / self.node_bytes_per_s
+            time.sleep(max(0.0, self.next_free - now))
 
     def _pick(self):
         with self.lock:
@@ -232,6 +262,7 @@ class FaultProxy:
                 chunk = chunk[: n - sent]
                 if self.bytes_per_s:
                     time.sleep(len(chunk) / self.bytes_per_s)
+                self._pace(len(chunk))
                 if sent + len(chunk) == n:
                     end()
                 c.sendall(chunk)

@@ -156,13 +156,20 @@ def test_an_admin_evicts_a_copy_nothing_uses(work, model):
         d.ctl("evict", "not-a-content-id")
     assert ei.value.code == "INVALID_ARGUMENT"
     d.ctl("unstage", "-f", vol, work / "s")
+    size = sum(p.stat().st_size for p in model.rglob("*") if p.is_file())
+    assert (d.store / "content" / cid).is_dir()
     out = subprocess.run([str(CTL), "-s", str(d.sock), "evict", cid], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith(f"evicted {cid}: "), out
+    freed = out.stdout.split(": ", 1)[1]
+    assert freed.endswith(" freed\n") and not freed.startswith("0 "), out.stdout  # the copy's bytes, said
+    assert not (d.store / "content" / cid).exists()  # gone from the disk, not only from the list
     assert d.ctl("status", "--json").get("copies", []) == []
     with pytest.raises(CtlError) as ei:
         d.ctl("evict", cid)
     assert ei.value.code == "NOT_FOUND"
-    d.ctl("stage", "-f", vol, work / "s")  # filled again
+    d.ctl("stage", "-f", vol, work / "s")  # filled again, every byte fetched again
     assert sha256_tree(work / "s") == sha256_tree(model)
+    done = [l for l in d.log_lines() if l.get("msg") == "fill done"]
+    assert len(done) == 2 and done[1]["fetched_bytes"] == size, done
     d.ctl("unstage", "-f", vol, work / "s")
     assert d.stop() == 0

@@ -39,7 +39,10 @@ static int bind(const struct mounter *m, const char *src, const char *dst, int r
 static int overlay(const struct mounter *m, const char *lower, const char *upper, const char *work, const char *dst,
                    const char *flags, struct wc_error *e)
 {
-    return add(m, lower, dst, 0, 1, e);
+    int r = add(m, lower, dst, 0, 1, e);
+    if (r == 0)
+        snprintf(fake(m)->m[fake(m)->n - 1].upper, PATH_MAX, "%s", upper);
+    return r;
 }
 
 static int mount_fs(const struct mounter *m, const char *dev, const char *fstype, const char *target,

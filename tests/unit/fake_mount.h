@@ -14,7 +14,7 @@
 #define FAKE_MOUNTS_MAX 64
 
 struct fake_mount {
-    char target[PATH_MAX], source[PATH_MAX];
+    char target[PATH_MAX], source[PATH_MAX], upper[PATH_MAX]; /* upper: overlays only */
     int readonly, overlay;
 };
 

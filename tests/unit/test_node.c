@@ -28,6 +28,8 @@
 struct t {
     char root[PATH_MAX], src[PATH_MAX], url[PATH_MAX + 16], staging[PATH_MAX], target[PATH_MAX];
     struct fake_mounter fm;
+    struct csi_config cfg;      /* strings below live as long as the test */
+    char store[PATH_MAX + 16], kubelet[PATH_MAX + 16], allowed[PATH_MAX + 32];
     struct csi_ctx c;
     struct wc_error e;
 };
@@ -55,18 +57,17 @@ static int setup(void **state)
     snprintf(t->url, sizeof(t->url), "file://%s/", t->src);
     snprintf(t->staging, sizeof(t->staging), "%s/kubelet/staging/" VOL, t->root);
     snprintf(t->target, sizeof(t->target), "%s/kubelet/pods/p1/mount", t->root);
-    char store[PATH_MAX + 16], kubelet[PATH_MAX + 16], allowed[PATH_MAX + 32];
-    snprintf(store, sizeof(store), "%s/store", t->root);
-    snprintf(kubelet, sizeof(kubelet), "%s/kubelet", t->root);
-    snprintf(allowed, sizeof(allowed), "file://%s", t->src);
+    snprintf(t->store, sizeof(t->store), "%s/store", t->root);
+    snprintf(t->kubelet, sizeof(t->kubelet), "%s/kubelet", t->root);
+    snprintf(t->allowed, sizeof(t->allowed), "file://%s", t->src);
     fake_mounter_init(&t->fm);
-    struct csi_config cfg = {
-        .node = 1, .node_id = "node-a", .disks = {.mode = STORE_DIRECTORY, .path = store}, .fill_wait_s = 20,
-        .high_pct = 95, .low_pct = 90, .kube = "off", .allowed_sources = allowed, .kubelet_dir = kubelet,
+    t->cfg = (struct csi_config){
+        .node = 1, .node_id = "node-a", .disks = {.mode = STORE_DIRECTORY, .path = t->store}, .fill_wait_s = 20,
+        .high_pct = 95, .low_pct = 90, .kube = "off", .allowed_sources = t->allowed, .kubelet_dir = t->kubelet,
         .mounter = &t->fm.base, .bound_ops = &fake_bounds,
     };
     wc_error_clear(&t->e);
-    if (csi_ctx_init(&t->c, &cfg, &t->e) < 0)
+    if (csi_ctx_init(&t->c, &t->cfg, &t->e) < 0)
         fail_msg("csi_ctx_init: %s", t->e.msg);
     *state = t;
     return 0;
@@ -321,6 +322,52 @@ static void after_a_reboot_stage_and_publish_mount_again(void **state)
     assert_int_equal(fake_mounted(&t->fm, t->target, NULL), 1);
 }
 
+/* The node rebooted and the plugin starts again: it reconciles its records
+ * with what is mounted (nothing), and kubelet's calls mount it all again. */
+static void after_a_reboot_and_a_restart_the_calls_mount_again(void **state)
+{
+    struct t *t = *state;
+    assert_int_equal(stage(t), GRPC_STATUS_OK);
+    assert_int_equal(publish(t), GRPC_STATUS_OK);
+    unsigned mounts = t->fm.mounts;
+    csi_ctx_fini(&t->c);
+    fake_reboot(&t->fm);
+    if (csi_ctx_init(&t->c, &t->cfg, &t->e) < 0)
+        fail_msg("csi_ctx_init after the reboot: %s", t->e.msg);
+    assert_int_equal(t->fm.n, 0);
+    assert_int_equal(publish(t), GRPC_STATUS_FAILED_PRECONDITION); /* publish before stage: stage first */
+    assert_non_null(strstr(t->e.msg, "NodeStageVolume must come first"));
+    assert_int_equal(stage(t), GRPC_STATUS_OK);
+    assert_int_equal(publish(t), GRPC_STATUS_OK);
+    assert_int_equal(t->fm.mounts, mounts + 2); /* the copy was kept: mounted, not filled, again */
+    assert_int_equal(unpublish(t), GRPC_STATUS_OK);
+    assert_int_equal(unstage(t), GRPC_STATUS_OK);
+    assert_int_equal(t->fm.n, 0);
+}
+
+/* Two pods writing to one volume each get a layer of their own, and a pod
+ * published again starts from an empty one. */
+static void each_writable_publish_has_a_fresh_layer_of_its_own(void **state)
+{
+    struct t *t = *state;
+    char second[PATH_MAX + 16], upper1[PATH_MAX], note[PATH_MAX + 16];
+    snprintf(second, sizeof(second), "%s/kubelet/pods/p2/mount", t->root);
+    assert_int_equal(stage(t), GRPC_STATUS_OK);
+    assert_int_equal(publish_as(t, t->target, RWO, 0), GRPC_STATUS_OK);
+    assert_int_equal(publish_as(t, second, RWO, 0), GRPC_STATUS_OK);
+    const struct fake_mount *a = NULL, *b = NULL;
+    assert_int_equal(fake_mounted(&t->fm, t->target, &a), 1);
+    assert_int_equal(fake_mounted(&t->fm, second, &b), 1);
+    assert_true(a->overlay && b->overlay && a->upper[0] && b->upper[0]);
+    assert_string_not_equal(a->upper, b->upper);
+    snprintf(upper1, sizeof(upper1), "%s", a->upper);
+    snprintf(note, sizeof(note), "%s/written-by-p1", upper1);
+    write_file(note, "p1's scratch\n");
+    assert_int_equal(unpublish(t), GRPC_STATUS_OK);
+    assert_int_equal(publish_as(t, t->target, RWO, 0), GRPC_STATUS_OK);
+    assert_int_equal(access(note, F_OK), -1); /* the next pod does not see it */
+}
+
 static void a_writable_publish_gets_its_own_layer(void **state)
 {
     struct t *t = *state;
@@ -346,6 +393,12 @@ static void bad_requests_name_what_to_fix(void **state)
     assert_non_null(strstr(t->e.msg, "volume id is required"));
     assert_int_equal(stage_at(t, VOL, t->url, "relative/staging"), GRPC_STATUS_INVALID_ARGUMENT);
     assert_int_equal(stage_at(t, VOL, "file:///etc/", t->staging), GRPC_STATUS_PERMISSION_DENIED);
+    assert_non_null(strstr(t->e.msg, "is never served"));
+    /* the kubelet's own tree (other pods' volumes, their tokens) is never served, even if allowed */
+    char kubelet_url[PATH_MAX + 32];
+    snprintf(kubelet_url, sizeof(kubelet_url), "file://%s/pods/", t->kubelet);
+    assert_int_equal(stage_at(t, VOL, kubelet_url, t->staging), GRPC_STATUS_PERMISSION_DENIED);
+    assert_non_null(strstr(t->e.msg, "is never served"));
     assert_int_equal(stage_at(t, VOL, "ftp://models/", t->staging), GRPC_STATUS_INVALID_ARGUMENT);
     char missing[PATH_MAX + 32];
     snprintf(missing, sizeof(missing), "file://%s/none/", t->src);
@@ -382,6 +435,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(stage_twice_mounts_once),
         T(mount_options_are_whole_allowed_words),
+        T(after_a_reboot_and_a_restart_the_calls_mount_again),
+        T(each_writable_publish_has_a_fresh_layer_of_its_own),
         T(stage_elsewhere_is_refused),
         T(publish_twice_mounts_once),
         T(publish_again_with_other_options_is_refused),
