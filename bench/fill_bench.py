@@ -42,6 +42,15 @@ GB = 1e9
 CONNS = 64
 
 
+def part_size(size):
+    """warmcache's default bytes per request for a file (fill_part_size in
+    driver/cache/fill.c): 8 MiB, doubled until at most 64 parts, up to 64 MiB."""
+    ps = 8 << 20
+    while ps < 64 << 20 and size > ps * 64:
+        ps *= 2
+    return ps
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -276,7 +285,7 @@ def resume_row(build, endpoint, env, dest, total, served):
     refetched = max(0, written - second["resumed_bytes"])
     row = {"bench": "fill-resume", "dataset": "L", "tool": "warmcache", "killed_at_bytes": written,
            "resumed_bytes": second["resumed_bytes"], "refetched_bytes": refetched,
-           "bound_bytes": CONNS * (8 << 20), "byte_identical": ok, "second_run_seconds": second["seconds"]}
+           "bound_bytes": CONNS * part_size(total // 4), "byte_identical": ok, "second_run_seconds": second["seconds"]}
     shutil.rmtree(dest, ignore_errors=True)
     if not ok:
         raise RuntimeError("resumed fill of L differs from the server's copy")

@@ -210,7 +210,7 @@ static void fill_usage(FILE *f)
         "                     the usual chain (environment, web identity, Pod Identity, instance profile)\n"
         "  --secret-file FILE the same keys as key=value lines (\"-\": standard input; keeps them out of ps)\n"
         "  --connections N    requests in flight (1-1024)  | --throughput GBPS   the connections for that rate\n"
-        "  --part-size MIB    bytes per request (1-256, default 8)\n"
+        "  --part-size MIB    bytes per request (1-256; default 8, more for files over 512 MiB, up to 64)\n"
         "  --stall-timeout S  cut and retry a transfer stalled this long (1-3600, default 30)\n"
         "  --json             the result as one JSON object on stdout\n"
         "Progress goes to stderr: a bar on a terminal, else a line every 10 s.\n"
@@ -308,7 +308,7 @@ int cmd_fill(int argc, char **argv)
         {"secret-file", required_argument, NULL, 'F'}, {"stall-timeout", required_argument, NULL, 'W'},
         {"help", no_argument, NULL, 'h'}, {0},
     };
-    struct fill_opts fo = {.part_size = FILL_PART_SIZE};
+    struct fill_opts fo = {.part_size = 0}; /* per file (fill_part_size) */
     char *secret_buf __attribute__((cleanup(secret_buf_free))) = NULL;
     int o;
     long v;

@@ -2,8 +2,9 @@
  * Filling one copy: the store's side of a transfer (see store.h for the
  * layout and fill.h for the contract).
  *
- * The fill is planned as parts: byte ranges of part_size of every file not
- * already whole. A source writes parts in any order into tmp/<cid>/<n>,
+ * The fill is planned as parts: byte ranges of every file not already
+ * whole, of the part size given, or by default of fill_part_size() (8 MiB,
+ * more for large files). A source writes parts in any order into tmp/<cid>/<n>,
  * fallocated to the file's size; each written part is appended to the part
  * journal tmp/<cid>/parts. When a file's last part lands, a placer thread
  * makes it durable and renames it into content/<cid>.partial/. The placer
@@ -40,7 +41,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define JOURNAL_MAGIC "warmcache-parts 1"
+#define JOURNAL_MAGIC "warmcache-parts 2" /* 2: part sizes per file (fill_part_size) */
 
 struct fill_file {
     int fd;          /* open while parts are written, else -1 */
@@ -55,7 +56,7 @@ struct filler {
     struct source *src;
     const struct listing *l;
     struct fill_progress *p;
-    uint64_t part_size;
+    uint64_t part_size;           /* as given; 0: the default, per file (fill_part_size) */
     int reserve;                  /* fallocate files: not on tmpfs, where it only zeroes pages twice */
     char partial[PATH_MAX], tmpdir[PATH_MAX];
     struct fill_file *files;
@@ -74,6 +75,19 @@ struct filler {
     int err;                      /* the placer's first failure */
     struct wc_error perr;
 };
+
+uint64_t fill_part_size(uint64_t part_size, uint64_t size)
+{
+    if (part_size)
+        return part_size;
+    uint64_t ps = FILL_PART_SIZE;
+    while (ps < FILL_PART_MAX && size > ps * FILL_PARTS_PER_FILE)
+        ps *= 2;
+    return ps;
+}
+
+/* the part size of file i of the listing */
+static uint64_t ps_of(const struct filler *f, size_t i) { return fill_part_size(f->part_size, f->l->v[i].size); }
 
 static uint64_t parts_of(uint64_t size, uint64_t ps) { return (size + ps - 1) / ps; }
 
@@ -127,7 +141,8 @@ static int crc_of_parts(struct filler *f, size_t file, char out[CKSUM_VALUE_MAX]
         uint64_t g = f->first[file] + k;
         if (!f->pcrc_have[g])
             return 0;
-        uint64_t len = k + 1 < n ? f->part_size : ent->size - k * f->part_size;
+        uint64_t ps = ps_of(f, file);
+        uint64_t len = k + 1 < n ? ps : ent->size - k * ps;
         crc = k == 0 ? f->pcrc[g] : cksum_crc64nvme_combine(crc, f->pcrc[g], len);
     }
     cksum_crc64nvme_b64(crc, out);
@@ -285,7 +300,7 @@ static void sink_part_crc(struct fill_sink *k, size_t part, uint64_t crc)
 {
     struct filler *f = (struct filler *)k;
     const struct fill_part *pt = &f->parts[part];
-    uint64_t g = f->first[pt->file] + pt->off / f->part_size;
+    uint64_t g = f->first[pt->file] + pt->off / ps_of(f, pt->file);
     pthread_mutex_lock(&f->lock);
     f->pcrc[g] = crc;
     f->pcrc_have[g] = 1;
@@ -296,12 +311,11 @@ static int sink_done(struct fill_sink *k, size_t part, struct wc_error *e)
 {
     struct filler *f = (struct filler *)k;
     const struct fill_part *pt = &f->parts[part];
-    uint64_t g = f->first[pt->file] + pt->off / f->part_size;
+    uint64_t nth = pt->off / ps_of(f, pt->file), g = f->first[pt->file] + nth;
     char rec[64];
     pthread_mutex_lock(&f->lock);
-    int n = f->pcrc_have[g] ? snprintf(rec, sizeof(rec), "%zu %" PRIu64 " %016" PRIx64 "\n", pt->file,
-                                       pt->off / f->part_size, f->pcrc[g])
-                            : snprintf(rec, sizeof(rec), "%zu %" PRIu64 "\n", pt->file, pt->off / f->part_size);
+    int n = f->pcrc_have[g] ? snprintf(rec, sizeof(rec), "%zu %" PRIu64 " %016" PRIx64 "\n", pt->file, nth, f->pcrc[g])
+                            : snprintf(rec, sizeof(rec), "%zu %" PRIu64 "\n", pt->file, nth);
     int r = 0;
     if (write(f->journal, rec, (size_t)n) != n)
         r = wc_err_errno(e, errno ? -errno : -EIO, "store: writing the part journal");
@@ -357,7 +371,7 @@ static long load_journal(struct filler *f, const uint64_t *first, uint8_t *have,
             end += more;
             has_crc = 1;
         }
-        if (line[end] != '\n' || file >= f->l->n || part >= parts_of(f->l->v[file].size, f->part_size))
+        if (line[end] != '\n' || file >= f->l->n || part >= parts_of(f->l->v[file].size, ps_of(f, file)))
             continue;
         if (!tmp_ok[file]) {
             char tmp[PATH_MAX];
@@ -390,7 +404,7 @@ static int plan(struct filler *f, struct wc_error *e)
     if (!first)
         return -ENOMEM;
     for (size_t i = 0; i < l->n; i++)
-        first[i + 1] = first[i] + parts_of(l->v[i].size, f->part_size);
+        first[i + 1] = first[i] + parts_of(l->v[i].size, ps_of(f, i));
     uint64_t total = first[l->n];
     _cleanup_free_ uint8_t *have = calloc(total ? total : 1, 1);
     f->parts = calloc(total ? total : 1, sizeof(*f->parts));
@@ -402,7 +416,7 @@ static int plan(struct filler *f, struct wc_error *e)
 
     char header[160], bid[64], jpath[PATH_MAX];
     boot_id(bid);
-    snprintf(header, sizeof(header), JOURNAL_MAGIC " %s %" PRIu64 "\n", bid, f->part_size);
+    snprintf(header, sizeof(header), JOURNAL_MAGIC " %s %" PRIu64 "\n", bid, f->part_size); /* 0: per file */
     snprintf(jpath, sizeof(jpath), "%s/parts", f->tmpdir);
     if (load_journal(f, first, have, header) < 0) {
         /* nothing of tmp/ can be trusted: start its files afresh */
@@ -432,9 +446,10 @@ static int plan(struct filler *f, struct wc_error *e)
             f->placed++;
             continue;
         }
+        uint64_t ps = ps_of(f, i);
         for (uint64_t k = 0; k < first[i + 1] - first[i]; k++) {
-            uint64_t off = k * f->part_size;
-            uint64_t len = ent->size - off < f->part_size ? ent->size - off : f->part_size;
+            uint64_t off = k * ps;
+            uint64_t len = ent->size - off < ps ? ent->size - off : ps;
             if (have[first[i] + k]) {
                 atomic_fetch_add(&p->bytes_done, len);
                 atomic_fetch_add(&p->bytes_resumed, len);
@@ -497,7 +512,7 @@ int fill_transfer(struct store *s, struct source *src, const struct listing *l, 
                   const char *tmpdir, uint64_t part_size, const atomic_int *cancel, struct fill_progress *p,
                   struct wc_error *e)
 {
-    struct filler f = {.s = s, .src = src, .l = l, .p = p, .part_size = part_size ? part_size : FILL_PART_SIZE, .journal = -1};
+    struct filler f = {.s = s, .src = src, .l = l, .p = p, .part_size = part_size, .journal = -1};
     snprintf(f.partial, sizeof(f.partial), "%s", partial);
     snprintf(f.tmpdir, sizeof(f.tmpdir), "%s", tmpdir);
     pthread_mutex_init(&f.lock, NULL);

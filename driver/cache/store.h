@@ -68,7 +68,7 @@ struct store_lease {
 struct store {
     char *root;
     int high_pct, low_pct;   /* eviction watermarks, percent of the store used */
-    uint64_t part_size;      /* bytes per request of a fill; 0: FILL_PART_SIZE */
+    uint64_t part_size;      /* bytes per request of a fill; 0: per file (fill_part_size) */
     struct store_users users;
     pthread_mutex_t lock;    /* guards busy, pins, leases, reservations */
     pthread_cond_t cond;

@@ -92,7 +92,8 @@ def test_kill_9_mid_fill_leaves_nothing_partial_visible_and_resumes(work, big):
     # the copy must still come out byte-identical.
     for journal in (d.store / "tmp").rglob("parts"):
         lines = journal.read_text().splitlines()
-        part_size = int(lines[0].split()[-1])
+        # 0: the default, per file (fill_part_size): 8 MiB for these shards, all under 512 MiB
+        part_size = int(lines[0].split()[-1]) or 8 << 20
         written = {tuple(map(int, line.split()[:2])) for line in lines[1:]}
         for f in journal.parent.iterdir():
             if f.name == "parts":

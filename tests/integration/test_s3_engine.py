@@ -141,6 +141,23 @@ def test_fills_on_a_node_share_one_request_budget(work, s3server, bucket):
         d.stop()
 
 
+def test_a_large_object_is_fetched_in_larger_parts(s3server, bucket, work):
+    """By default a file over 512 MiB takes parts of 16 MiB and more (at most
+    64 of them): half the GETs of 8 MiB parts, for S3's per-prefix rate."""
+    size = (520 << 20) + 4321
+    s3server.s3.put_object(Bucket="models", Key="huge/shard.bin", Body=os.urandom(size))
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=s3server.key, AWS_SECRET_ACCESS_KEY=s3server.secret)
+    ctl = os.path.join(os.environ["WC_BUILD"], "warmcachectl")
+    with FaultProxy(s3server.endpoint, rate=0.0) as fp:
+        r = subprocess.run([ctl, "fill", "s3://models/huge/", str(work / "copy"), "-p", f"endpoint={fp.endpoint}",
+                            "--json"], env=env, capture_output=True, text=True, timeout=300)
+        gets = [h for h in fp.heads if h.startswith("GET /models/huge/shard.bin")]
+    assert r.returncode == 0, r.stderr
+    assert (work / "copy" / "shard.bin").stat().st_size == size
+    assert len(gets) == -(-size // (16 << 20)), len(gets)  # 33, not 66
+    assert served(s3server, bucket, "huge/") == sha256_tree(work / "copy")
+
+
 def test_a_prefix_request_limit_slows_the_fill_and_never_fails_it(s3server, bucket, work):
     """S3's request-rate limit per prefix, played by the proxy at 10 GETs a
     second against 16 connections: the node finds the rate S3 allows (fewer

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "base/fsutil.h"
+#include "cache/fill.h"
 #include "cache/store.h"
 
 struct fake {
@@ -336,6 +337,17 @@ static void leases_and_reservations(void **state)
     store_free(s);
 }
 
+/* S3 counts requests, not bytes: large files take larger parts by default */
+static void large_files_take_larger_parts(void **state)
+{
+    assert_int_equal(fill_part_size(0, 100 << 20), FILL_PART_SIZE);
+    assert_int_equal(fill_part_size(0, 512ull << 20), FILL_PART_SIZE);  /* 64 parts of 8 MiB */
+    assert_int_equal(fill_part_size(0, (512ull << 20) + 1), 16ull << 20);
+    assert_int_equal(fill_part_size(0, 4ull << 30), 64ull << 20);      /* 64 parts */
+    assert_int_equal(fill_part_size(0, 100ull << 30), FILL_PART_MAX);   /* never more */
+    assert_int_equal(fill_part_size(1 << 20, 100ull << 30), 1 << 20);   /* a size given is kept */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -346,6 +358,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(verify_out_of_fds_is_no_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_copy_in_use_stays, setup, teardown),
         cmocka_unit_test_setup_teardown(leases_and_reservations, setup, teardown),
+        cmocka_unit_test(large_files_take_larger_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
