@@ -357,6 +357,7 @@ int s3_req_build(struct s3_client *c, const char *path, const struct s3_req_opts
     const char *query = o->query, *range = o->range, *if_match = o->if_match;
     rq->headers = NULL;
     rq->stall_s = c->stall_s;
+    rq->ca_file = c->ctx->ca_file[0] ? c->ctx->ca_file : NULL;
     int w = snprintf(rq->url, sizeof(rq->url), "%s%s%s%s", c->endpoint, path, query ? "?" : "", query ? query : "");
     if (w < 0 || (size_t)w >= sizeof(rq->url))
         return wc_err(e, -ENAMETOOLONG, "request URL too long");
@@ -442,6 +443,8 @@ void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s, int head)
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L << 10);   /* fewer callbacks and pwrites per GiB */
+    if (rq->ca_file)
+        curl_easy_setopt(h, CURLOPT_CAINFO, rq->ca_file);
     s->n = 0;
     s->written = 0;
     s->io_error = 0;
@@ -460,6 +463,10 @@ int s3_ctx_new(struct s3_ctx **ret)
     pthread_mutex_init(&c->budget_lock, NULL);
     creds_cache_init(&c->creds);
     s3_rates_init(&c->rates);
+    /* the AWS SDKs' variable: a private CA of an S3-compatible endpoint (or of a TLS-inspecting proxy) */
+    const char *ca = getenv("AWS_CA_BUNDLE");
+    if (ca && *ca)
+        snprintf(c->ca_file, sizeof(c->ca_file), "%s", ca);
     *ret = c;
     return 0;
 }
@@ -538,6 +545,12 @@ static int outcome(struct s3_client *c, const char *op, const char *key, CURLcod
     if (cc == CURLE_OPERATION_TIMEDOUT)
         return wc_err(e, -EAGAIN, "%s on s3://%s/%s%s: the transfer from %s stalled (under 1 KiB/s for %lds)", op,
                       c->bucket, c->prefix, k, c->endpoint, c->stall_s);
+    if (cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE)
+        /* a retry will not make the certificate trusted: say so now */
+        return wc_err(e, -EACCES, "%s on s3://%s/%s%s: %s has a TLS certificate this node does not trust (%s)%s; "
+                      "give the plugins the CA that signed it (AWS_CA_BUNDLE, chart value s3CABundle)", op, c->bucket,
+                      c->prefix, k, c->endpoint, curl_easy_strerror(cc),
+                      c->ctx->ca_file[0] ? ", not with the CAs of AWS_CA_BUNDLE either" : "");
     if (cc != CURLE_OK)
         return wc_err(e, -EAGAIN, "%s on s3://%s/%s%s: cannot reach %s: %s", op, c->bucket, c->prefix, k,
                       c->endpoint, curl_easy_strerror(cc));

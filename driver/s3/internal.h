@@ -28,6 +28,7 @@ struct s3_ctx {
     unsigned budget_transfers;     /* running */
     struct creds_cache creds;
     struct s3_rates rates;         /* per prefix, after SlowDown (rate.h) */
+    char ca_file[4096];            /* AWS_CA_BUNDLE: the CAs an https endpoint is checked against; "": the system's */
 };
 
 struct s3_client {
@@ -70,6 +71,7 @@ struct s3_req {
     char url[4096];
     struct curl_slist *headers;
     long stall_s;
+    const char *ca_file;       /* NULL: the system's CAs */
 };
 
 /* What to send besides the path: all optional. */

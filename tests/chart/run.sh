@@ -34,7 +34,8 @@ declare -A sets=(
     --set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.labels.release=kube-prometheus-stack
     --set metrics.podMonitor.enabled=true --set global.imageRegistry=example.com
     --set storageClass.create=true --set storageClass.parameters.source=s3://models/llama/
-    --set storageClass.parameters.prewarm=karpenter.k8s.aws/instance-local-nvme"
+    --set storageClass.parameters.prewarm=karpenter.k8s.aws/instance-local-nvme
+  --set s3CABundle.configMap=minio-ca"
 )
 for name in "${!sets[@]}"; do
   # shellcheck disable=SC2086
@@ -54,7 +55,8 @@ for want in "name: regcred" "serviceAccountName: irsa-controller" "serviceAccoun
             "name: ml-cache-controller" "name: ml-cache-node" "app.kubernetes.io/name: wcache" \
             "priorityClassName: ml-critical" "kind: PodDisruptionBudget" "kind: ServiceMonitor" "kind: PodMonitor" \
             "name: ml-cache-node-metrics" '"--kube-api-qps=50"' '"--v=5"' "cost-center: ai" "release: kube-prometheus-stack" \
-            "prewarm: karpenter.k8s.aws/instance-local-nvme"; do
+            "prewarm: karpenter.k8s.aws/instance-local-nvme" "value: /etc/warmcache/s3-ca/ca.crt" \
+            "configMap: {name: minio-ca}"; do
   grep -qF -- "$want" "$k" || { echo "chart: every-knob: \"$want\" is not rendered"; exit 1; }
 done
 if grep -q "^kind: ServiceAccount" "$k"; then echo "chart: serviceAccount.create=false made one"; exit 1; fi

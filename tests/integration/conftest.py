@@ -216,25 +216,47 @@ def partial_dir_of(store):
     return parts[0] if parts else None
 
 
+def make_ca(d):
+    """A CA of our own and a server certificate for 127.0.0.1 signed by it
+    (openssl): (ca.pem, server.pem, server.key) under d."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+        "-subj", "/CN=warmcache test CA", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+        "-CAcreateserial", "-days", "2", "-extfile", str(d / "san.ext"), "-out", str(d / "server.pem"))
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
 class S3Server:
     """A real S3-compatible server that verifies SigV4 (versitygw, posix
-    backend), on loopback, with its own keys; stopped with the fixture."""
+    backend), on loopback, with its own keys; stopped with the fixture.
+    tls: serve https with a certificate from a CA of our own (self.ca)."""
 
-    def __init__(self, root):
+    def __init__(self, root, tls=False):
         import socket
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.key, self.secret = "wc-test-key", "wc-test-secret-9c1f0e77"
         (root / "gw").mkdir()
         gw = os.environ.get("VERSITYGW", str(Path(__file__).resolve().parents[2] / ".tools" / "bin" / "versitygw"))
+        extra, self.ca = [], None
+        if tls:
+            self.ca, cert, key = make_ca(root / "tls")
+            extra = ["--cert", str(cert), "--key", str(key)]
         self.proc = subprocess.Popen([gw, "--port", f"127.0.0.1:{self.port}", "--access", self.key, "--secret",
-                                      self.secret, "posix", str(root / "gw")],
+                                      self.secret, *extra, "posix", str(root / "gw")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import boto3
         self.s3 = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.key,
-                               aws_secret_access_key=self.secret, region_name="us-east-1")
+                               aws_secret_access_key=self.secret, region_name="us-east-1",
+                               verify=str(self.ca) if self.ca else None)
         for _ in range(100):
             try:
                 self.s3.list_buckets()

@@ -115,3 +115,34 @@ def test_bad_bucket_names_are_refused_up_front(driver):
         with pytest.raises(CtlError) as ei:
             driver.ctl("create", "x", "-p", f"source={src}")
         assert ei.value.code == "INVALID_ARGUMENT" and needle in ei.value.message, ei.value.message
+
+
+def test_an_https_endpoint_with_a_private_ca_needs_that_ca(work, model):
+    """An S3-compatible endpoint on https with a CA of its own (MinIO in the
+    cluster, a TLS-inspecting proxy): refused at once and named while the
+    node does not trust it, served once AWS_CA_BUNDLE gives the CA."""
+    from conftest import Driver, S3Server
+    for sub in ("tls-gw", "untrusting", "trusting"):
+        (work / sub).mkdir()
+    srv = S3Server(work / "tls-gw", tls=True)
+    try:
+        srv.s3.create_bucket(Bucket="models")
+        srv.upload_tree("models", "tiny-llm/", model)
+        d = Driver(work / "untrusting").start()
+        with pytest.raises(CtlError) as ei:
+            d.ctl("create", "m", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={srv.endpoint}",
+                  *srv.secrets())
+        assert ei.value.code == "PERMISSION_DENIED", ei.value
+        assert "TLS certificate this node does not trust" in ei.value.message and "AWS_CA_BUNDLE" in ei.value.message
+        assert d.stop() == 0
+        d = Driver(work / "trusting").start(env={"AWS_CA_BUNDLE": str(srv.ca)})
+        vol = d.ctl("create", "m", "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={srv.endpoint}",
+                    *srv.secrets())
+        f = work / "vol.json"
+        f.write_text(json.dumps(vol))
+        d.ctl("stage", "-f", f, work / "s", *srv.secrets())
+        assert sha256_tree(work / "s") == sha256_tree(model)
+        d.ctl("unstage", "-f", f, work / "s")
+        assert d.stop() == 0
+    finally:
+        srv.stop()

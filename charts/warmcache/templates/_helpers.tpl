@@ -31,3 +31,23 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 imagePullSecrets: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* The S3 endpoint's CA (s3CABundle): env, mount and volume of the plugin containers. */}}
+{{- define "warmcache.caEnv" -}}
+{{- if .Values.s3CABundle.configMap -}}
+- {name: AWS_CA_BUNDLE, value: /etc/warmcache/s3-ca/{{ .Values.s3CABundle.key }}}
+{{- end -}}
+{{- end }}
+
+{{- define "warmcache.caMount" -}}
+{{- if .Values.s3CABundle.configMap -}}
+- {name: s3-ca, mountPath: /etc/warmcache/s3-ca, readOnly: true}
+{{- end -}}
+{{- end }}
+
+{{- define "warmcache.caVolume" -}}
+{{- if .Values.s3CABundle.configMap -}}
+- name: s3-ca
+  configMap: {name: {{ .Values.s3CABundle.configMap }}}
+{{- end -}}
+{{- end }}
