@@ -22,7 +22,6 @@ import argparse
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,16 +29,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from conftest import S3Server  # noqa: E402  (the tests' versitygw: loopback, its own keys)
 from faultproxy import FaultProxy, RequestLimit  # noqa: E402
 
-KEY, SECRET = "wc-fleet-key", "wc-fleet-secret-8e41"
 MIB = 1 << 20
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sha_tree(d):
@@ -50,10 +43,10 @@ def sha_tree(d):
     return out
 
 
-def run_scenario(ctl, endpoint, work, n, stagger_s, node_bps, prefix_rps, truth, content_bytes):
+def run_scenario(ctl, srv, work, n, stagger_s, node_bps, prefix_rps, truth, content_bytes):
     limit = RequestLimit(prefix_rps)
-    proxies = [FaultProxy(endpoint, rate=0.0, limit=limit, node_bytes_per_s=node_bps) for _ in range(n)]
-    env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1")
+    proxies = [FaultProxy(srv.endpoint, rate=0.0, limit=limit, node_bytes_per_s=node_bps) for _ in range(n)]
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=srv.key, AWS_SECRET_ACCESS_KEY=srv.secret, AWS_REGION="us-east-1")
     procs, starts, ends, results = [], [], [None] * n, [None] * n
     try:
         t0 = time.monotonic()
@@ -110,33 +103,20 @@ def main():
     ap.add_argument("--prefix-get-per-s", type=float, default=40)
     ap.add_argument("--stagger", type=float, default=1.0, help="seconds between nodes joining (last scenario)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    ap.add_argument("--label", default="", help="a name for the build in the rows (an older build compared)")
     a = ap.parse_args()
     build = (ROOT / a.build).resolve()
     ctl = build / "warmcachectl"
-    tools_bin = ROOT / ".tools" / "bin"
     work = Path("/tmp/wc-fleetbench")
     subprocess.run(["umount", "-l", str(work)], stderr=subprocess.DEVNULL)
     work.mkdir(exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4g", "tmpfs", str(work)], check=True)
-    gw = None
+    srv = None
     rows = []
     try:
-        port = free_port()
-        endpoint = f"http://127.0.0.1:{port}"
-        (work / "gw").mkdir()
-        gw = subprocess.Popen([str(tools_bin / "versitygw"), "--port", f"127.0.0.1:{port}", "--access", KEY,
-                               "--secret", SECRET, "posix", str(work / "gw")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import boto3
-        from botocore.config import Config
-        s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=KEY, aws_secret_access_key=SECRET,
-                          region_name="us-east-1", config=Config(s3={"addressing_style": "path"}))
-        for _ in range(100):
-            try:
-                s3.create_bucket(Bucket="fleet")
-                break
-            except Exception:
-                time.sleep(0.1)
+        srv = S3Server(work)
+        s3 = srv.s3
+        s3.create_bucket(Bucket="fleet")
         for i in range(a.objects):
             s3.put_object(Bucket="fleet", Key=f"model/shard-{i:02d}.safetensors", Body=os.urandom(16 * MIB))
         s3.put_object(Bucket="fleet", Key="model/config.json", Body=b'{"hidden_size": 4096}\n')
@@ -147,12 +127,13 @@ def main():
                                                                    a.stagger)]
         for n, stagger in scenarios:
             print(f"fleet: {n} nodes, {'joining every %.1f s' % stagger if stagger else 'together'} ...", flush=True)
-            rows.append(run_scenario(ctl, endpoint, work, n, stagger, node_bps, a.prefix_get_per_s, truth, content))
+            rows.append(run_scenario(ctl, srv, work, n, stagger, node_bps, a.prefix_get_per_s, truth, content))
+            if a.label:
+                rows[-1]["build"] = a.label
             print("  " + json.dumps(rows[-1]), flush=True)
     finally:
-        if gw:
-            gw.terminate()
-            gw.wait()
+        if srv:
+            srv.stop()
         subprocess.run(["umount", "-l", str(work)])
     one = next((r for r in rows if r["nodes"] == 1), None)
     print(f"\n{'nodes':>5} {'start':>9} {'all warm s':>10} {'x one node':>10} {'S3 bytes/content':>16} "

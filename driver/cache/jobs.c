@@ -61,8 +61,9 @@ static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
         }
     }
     char buf[8192];
-    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d\n%d\n%s\n%s\n%s\n%s", o->url, rq->pinned ? rq->pinned : "",
-                     rq->follow, rq->narrow, o->endpoint ?: "", o->region ?: "", o->addressing ?: "", who);
+    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d\n%d\n%s\n%s\n%s\n%s\n%s", o->url, rq->pinned ? rq->pinned : "",
+                     rq->follow, rq->narrow, o->endpoint ?: "", o->region ?: "", o->addressing ?: "",
+                     o->within ?: "", who);
     sha256_hex(buf, n > 0 && (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1, out);
 }
 

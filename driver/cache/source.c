@@ -42,7 +42,7 @@ int source_identity(const struct source_spec *spec, char *out, size_t n, struct 
 struct source_spec *source_spec_dup(const struct source_spec *s)
 {
     const char *const in[] = {s->url, s->region, s->endpoint, s->addressing, s->access_key_id,
-                              s->secret_access_key, s->session_token};
+                              s->secret_access_key, s->session_token, s->within};
     size_t need = sizeof(struct source_spec);
     for (size_t i = 0; i < ARRAY_SIZE(in); i++)
         need += in[i] ? strlen(in[i]) + 1 : 0;
@@ -51,7 +51,7 @@ struct source_spec *source_spec_dup(const struct source_spec *s)
         return NULL;
     char *p = (char *)(d + 1);
     const char **out[] = {&d->url, &d->region, &d->endpoint, &d->addressing, &d->access_key_id,
-                          &d->secret_access_key, &d->session_token};
+                          &d->secret_access_key, &d->session_token, &d->within};
     for (size_t i = 0; i < ARRAY_SIZE(in); i++) {
         if (!in[i])
             continue;

@@ -73,6 +73,7 @@ struct source {
     char *url;       /* normalized: scheme://…/ with exactly one trailing slash */
     char *identity;  /* what names the data (the endpoint too, for S3): content ids derive from it */
     char *region, *endpoint, *addressing; /* S3 options, NULL for file://; never secrets */
+    const char *real_path; /* file://: the real path of the directory opened (owned by the source); NULL for s3:// */
     int sorted;      /* list() gives keys in byte order (S3 general purpose buckets) */
 };
 
@@ -98,6 +99,11 @@ struct source_spec {
     const char *url;
     const char *region, *endpoint, *addressing;                     /* S3; NULL: defaults */
     const char *access_key_id, *secret_access_key, *session_token;  /* the volume's Secret; NULL: the node's own */
+    /* file://: prefixes (comma-separated URLs) the directory must lie under
+     * by its real path on this node when a fill opens it: a PVC's source,
+     * kept under its class's pvcSourcePrefixes after CreateVolume looked
+     * (a link on the way changed since must not lead it elsewhere). NULL: none */
+    const char *within;
 };
 
 /* An owned copy in one allocation; source_spec_free wipes the secrets. */

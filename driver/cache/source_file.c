@@ -12,6 +12,7 @@
  * is reported instead of copied half-old, half-new.
  */
 #include "cache/source.h"
+#include "base/fsutil.h"
 #include "base/macros.h"
 #include "base/pathkey.h"
 #include "base/units.h"
@@ -30,7 +31,9 @@
 struct file_source {
     struct source base;
     char *root;      /* as given, no trailing slash */
-    char *root_real; /* realpath(root), for containment checks */
+    int root_fd;     /* the directory opened once, when admitted: listing and reads go from it, not the path */
+    char at[32];     /* "/proc/self/fd/<root_fd>": the directory by its fd, for realpath */
+    char *root_real; /* where root_fd is, for containment checks (base.real_path) */
     unsigned list_timeout_s;
 };
 
@@ -75,7 +78,7 @@ static int resolve_link(struct walk *w, size_t keylen, struct stat *ret_st)
 {
     char path[PATH_MAX], real[PATH_MAX], q[512];
     pathkey_quote(w->key, keylen, q, sizeof(q));
-    if (snprintf(path, sizeof(path), "%s/%s", w->fs->root, w->key) >= (int)sizeof(path))
+    if (snprintf(path, sizeof(path), "%s/%s", w->fs->at, w->key) >= (int)sizeof(path))
         return wc_err(w->e, -ENAMETOOLONG, "source key \"%s\": path too long", q);
     if (!realpath(path, real))
         return wc_err_errno(w->e, -ENOENT, "source key \"%s\" is a symlink that cannot be resolved", q);
@@ -156,12 +159,9 @@ static int file_list(struct source *s, source_object_fn fn, void *ctx, const ato
                      struct wc_error *e)
 {
     struct file_source *fs = (struct file_source *)s;
-    int fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int fd = openat(fs->root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* the directory admitted, not the path again */
     if (fd < 0)
-        return errno == ENOENT || errno == ENOTDIR /* a path to fix: INVALID_ARGUMENT, with the real reason */
-                   ? wc_err(e, -EINVAL, "source %s: cannot open the directory (is the shared file system mounted on "
-                            "this node?): %s", s->url, strerror(errno))
-                   : wc_err_errno(e, -errno, "source %s: cannot open the directory", s->url);
+        return wc_err_errno(e, -errno, "source %s: cannot open the directory", s->url);
     struct walk w = {.fs = fs, .fn = fn, .ctx = ctx, .cancel = cancel, .e = e,
                      .deadline = fs->list_timeout_s ? mono_s() + fs->list_timeout_s : 0};
     return walk_dir(&w, fd, 0, 0);
@@ -226,11 +226,9 @@ static int copy_range(int in, int out, uint64_t off, uint64_t len, const atomic_
 static int open_listed(struct source *s, const struct listing_entry *ent, struct wc_error *e)
 {
     struct file_source *fs = (struct file_source *)s;
-    char path[PATH_MAX], q[512];
+    char q[512];
     pathkey_quote(ent->key, strlen(ent->key), q, sizeof(q));
-    if (snprintf(path, sizeof(path), "%s/%s", fs->root, ent->key) >= (int)sizeof(path))
-        return wc_err(e, -ENAMETOOLONG, "%s%s: path too long", s->url, q);
-    int in = open(path, O_RDONLY | O_CLOEXEC);
+    int in = openat(fs->root_fd, ent->key, O_RDONLY | O_CLOEXEC);
     if (in < 0)
         return wc_err_errno(e, errno == ENOENT ? -ESTALE : -errno, "reading %s%s", s->url, q);
     /* what was opened, not what was listed: a symlink swapped since the
@@ -300,6 +298,8 @@ static int file_transfer(struct source *s, const struct listing *l, struct fill_
 static void file_free(struct source *s)
 {
     struct file_source *fs = (struct file_source *)s;
+    if (fs->root_fd >= 0)
+        close(fs->root_fd);
     free(fs->root);
     free(fs->root_real);
     free(s->url);
@@ -314,6 +314,28 @@ static const struct source_ops file_ops = {
     .free = file_free,
 };
 
+/* real (a directory's real path) under one of the file:// prefixes of list,
+ * each taken by its real path here */
+static int under_within(const char *list, const char *real)
+{
+    char buf[2048];
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        if (strncmp(t, "file://", 7) != 0)
+            continue;
+        char prefix[PATH_MAX];
+        fs_real_as_far(t + 7, prefix, sizeof(prefix));
+        size_t n = strlen(prefix);
+        while (n > 1 && (prefix[n - 1] == '/' || prefix[n - 1] == ' '))
+            prefix[--n] = '\0';
+        if (streq(prefix, "/") || (strncmp(real, prefix, n) == 0 && (real[n] == '\0' || real[n] == '/')))
+            return 1;
+    }
+    return 0;
+}
+
 int source_file_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
                      struct wc_error *e)
 {
@@ -323,6 +345,7 @@ int source_file_open(const struct source_spec *spec, const struct source_tuning 
     if (!fs)
         return -ENOMEM;
     fs->base.ops = &file_ops;
+    fs->root_fd = -1;
     fs->list_timeout_s = t ? t->list_timeout_s : 0;
     fs->root = strdup(url + 7);
     if (!fs->root) {
@@ -332,12 +355,29 @@ int source_file_open(const struct source_spec *spec, const struct source_tuning 
     size_t n = strlen(fs->root);
     while (n > 1 && fs->root[n - 1] == '/')
         fs->root[--n] = '\0';
-    char real[PATH_MAX];
-    if (!realpath(fs->root, real)) {
-        r = errno == ENOENT || errno == ENOTDIR
+    /* opened once: what is judged below is what the fill reads, whatever
+     * happens to the path afterwards */
+    if ((fs->root_fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        r = errno == ENOENT || errno == ENOTDIR /* a path to fix: INVALID_ARGUMENT, with the real reason */
                 ? wc_err(e, -EINVAL, "source %s: the directory is not there (is the shared file system mounted on "
                          "this node?): %s", url, strerror(errno))
-                : wc_err_errno(e, -errno, "source %s: cannot resolve the directory", url);
+                : wc_err_errno(e, -errno, "source %s: cannot open the directory", url);
+        file_free(&fs->base);
+        return r;
+    }
+    snprintf(fs->at, sizeof(fs->at), "/proc/self/fd/%d", fs->root_fd);
+    char real[PATH_MAX];
+    ssize_t rl = readlink(fs->at, real, sizeof(real) - 1);
+    if (rl <= 0) {
+        r = wc_err_errno(e, -errno, "source %s: cannot tell where the directory is", url);
+        file_free(&fs->base);
+        return r;
+    }
+    real[rl] = '\0';
+    if (spec->within && !under_within(spec->within, real)) {
+        r = wc_err(e, -EPERM, "source %.200s leads to %.200s, which is under none of %.300s, where the StorageClass "
+                   "keeps a PVC's source (pvcSourcePrefixes): a directory or link on the way changed since the "
+                   "volume was created", url, real, spec->within);
         file_free(&fs->base);
         return r;
     }
@@ -350,6 +390,7 @@ int source_file_open(const struct source_spec *spec, const struct source_tuning 
         }
     }
     fs->root_real = strdup(real);
+    fs->base.real_path = fs->root_real;
     if (asprintf(&fs->base.url, "file://%s/", streq(fs->root, "/") ? "" : fs->root) < 0)
         fs->base.url = NULL;
     fs->base.identity = fs->base.url ? strdup(fs->base.url) : NULL;

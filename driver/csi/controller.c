@@ -70,8 +70,8 @@ static int capacity_fits(int64_t cap, const Csi__V1__CapacityRange *range)
 }
 
 static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req, const struct volume_params *p,
-                      const char *volid, const char *fingerprint, const atomic_int *cancel, json_t **ret_rec,
-                      struct wc_error *e)
+                      const char *within, const char *volid, const char *fingerprint, const atomic_int *cancel,
+                      json_t **ret_rec, struct wc_error *e)
 {
     void *const *sec = (void *const *)req->secrets;
     struct source_use use = {.spec = &p->src, .allow_plain_http = p->allow_plain_http,
@@ -127,6 +127,8 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
         json_object_set_new(ctx, CTX_ENDPOINT, json_string(p->src.endpoint));
     if (p->src.addressing)
         json_object_set_new(ctx, CTX_ADDRESSING, json_string(p->src.addressing));
+    if (within)
+        json_object_set_new(ctx, CTX_WITHIN, json_string(within));
     if (p->prewarm)
         json_object_set_new(ctx, CTX_PREWARM, json_string(p->prewarm));
     if (p->allow_plain_http)
@@ -211,6 +213,8 @@ int controller_create_volume(void *ctx, const ProtobufCMessage *req, ProtobufCMe
     _cleanup_free_ struct kv *merged = NULL;
     if ((r = pvc_overrides(c, &p, kv, &nkv, &merged, &pvc, e)) < 0)
         return r;
+    /* the class's, kept: a PVC's own file:// source stays under them on the node too */
+    const char *class_src = p.src.url, *within = p.pvc_source_prefixes ? p.pvc_source_prefixes : p.src.url;
     if (merged) {
         /* the class alone parsed: an error now is the PVC's annotation, and says so */
         json_t *meta = json_object_get(pvc, "metadata");
@@ -221,6 +225,8 @@ int controller_create_volume(void *ctx, const ProtobufCMessage *req, ProtobufCMe
         if ((r = params_parse_from(merged, nkv, where, &p, e)) < 0)
             return r;
     }
+    if (!merged || streq(p.src.url, class_src) || strncmp(p.src.url, "file://", 7) != 0)
+        within = NULL;
     const struct kv *eff = merged ? merged : kv;
     char volid[VOLID_LEN + 1], fp[SHA256_HEX_LEN + 1];
     volid_from_name(q->name, volid);
@@ -238,7 +244,7 @@ int controller_create_volume(void *ctx, const ProtobufCMessage *req, ProtobufCMe
             r = wc_err(e, -EEXIST, "volume %s already exists with capacity %" PRId64 " bytes, outside the "
                        "requested range", q->name, cap);
     } else {
-        r = create_new(c, q, &p, volid, fp, rpc_call_cancelled(call), &rec, e);
+        r = create_new(c, q, &p, within, volid, fp, rpc_call_cancelled(call), &rec, e);
     }
     vlocks_release(&c->locks, volid);
     if (r == 0) {

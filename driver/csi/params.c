@@ -218,6 +218,8 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
             r = parse_u64(k, v, &c.scratch_bytes, e);
         } else if (streq(k, CTX_BYTES)) {
             r = parse_u64(k, v, &c.bytes, e);
+        } else if (streq(k, CTX_WITHIN)) {
+            c.src.within = v;
         } else if ((r = parse_s3_key("volume attribute ", k, v, &c.src, e)) <= 0) {
             /* an S3 key, parsed or refused */
         } else if (param_key_is_kubernetes(k)) {
@@ -235,8 +237,9 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
                 c.pod_uid = v;
         } else if (!param_key_is_kubernetes(k)) {
             return wc_err(e, -EINVAL, "unknown volume attribute \"%.100s\"; warmcache knows: %s, %s, %s, %s, %s, "
-                          "%s, %s, %s, %s, %s, %s", k, CTX_SOURCE, CTX_POLICY, CTX_DIGEST, CTX_OBJECTS, CTX_BYTES,
-                          CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING, CTX_PREWARM, CTX_PLAIN_HTTP, CTX_SCRATCH);
+                          "%s, %s, %s, %s, %s, %s, %s", k, CTX_SOURCE, CTX_POLICY, CTX_DIGEST, CTX_OBJECTS, CTX_BYTES,
+                          CTX_REGION, CTX_ENDPOINT, CTX_ADDRESSING, CTX_PREWARM, CTX_PLAIN_HTTP, CTX_SCRATCH,
+                          CTX_WITHIN);
         } else {
             r = 0;
         }

@@ -48,6 +48,8 @@ int params_parse_from(const struct kv *kv, size_t n, const char *where, struct v
 #define CTX_ADDRESSING "addressingStyle"
 #define CTX_PREWARM "prewarm"
 #define CTX_PLAIN_HTTP "allowPlainHTTP"
+/* a PVC's own file:// source: the class's prefixes it must stay under (source_spec.within) */
+#define CTX_WITHIN "sourceWithin"
 #define CTX_SCRATCH "scratchBytes"
 /* StorageClass parameters that stay with the controller */
 #define PARAM_SCRATCH "scratchSize"

@@ -24,11 +24,15 @@ struct obs_http {
     pthread_mutex_t lock;
     pthread_cond_t idle;
     int active;                 /* connection threads running; under lock */
+    /* their sockets and start times, under lock; fd -1: free. Twice the
+     * cap: a connection past HTTP_CONNECTIONS cuts the oldest short */
+    struct { int fd, cut; double t; } live[2 * HTTP_CONNECTIONS];
 };
 
 struct conn {
     struct obs_http *m;
     int fd;                     /* non-blocking */
+    int slot;                   /* in m->live */
     double deadline;            /* mono_s() */
 };
 
@@ -115,41 +119,74 @@ static void *conn_main(void *arg)
     struct conn *c = arg;
     struct obs_http *m = c->m;
     serve_one(m, c);
-    close(c->fd);
-    free(c);
     pthread_mutex_lock(&m->lock);
+    m->live[c->slot].fd = -1; /* before the close: nobody cuts a number reused */
     m->active--;
     pthread_cond_broadcast(&m->idle);
     pthread_mutex_unlock(&m->lock);
+    close(c->fd);
+    free(c);
     return NULL;
 }
 
-/* One thread per connection, up to HTTP_CONNECTIONS; beyond that the
- * connection is closed unanswered (the client tries again). */
+/* A thread per connection. With HTTP_CONNECTIONS running, a new one cuts
+ * the oldest short (shutdown: its thread ends at once), so clients that hold
+ * their connections cannot keep a probe out; only a flood of new ones past
+ * twice that is closed unanswered. Under m->lock; -1: no room. */
+static int take_slot_locked(struct obs_http *m)
+{
+    int running = 0, oldest = -1, free_slot = -1;
+    for (int i = 0; i < (int)ARRAY_SIZE(m->live); i++) {
+        if (m->live[i].fd < 0) {
+            if (free_slot < 0)
+                free_slot = i;
+            continue;
+        }
+        if (!m->live[i].cut) {
+            running++;
+            if (oldest < 0 || m->live[i].t < m->live[oldest].t)
+                oldest = i;
+        }
+    }
+    if (free_slot < 0)
+        return -1;
+    if (running >= HTTP_CONNECTIONS && oldest >= 0) {
+        shutdown(m->live[oldest].fd, SHUT_RDWR);
+        m->live[oldest].cut = 1;
+    }
+    return free_slot;
+}
+
 static void start_conn(struct obs_http *m, int fd)
 {
     struct conn *c = malloc(sizeof(*c));
+    double now = mono_s();
     pthread_mutex_lock(&m->lock);
-    int room = m->active < HTTP_CONNECTIONS;
-    if (room && c)
+    int slot = c ? take_slot_locked(m) : -1;
+    if (slot >= 0) {
+        m->live[slot].fd = fd;
+        m->live[slot].cut = 0;
+        m->live[slot].t = now;
         m->active++;
+    }
     pthread_mutex_unlock(&m->lock);
-    if (!room || !c) {
+    if (slot < 0) {
         free(c);
         close(fd);
         return;
     }
-    *c = (struct conn){m, fd, mono_s() + HTTP_DEADLINE_S};
+    *c = (struct conn){m, fd, slot, now + HTTP_DEADLINE_S};
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t t;
     if (pthread_create(&t, &attr, conn_main, c) != 0) {
-        close(fd);
-        free(c);
         pthread_mutex_lock(&m->lock);
+        m->live[slot].fd = -1;
         m->active--;
         pthread_mutex_unlock(&m->lock);
+        close(fd);
+        free(c);
     }
     pthread_attr_destroy(&attr);
 }
@@ -197,6 +234,8 @@ int obs_http_start(const char *addr, const struct obs_registry *reg, int (*healt
     m->healthy = healthy;
     m->ctx = ctx;
     m->wake[0] = m->wake[1] = -1;
+    for (size_t i = 0; i < ARRAY_SIZE(m->live); i++)
+        m->live[i].fd = -1;
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->idle, NULL);
     m->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);

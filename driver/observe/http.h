@@ -2,10 +2,11 @@
  * The plugins' own HTTP port (--metrics-address): GET /metrics answers the
  * registry's exposition text, GET /healthz 200 while healthy() says so (what
  * kubelet's liveness probe asks when the livenessprobe sidecar is not used),
- * anything else 404. A thread per connection, at most HTTP_CONNECTIONS at
- * once (more are closed at once), each with HTTP_DEADLINE_S for the whole
- * exchange: a client that trickles its request or never reads the answer
- * cannot hold the port, nor keep the liveness probe from its answer.
+ * anything else 404. A thread per connection, each with HTTP_DEADLINE_S for
+ * the whole exchange; past HTTP_CONNECTIONS at once a new connection cuts
+ * the oldest short. A client that trickles its request or never reads the
+ * answer cannot hold the port, nor keep the liveness probe from its answer;
+ * only a flood of new connections (twice that many at once) can.
  * More: docs/internals/observe.md.
  */
 #pragma once

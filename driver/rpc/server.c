@@ -41,6 +41,8 @@
  * slots of their own, so calls waiting on fills never make the liveness
  * probe fail (kubelet would restart the plugin and kill every waiting call). */
 #define IDENTITY_CALLS 16
+/* kubelet's registration calls (GetInfo, NotifyRegistrationStatus), on their socket */
+#define REGISTRATION_CALLS 4
 
 enum tag_kind { TAG_NEW, TAG_RECV, TAG_CLOSE, TAG_SEND, TAG_SHUTDOWN };
 
@@ -66,6 +68,7 @@ struct server {
     const struct rpc_server_config *cfg;
     atomic_int in_handlers;      /* calls in handlers, bounded by max_calls */
     atomic_int in_identity;      /* Identity calls, bounded on their own (IDENTITY_CALLS) */
+    atomic_int in_registration;  /* ... and registration calls (REGISTRATION_CALLS) */
     atomic_int live_calls;
     atomic_int shutting_down;
     struct tag shutdown_tag[LISTENERS];
@@ -83,7 +86,7 @@ struct rpc_call {
     grpc_byte_buffer *response;
     grpc_slice status_details;
     int close_cancelled;
-    int identity;                /* counted in in_identity */
+    int identity;                /* counted in in_identity (or in_registration, on that socket) */
     int listener;                /* LISTEN_*: which socket it came on */
     atomic_int cancelled;
     atomic_int refs;
@@ -233,6 +236,16 @@ static void wipe_request(grpc_byte_buffer *bb)
     }
 }
 
+/* Which calls a call competes with for a slot: those answered from memory
+ * (Identity; registration, on its own socket) never wait behind fills. */
+static atomic_int *slots_of(struct server *srv, const struct rpc_call *c, int *ret_cap)
+{
+    int cap = c->listener == LISTEN_ALSO ? REGISTRATION_CALLS : c->identity ? IDENTITY_CALLS : srv->cfg->max_calls;
+    if (ret_cap)
+        *ret_cap = cap;
+    return c->listener == LISTEN_ALSO ? &srv->in_registration : c->identity ? &srv->in_identity : &srv->in_handlers;
+}
+
 /* Each socket its own methods: the registration socket only
  * cfg->also_methods, the CSI socket everything but those. */
 static int served_on(const struct server *srv, const struct rpc_call *c)
@@ -247,7 +260,7 @@ static void *worker(void *arg)
     struct rpc_call *c = arg;
     struct server *srv = c->srv;
     /* the call may be freed once its reply is sent: its slot is known now */
-    atomic_int *slots = c->identity ? &srv->in_identity : &srv->in_handlers;
+    atomic_int *slots = slots_of(srv, c, NULL);
     const struct route *rt = find_route(srv, served_on(srv, c) ? c->method : NULL);
     ProtobufCMessage *req = NULL, *resp = NULL;
     struct wc_error e;
@@ -334,9 +347,10 @@ static void on_recv(struct rpc_call *c, int ok)
         return;
     }
     /* answered from memory: slots of their own */
-    c->identity = strncmp(c->method, "/csi.v1.Identity/", 17) == 0 || c->listener == LISTEN_ALSO;
-    atomic_int *slots = c->identity ? &srv->in_identity : &srv->in_handlers;
-    if (atomic_fetch_add(slots, 1) >= (c->identity ? IDENTITY_CALLS : srv->cfg->max_calls)) {
+    c->identity = strncmp(c->method, "/csi.v1.Identity/", 17) == 0;
+    int cap;
+    atomic_int *slots = slots_of(srv, c, &cap);
+    if (atomic_fetch_add(slots, 1) >= cap) {
         atomic_fetch_sub(slots, 1);
         log_call(c, NULL, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many calls in progress");
         send_reply(c, GRPC_STATUS_RESOURCE_EXHAUSTED, "too many calls in progress; try again", NULL);

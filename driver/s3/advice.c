@@ -91,6 +91,11 @@ static enum fault classify(const struct s3_error_info *ei)
     return FAULT_OTHER;
 }
 
+int s3_error_throttled(const struct s3_error_info *ei)
+{
+    return classify(ei) == FAULT_SLOW_DOWN || streq(ei->code, "ServiceUnavailable");
+}
+
 int s3_error_errno(const struct s3_error_info *ei)
 {
     switch (classify(ei)) {

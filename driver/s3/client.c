@@ -303,12 +303,14 @@ static size_t on_header(char *data, size_t sz, size_t nm, void *ud)
 }
 
 /* What S3 said, as an errno and a message that says what to check (xml.c). */
-static int s3_failure(struct s3_client *c, const char *op, const char *key, const struct sink *s,
+static int s3_failure(struct s3_client *c, const char *op, const char *key, struct sink *s,
                       struct wc_error *e)
 {
     struct s3_error_info ei;
     char full[PATHKEY_MAX * 2 + 2], msg[WC_ERROR_MSG_MAX];
     s3_parse_error(s->buf, s->n, s->status, &ei);
+    /* a HEAD's 503 has no body to say SlowDown in: S3's own; a page is a proxy's */
+    s->throttled = s3_error_throttled(&ei) || (s->status == 503 && s->n == 0);
     snprintf(full, sizeof(full), "%s%s", c->prefix, key ? key : "");
     int r = s3_error_message(&ei, op, c->bucket, full, msg, sizeof(msg));
     return wc_err(e, r, "%s", msg);
@@ -449,6 +451,7 @@ void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s, int head)
     s->written = 0;
     s->io_error = 0;
     s->status = 0;
+    s->throttled = 0;
     s->cks = (struct cksum){0};
 }
 
@@ -506,7 +509,7 @@ static int count(struct s3_client *c, int r, const struct sink *s)
     enum s3_error_kind k = S3_ERR_OTHER;
     if (r == 0)
         return 0;
-    if (s->status == 503 || s->status == 429) /* SlowDown; TooManyRequests from S3-compatible servers */
+    if (s->throttled) /* S3 said slow down, not a load balancer's 503 */
         k = S3_ERR_THROTTLED;
     else if (s->status >= 500)
         k = S3_ERR_SERVER;

@@ -37,6 +37,10 @@ int s3_parse_error(const char *body, size_t len, long http_status, struct s3_err
  * object: a person must fix the source), -ESTALE (object deleted, replaced or
  * shortened since the listing), -EAGAIN (SlowDown, 5xx: retry), -EOPNOTSUPP
  * (the endpoint lacks the API), -ENOENT (a bare 404), else -EIO. */
+/* 1 when S3 asked to slow down: SlowDown, TooManyRequests, ServiceUnavailable
+ * ("reduce your request rate") or a 429; not a 503 page without an S3 error
+ * (a load balancer's), which is an outage, not a rate. */
+int s3_error_throttled(const struct s3_error_info *ei);
 int s3_error_errno(const struct s3_error_info *ei);
 
 /* One line for kubectl describe: "<Code>: <op> on s3://bucket/key <what

@@ -62,6 +62,7 @@ struct sink {
     const atomic_int *cancel;
     int io_error;
     long status;
+    int throttled;               /* the error said slow down (s3_error_throttled) */
     struct cksum cks;            /* x-amz-checksum-* of the response, if it carried one */
     uint64_t *crc64;             /* if set: CRC64NVME state of the object bytes received */
 };

@@ -37,24 +37,24 @@ struct s3_rate *s3_rate_get(struct s3_rates *t, const char *key)
         r->next = t->list;
         t->list = r;
     }
-    if (r)
+    if (r) {
+        pthread_mutex_lock(&r->lock);
         r->refs++;
+        pthread_mutex_unlock(&r->lock);
+    }
     pthread_mutex_unlock(&t->lock);
     return r;
 }
 
-/* A prefix no fill uses goes once it has no limit: a limit outlives its
- * fills (the next fill of the same prefix starts where S3 left the node). */
-void s3_rate_put(struct s3_rates *t, struct s3_rate *r)
+/* A prefix no fill uses goes once it has no limit, or its limit has been
+ * calm for RATE_CALM_S: a limit outlives its fills for a while (the next
+ * fill of the prefix starts where S3 left the node), not for ever. */
+static void prune_locked(struct s3_rates *t, double now)
 {
-    if (!r)
-        return;
-    pthread_mutex_lock(&t->lock);
-    r->refs--;
     for (struct s3_rate **p = &t->list; *p;) {
         struct s3_rate *x = *p;
         pthread_mutex_lock(&x->lock);
-        int drop = x->refs == 0 && x->limit == 0;
+        int drop = x->refs == 0 && (x->limit == 0 || now - x->last_throttle > RATE_CALM_S);
         unsigned long cuts = x->cuts;
         pthread_mutex_unlock(&x->lock);
         if (!drop) {
@@ -66,6 +66,17 @@ void s3_rate_put(struct s3_rates *t, struct s3_rate *r)
         pthread_mutex_destroy(&x->lock);
         free(x);
     }
+}
+
+void s3_rate_put(struct s3_rates *t, struct s3_rate *r, double now)
+{
+    if (!r)
+        return;
+    pthread_mutex_lock(&t->lock);
+    pthread_mutex_lock(&r->lock);
+    r->refs--;
+    pthread_mutex_unlock(&r->lock);
+    prune_locked(t, now);
     pthread_mutex_unlock(&t->lock);
 }
 
@@ -95,6 +106,8 @@ double s3_rate_take(struct s3_rate *r, double now)
     if (!r)
         return 0;
     pthread_mutex_lock(&r->lock);
+    if (now < r->refilled)
+        now = r->refilled; /* another thread's later clock reading came first */
     tick_locked(r, now);
     double wait = 0;
     if (r->limit > 0) {
@@ -182,9 +195,10 @@ void s3_rates_collect(struct s3_rates *t, struct obs_text *o)
 {
     unsigned limited = 0;
     double limits = 0, rate = 0;
-    unsigned long cuts = atomic_load(&t->cuts);
     double now = mono_s();
     pthread_mutex_lock(&t->lock);
+    prune_locked(t, now);
+    unsigned long cuts = atomic_load(&t->cuts); /* under the lock: a pruned entry's cuts move there */
     for (struct s3_rate *r = t->list; r; r = r->next) {
         pthread_mutex_lock(&r->lock);
         tick_locked(r, now);

@@ -10,7 +10,8 @@
  * second), at most one cut every RATE_CUT_S (the SlowDowns of one burst are
  * one signal); then, each second without one, a tenth of the rate it was
  * cut from more; dropped once the node has sent well below it for
- * RATE_CALM_S. Requests past the limit wait their turn (a token bucket):
+ * RATE_CALM_S, or no fill has used it for that long since the last
+ * SlowDown. Requests past the limit wait their turn (a token bucket):
  * they are never sent to be refused.
  * Internal to the S3 layer.
  */
@@ -28,7 +29,7 @@ struct obs_text;
 struct s3_rate {
     struct s3_rate *next;
     char key[512];             /* endpoint/bucket/prefix */
-    int refs;                  /* transfers using it; under the table lock */
+    int refs;                  /* transfers using it; changed under the table lock */
     pthread_mutex_t lock;      /* the rest */
     double limit;              /* requests a second; 0: none */
     double grow;               /* added to limit per calm second */
@@ -50,7 +51,8 @@ void s3_rates_init(struct s3_rates *t);
 void s3_rates_fini(struct s3_rates *t);
 /* The limit for key, made on first use; NULL only when out of memory (no limit then). */
 struct s3_rate *s3_rate_get(struct s3_rates *t, const char *key);
-void s3_rate_put(struct s3_rates *t, struct s3_rate *r);
+/* Done with it (now: mono_s()); an unused limit calm for RATE_CALM_S goes. */
+void s3_rate_put(struct s3_rates *t, struct s3_rate *r, double now);
 
 /* 0: send now (counted); else the seconds until the next request may go. */
 double s3_rate_take(struct s3_rate *r, double now);

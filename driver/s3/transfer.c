@@ -245,7 +245,7 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
     t->part(t->ctx, sl->part, &p);
     int r = s3_outcome(g->c, "s3:GetObject", p.key, cc, &sl->sink, e);
     double now = mono_s();
-    int throttled = sl->sink.status == 503 || sl->sink.status == 429;
+    int throttled = sl->sink.throttled;
     if (throttled)
         s3_rate_throttled(g->sh->rate, now);
     else if (r == 0)
@@ -332,13 +332,20 @@ static int run(struct engine *g, struct wc_error *e)
             if (r < 0)
                 return r;
         }
-        /* sleep until there is I/O, or the next retry is due, or 100 ms */
+        /* sleep until there is I/O, or the next retry is due, or 100 ms; a
+         * free slot with work for it goes at once, unless the prefix's rate
+         * (paced) or the node's budget (starved: tokens come back as other
+         * fills' requests end) holds it back */
         double wait = 0.1;
         for (unsigned k = 0; k < g->nretry; k++)
             if (g->retry[k].due - now < wait)
                 wait = g->retry[k].due - now;
-        if (g->active < g->nslots && more_parts(g)) /* budget tokens come back as other fills' requests end */
-            wait = paced > 0 ? (paced < wait ? paced : wait) : starved ? 0.02 : 0;
+        if (wait < 0)
+            wait = 0;
+        if (g->active < g->nslots && (paced > 0 || starved))
+            wait = paced > 0 ? (paced < 0.1 ? paced : 0.1) : 0.02;
+        else if (g->active < g->nslots && more_parts(g))
+            wait = 0;
         if (wait > 0)
             curl_multi_poll(g->m, NULL, 0, (int)(wait * 1000) + 1, NULL);
     }
@@ -440,7 +447,7 @@ int s3_transfer_run(struct s3_client *c, const struct s3_transfer *t, struct wc_
     for (unsigned k = 1; k < started; k++)
         pthread_join(tids[k], NULL);
     budget_join(c->ctx, -1);
-    s3_rate_put(&c->ctx->rates, sh.rate);
+    s3_rate_put(&c->ctx->rates, sh.rate, mono_s());
     int r = sh.err;
     if (r < 0)
         *e = sh.e;

@@ -86,6 +86,10 @@ class Cluster:
         self.containerd_sock = self.work / "containerd" / "containerd.sock"
         self.host_before = host_state()
         self.run_containerd_was_there = Path("/run/containerd").exists()  # the shims' sockets go there
+        # kubelet writes /var/lib/kubelet/device-plugins (a path it does not let
+        # us move) and its pki there: a directory of ours is bound over it in
+        # kubelet's own mount namespace, the empty mount point made only if absent
+        self.var_lib_kubelet_was_there = Path("/var/lib/kubelet").exists()
         try:
             self._share_work()
             self._control_plane()
@@ -237,6 +241,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
                         (ctrl / self.cgroup_root / f).write_text((ctrl / f).read_text())
         (self.work / "kubelet-plugins").mkdir()
         self.kubelet_dir.mkdir()
+        (self.work / "var-lib-kubelet").mkdir()
+        Path("/var/lib/kubelet").mkdir(parents=True, exist_ok=True)
+        binds.append(f"mount --bind {self.work / 'var-lib-kubelet'} /var/lib/kubelet")
         config = self.work / "kubelet.yaml"
         config.write_text(json.dumps({
             "apiVersion": "kubelet.config.k8s.io/v1beta1", "kind": "KubeletConfiguration",
@@ -324,6 +331,11 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
             subprocess.run(["umount", "-l", m], check=False, capture_output=True)
         if not self.run_containerd_was_there and Path("/run/containerd").exists():
             subprocess.run(["find", "/run/containerd", "-depth", "-type", "d", "-empty", "-delete"], check=False)
+        if not self.var_lib_kubelet_was_there:
+            try:
+                Path("/var/lib/kubelet").rmdir()
+            except OSError:
+                pass
         for ctrl in Path("/sys/fs/cgroup").iterdir():
             top = ctrl / self.cgroup_root
             if top.is_dir():
@@ -344,6 +356,8 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
         left += [f"cgroup {c}" for c in Path("/sys/fs/cgroup").glob(f"*/{self.cgroup_root}")]
         if not self.run_containerd_was_there and Path("/run/containerd").exists():
             left.append(f"/run/containerd: {[str(p) for p in Path('/run/containerd').rglob('*')]}")
+        if not self.var_lib_kubelet_was_there and Path("/var/lib/kubelet").exists():
+            left.append(f"/var/lib/kubelet: {[str(p) for p in Path('/var/lib/kubelet').rglob('*')]}")
         now = host_state()
         left += [f"{k} was {v!r}, is {now.get(k)!r}" for k, v in self.host_before.items() if now.get(k) != v]
         shims = subprocess.run(["pgrep", "-f", str(self.containerd_sock)], capture_output=True, text=True).stdout

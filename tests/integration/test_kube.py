@@ -150,6 +150,49 @@ def test_pvc_annotations_override_only_what_the_class_allows(work, kube, s3serve
         assert d.stop() == 0
 
 
+def test_a_pvc_file_source_stays_under_its_class_prefixes_on_the_node(work, kube):
+    """A PVC names its own file:// source under the class's pvcSourcePrefixes
+    through a link it controls; CreateVolume judges where the link leads then,
+    and the node judges it again when it fills: a link pointed at another
+    team's directory after CreateVolume gets nothing."""
+    fsx = work / "fsx"
+    for d in ("team-a/own", "team-b"):
+        (fsx / d).mkdir(parents=True)
+    (fsx / "team-a/own/weights.bin").write_bytes(b"mine" * 1000)
+    (fsx / "team-b/salaries.csv").write_bytes(b"secret")
+    (fsx / "team-a/link").symlink_to(fsx / "team-a/own")
+    ns = "team-a"
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
+    kube.apply({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "mine", "namespace": ns,
+                             "annotations": {"warmcache.csi.dev/source": f"file://{fsx}/team-a/link/"}},
+                "spec": {"accessModes": ["ReadOnlyMany"], "resources": {"requests": {"storage": "1Gi"}}}})
+    d = Driver(work)
+    d.start(*kube.plugin_flags("controller"))
+    try:
+        vol = d.ctl("create", "pvc-mine", "-p", f"source=file://{fsx}/team-a/", "-p", "pvcOverrides=source",
+                    "-p", "sourceChangePolicy=Follow",
+                    "-p", "csi.storage.k8s.io/pvc/name=mine", "-p", f"csi.storage.k8s.io/pvc/namespace={ns}")
+        ctx = vol["volume"]["volume_context"]
+        assert ctx["source"] == f"file://{fsx}/team-a/link/" and ctx["sourceWithin"] == f"file://{fsx}/team-a/"
+        (fsx / "team-a/link").unlink()
+        (fsx / "team-a/link").symlink_to(fsx / "team-b")
+        f = work / "vol.json"
+        f.write_text(json.dumps(vol))
+        with pytest.raises(CtlError) as ei:
+            d.ctl("stage", "-f", f, work / "s")
+        assert ei.value.code == "PERMISSION_DENIED", ei.value
+        assert "pvcSourcePrefixes" in ei.value.message and "team-b" in ei.value.message
+        assert not (work / "s").exists() or not any((work / "s").iterdir())
+        (fsx / "team-a/link").unlink()
+        (fsx / "team-a/link").symlink_to(fsx / "team-a/own")
+        d.ctl("stage", "-f", f, work / "s")
+        assert (work / "s" / "weights.bin").read_bytes() == b"mine" * 1000
+        d.ctl("unstage", "-f", f, work / "s")
+    finally:
+        assert d.stop() == 0
+
+
 def test_prewarm_fills_before_any_stage_on_matching_nodes_only(work, kube, s3server, bucket, model):
     s3server.s3.put_object(Bucket="models", Key="elsewhere/config.json", Body=b"{}")
     kube.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": {"gpu": "h100"}}})

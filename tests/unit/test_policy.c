@@ -164,6 +164,63 @@ static void a_source_swapped_after_the_check_is_judged_where_it_leads(void **sta
     policy_fini(&p);
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static int collect(void *ctx, const char *key, size_t len, uint64_t size, const char *etag)
+{
+    char *seen = ctx;
+    strncat(seen, key, len);
+    strcat(seen, " ");
+    return 0;
+}
+
+/* Once opened and judged, a source is read from the directory opened: a
+ * swap of the path afterwards changes nothing the fill lists or reads. And a
+ * PVC's own source (within: its class's prefixes) must still lie under them
+ * by its real path on this node. */
+static void a_source_is_read_from_the_directory_judged(void **state)
+{
+    char dir[PATH_MAX + 32], moved[PATH_MAX + 32], other[PATH_MAX + 32], f[PATH_MAX + 64], url[PATH_MAX + 64];
+    snprintf(dir, sizeof(dir), "%s/fsx/models/team", root);
+    snprintf(moved, sizeof(moved), "%s/fsx/models/team-was", root);
+    snprintf(other, sizeof(other), "%s/fsx/payroll", root);
+    assert_int_equal(fs_mkdir_p(dir, 0755), 0);
+    assert_int_equal(fs_mkdir_p(other, 0755), 0);
+    snprintf(f, sizeof(f), "%s/weights.bin", dir);
+    write_file(f, "weights\n");
+    snprintf(f, sizeof(f), "%s/salaries.csv", other);
+    write_file(f, "secret\n");
+    snprintf(url, sizeof(url), "file://%s/", dir);
+    struct source_spec spec = {.url = url};
+    struct source *s = NULL;
+    assert_int_equal(source_file_open(&spec, &(struct source_tuning){0}, &s, &e), 0);
+    assert_int_equal(rename(dir, moved), 0);
+    assert_int_equal(symlink(other, dir), 0);
+    char seen[4096] = "";
+    assert_int_equal(s->ops->list(s, collect, seen, NULL, &e), 0);
+    assert_string_equal(seen, "weights.bin ");
+    source_free(s);
+
+    /* within: the class's prefixes, judged where the source leads now */
+    char within[PATH_MAX + 64];
+    snprintf(within, sizeof(within), "s3://models/, file://%s/fsx/models", root);
+    spec.within = within;
+    wc_error_clear(&e);
+    assert_int_equal(source_file_open(&spec, &(struct source_tuning){0}, &s, &e), -EPERM);
+    assert_non_null(strstr(e.msg, "pvcSourcePrefixes"));
+    assert_non_null(strstr(e.msg, "/fsx/payroll"));
+    assert_int_equal(unlink(dir), 0);
+    assert_int_equal(rename(moved, dir), 0);
+    assert_int_equal(source_file_open(&spec, &(struct source_tuning){0}, &s, &e), 0);
+    source_free(s);
+}
+
 static void bad_prefixes_are_refused(void **state)
 {
     struct source_policy p;
@@ -180,6 +237,7 @@ int main(void)
         cmocka_unit_test(credentials_never_cross_plain_http_unless_allowed),
         cmocka_unit_test(bad_prefixes_are_refused),
         cmocka_unit_test_setup_teardown(a_source_swapped_after_the_check_is_judged_where_it_leads, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_source_is_read_from_the_directory_judged, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

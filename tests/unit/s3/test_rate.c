@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include <stdatomic.h>
+
 #include "s3/rate.h"
 
 /* Sends as fast as the limit lets, for secs from t, one try every step; returns requests sent. */
@@ -28,7 +30,7 @@ static void no_limit_until_s3_says_slow_down(void **state)
     double now = 100;
     assert_int_equal(send_for(r, &now, 1.0, 0.001), 1000); /* nothing held back */
     assert_true(s3_rate_limit(r) == 0);
-    s3_rate_put(&t, r);
+    s3_rate_put(&t, r, now);
     s3_rates_fini(&t);
 }
 
@@ -51,11 +53,21 @@ static void a_slowdown_halves_the_rate_once_per_burst(void **state)
     /* grows while calm: a tenth of the rate cut from, each second */
     send_for(r, &now, 5.0, 0.005);
     assert_true(s3_rate_limit(r) > l + 50);
-    /* a later SlowDown cuts again, from the limit */
+    /* a later SlowDown cuts again, to half of what was sent (paced by the limit) */
+    double before = s3_rate_limit(r);
     now += 0.5;
     s3_rate_throttled(r, now);
     assert_int_equal(r->cuts, 2);
-    s3_rate_put(&t, r);
+    assert_true(s3_rate_limit(r) <= before / 2 + 1 && s3_rate_limit(r) >= RATE_MIN);
+    /* a token taken for a request not sent comes back */
+    now += 2.0;
+    assert_true(s3_rate_take(r, now) == 0);
+    s3_rate_untake(r);
+    int burst = 0;
+    while (s3_rate_take(r, now) == 0)
+        burst++;
+    assert_true(burst >= 1);
+    s3_rate_put(&t, r, now);
     s3_rates_fini(&t);
 }
 
@@ -78,10 +90,29 @@ static void the_limit_goes_after_a_calm_minute_and_is_shared(void **state)
             s3_rate_ok(a, now);
     }
     assert_true(s3_rate_limit(a) == 0);
-    s3_rate_put(&t, a);
-    s3_rate_put(&t, b);
-    s3_rate_put(&t, other);
+    s3_rate_put(&t, a, now);
+    s3_rate_put(&t, b, now);
+    s3_rate_put(&t, other, now);
     assert_null(t.list); /* no fill and no limit: nothing kept */
+    s3_rates_fini(&t);
+}
+
+/* A limit outlives its last fill for a calm minute, then goes. */
+static void an_unused_limit_goes_after_a_calm_minute(void **state)
+{
+    struct s3_rates t;
+    s3_rates_init(&t);
+    struct s3_rate *r = s3_rate_get(&t, "k");
+    double now = 100;
+    send_for(r, &now, 1.0, 0.01);
+    s3_rate_throttled(r, now);
+    s3_rate_put(&t, r, now + 1);
+    assert_non_null(t.list); /* the next fill of the prefix starts where S3 left the node */
+    r = s3_rate_get(&t, "k");
+    assert_true(s3_rate_limit(r) > 0);
+    s3_rate_put(&t, r, now + RATE_CALM_S + 1);
+    assert_null(t.list);
+    assert_int_equal(atomic_load(&t.cuts), 1); /* its cuts still count */
     s3_rates_fini(&t);
 }
 
@@ -91,6 +122,7 @@ int main(void)
         cmocka_unit_test(no_limit_until_s3_says_slow_down),
         cmocka_unit_test(a_slowdown_halves_the_rate_once_per_burst),
         cmocka_unit_test(the_limit_goes_after_a_calm_minute_and_is_shared),
+        cmocka_unit_test(an_unused_limit_goes_after_a_calm_minute),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

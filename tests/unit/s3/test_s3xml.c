@@ -589,6 +589,13 @@ static void busy_or_broken_servers_are_retried(void **state)
     expect(html, 503, "s3:GetObject", -EAGAIN, "HTTP 503: s3:GetObject on s3://ml-weights/models/llama/config.json",
            "retries");
     expect("upstream connect error or disconnect/reset before headers", 503, "s3:GetObject", -EAGAIN, "HTTP 503", NULL);
+    /* what halves the node's request rate (s3/rate.h): S3 saying slow down, not an outage's 503 page */
+    assert_int_equal(s3_error_throttled(&ei), 0);
+    const char *slow = ERR("SlowDown", "<Message>Please reduce your request rate.</Message>");
+    s3_parse_error(slow, strlen(slow), 503, &ei);
+    assert_int_equal(s3_error_throttled(&ei), 1);
+    s3_parse_error("", 0, 429, &ei); /* no body: the status alone */
+    assert_int_equal(s3_error_throttled(&ei), 1);
     /* only the children of an S3 <Error> are believed, not a page that happens to say <Code> */
     const char *page = "<html><body><Code>AccessDenied</Code><Error><Code>NoSuchKey</Code></Error></body></html>";
     assert_int_equal(s3_parse_error(page, strlen(page), 503, &ei), 0);
