@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """make bench, the S3 fill comparison.
 
-One local S3 server (versitygw, posix backend on a tmpfs), three data sets on
+One local S3 server (versitygw, posix backend on a tmpfs), over HTTPS with a
+certificate from a CA the bench makes, every tool told to trust that CA the
+way its docs say (AWS_CA_BUNDLE; rclone --ca-cert), as every request on EKS
+is HTTPS (--http: plain HTTP, the old default); three data sets on
 it, and every tool fills each of them the same number of times, interleaved,
 into a tmpfs (default) or into a directory on the real disk (--disk DIR; tools
 that do not fsync get a `sync` inside their timing). Per tool and data set the
@@ -32,6 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
+from conftest import make_ca  # noqa: E402
 from faultproxy import FaultProxy  # noqa: E402
 
 KEY, SECRET = "wc-bench-key", "wc-bench-secret-51d2"
@@ -126,6 +130,7 @@ def main():
     ap.add_argument("--datasets", default="L,S,M")
     ap.add_argument("--tools", default="warmcache,s5cmd,rclone,awscli")
     ap.add_argument("--quick", action="store_true", help="data sets 16x smaller (a smoke run)")
+    ap.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     ap.add_argument("--plot-only", action="store_true", help="redraw the plot from --out and stop")
     a = ap.parse_args()
@@ -143,20 +148,35 @@ def main():
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20g", "tmpfs", str(work)], check=True)
     procs = []
     try:
-        port = free_port()
-        endpoint = f"http://127.0.0.1:{port}"
         (work / "gw").mkdir()
-        gw = subprocess.Popen([str(tools_bin / "versitygw"), "--port", f"127.0.0.1:{port}", "--access", KEY,
-                               "--secret", SECRET, "posix", str(work / "gw")],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        procs.append(gw)
+        transport = "http" if a.http else "https"
+        tls = [] if a.http else list(map(str, make_ca(work / "tls")))  # ca, cert, key
+
+        def gateway(tls_args):
+            port = free_port()
+            gw = subprocess.Popen([str(tools_bin / "versitygw"), "--port", f"127.0.0.1:{port}", "--access", KEY,
+                                   "--secret", SECRET, *tls_args, "posix", str(work / "gw")],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(gw)
+            return port
+
+        port = gateway(["--cert", tls[1], "--key", tls[2]] if tls else [])
+        endpoint = f"{transport}://127.0.0.1:{port}"
+        # the fault proxy speaks plain HTTP: a second gateway on the same objects for it
+        plain = endpoint if a.http else f"http://127.0.0.1:{gateway([])}"
         env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=SECRET, AWS_REGION="us-east-1",
                    AWS_CONFIG_FILE=str(work / "aws.cfg"))
-        env.pop("AWS_CA_BUNDLE", None)  # rclone 1.60 cannot load one with its own transport
+        env.pop("AWS_CA_BUNDLE", None)
+        if tls:
+            env["AWS_CA_BUNDLE"] = tls[0]  # warmcache, s5cmd, the AWS CLI, the ceiling
+        # rclone 1.60 cannot load AWS_CA_BUNDLE with its own transport: its flag instead
+        rclone_env = {k: v for k, v in env.items() if k != "AWS_CA_BUNDLE"}
         (work / "aws.cfg").write_text("[default]\nregion = us-east-1\ns3 =\n    max_concurrent_requests = 64\n"
                                       "    multipart_chunksize = 16MB\n    multipart_threshold = 16MB\n")
         for _ in range(100):
-            if subprocess.run(["curl", "-s", "-o", "/dev/null", endpoint]).returncode == 0:
+            if subprocess.run(["curl", "-s", "-o", "/dev/null", *(["--cacert", tls[0]] if tls else []),
+                               endpoint]).returncode == 0 and \
+                    subprocess.run(["curl", "-s", "-o", "/dev/null", plain]).returncode == 0:
                 break
             time.sleep(0.05)
         s5 = str(tools_bin / "s5cmd")
@@ -188,7 +208,7 @@ def main():
                 return ["rclone", "copy", f":s3:bench/{n}", str(dest), "--s3-provider", "Other", "--s3-endpoint",
                         endpoint, "--s3-env-auth", "--transfers", "64", "--checkers", "64",
                         "--multi-thread-streams", "16", "--multi-thread-cutoff", "64M", "--no-check-dest",
-                        "--s3-no-check-bucket", "-q"], sync_after
+                        "--s3-no-check-bucket", "-q", *(["--ca-cert", tls[0]] if tls else [])], sync_after
             if tool == "awscli":  # max_concurrent_requests and chunk size in aws.cfg
                 return ["aws", "--endpoint-url", endpoint, "s3", "cp", "--recursive", "--only-show-errors", src,
                         str(dest)], sync_after
@@ -210,7 +230,7 @@ def main():
                     dest = out_root / f"{tool}-{n}"
                     shutil.rmtree(dest, ignore_errors=True)
                     cmd, sync = command(tool, n, dest)
-                    wall, cpu, rss = timed(cmd, env, sync)
+                    wall, cpu, rss = timed(cmd, rclone_env if tool == "rclone" else env, sync)
                     got = tree_stats(dest)
                     if got != truth[n]:
                         raise RuntimeError(f"{tool} on {n}: {got} files/bytes, expected {truth[n]}")
@@ -242,15 +262,17 @@ def main():
             if r["tool"] != "server-ceiling":
                 r["fraction_of_ceiling"] = round(r["gb_per_s"] / ceil[r["dataset"]]["gb_per_s"], 2)
             r["target"] = "disk" if a.disk else "tmpfs"
+            r["transport"] = transport
             if a.quick:
                 r["quick"] = True
 
         # kill -9 at about half of L, then the same command again
         if "L" in names and "warmcache" in tools:
-            rows.append(resume_row(build, endpoint, env, out_root / "resume-L", truth["L"][1], served["L"]))
+            rows.append(dict(resume_row(build, endpoint, env, out_root / "resume-L", truth["L"][1], served["L"]),
+                             transport=transport))
         # 10% of requests broken by a proxy: still byte-identical
         for n in names if "warmcache" in tools else []:
-            rows.append(fault_row(build, endpoint, env, out_root / f"faults-{n}", n, truth[n][1], served[n]))
+            rows.append(fault_row(build, plain, env, out_root / f"faults-{n}", n, truth[n][1], served[n]))
 
         print_table(rows)
         save(a.out, rows)
@@ -329,7 +351,10 @@ def print_table(rows):
 def save(path, rows):
     old = []
     if os.path.exists(path):
-        old = [r for r in json.load(open(path)) if not r.get("bench", "").startswith("fill")]
+        # rows of other benches, and fill rows of the other transport, stay
+        mine = {r.get("transport", "http") for r in rows}
+        old = [r for r in json.load(open(path))
+               if not r.get("bench", "").startswith("fill") or r.get("transport", "http") not in mine]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         json.dump(old + rows, f, indent=1)

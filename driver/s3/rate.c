@@ -89,7 +89,11 @@ static void tick_locked(struct s3_rate *r, double now)
     if (span < 1.0)
         return;
     r->prev = span < 2.0 ? r->sent / span : 0;
-    r->sent = 0;
+    r->prev_answered = span < 2.0 ? r->answered / span : 0;
+    r->prev_slowed = span < 2.0 ? r->slowed / span : 0;
+    if (r->prev_answered - r->prev_slowed > r->best)
+        r->best = r->prev_answered - r->prev_slowed;
+    r->sent = r->answered = r->slowed = 0;
     r->window = now;
 }
 
@@ -99,6 +103,15 @@ static double sending_locked(const struct s3_rate *r, double now)
 {
     double span = now - r->window;
     return r->prev * (span < 1.0 ? 1.0 - span : 0) + r->sent;
+}
+
+/* SlowDowns, and their share of the answers, over the last second */
+static double slowed_share_locked(const struct s3_rate *r, double now, double *ret_slowed)
+{
+    double span = now - r->window, keep = span < 1.0 ? 1.0 - span : 0;
+    double answered = r->prev_answered * keep + r->answered, slowed = r->prev_slowed * keep + r->slowed;
+    *ret_slowed = slowed;
+    return answered > 0 ? slowed / answered : 0;
 }
 
 double s3_rate_take(struct s3_rate *r, double now)
@@ -145,6 +158,13 @@ void s3_rate_throttled(struct s3_rate *r, double now)
         return;
     pthread_mutex_lock(&r->lock);
     tick_locked(r, now);
+    r->answered++;
+    r->slowed++;
+    double slowed, share = slowed_share_locked(r, now, &slowed);
+    if (share < RATE_CUT_SHARE || slowed < RATE_CUT_MIN) {
+        pthread_mutex_unlock(&r->lock); /* a stray one: not S3's rate */
+        return;
+    }
     r->last_throttle = now;
     if (r->last_cut == 0 || now - r->last_cut >= RATE_CUT_S) {
         double sending = sending_locked(r, now);
@@ -152,6 +172,8 @@ void s3_rate_throttled(struct s3_rate *r, double now)
         if (base < 2 * RATE_MIN)
             base = 2 * RATE_MIN;
         r->limit = base / 2;
+        if (r->limit < r->best * RATE_FLOOR_SHARE)
+            r->limit = r->best * RATE_FLOOR_SHARE;
         r->grow = base / 10 > 1 ? base / 10 : 1;
         if (r->tokens > 1)
             r->tokens = 1;
@@ -168,6 +190,7 @@ void s3_rate_ok(struct s3_rate *r, double now)
         return;
     pthread_mutex_lock(&r->lock);
     tick_locked(r, now);
+    r->answered++;
     if (r->limit > 0) {
         double dt = now - r->last_grow;
         if (dt > 1.0)

@@ -6,9 +6,9 @@
  *
  * One limit per endpoint, bucket and prefix, shared by every fill of the
  * node, kept the way TCP keeps its window (AIMD): none at all until S3 says
- * SlowDown; then half the rate the node was sending at (over the last
- * second), at most one cut every RATE_CUT_S (the SlowDowns of one burst are
- * one signal); then, each second without one, a tenth of the rate it was
+ * SlowDown, in a share of the answers (RATE_CUT_SHARE); then half the
+ * rate the node was sending at (over the last second), at most one cut
+ * every RATE_CUT_S (the SlowDowns of one burst are one signal); then, each second without one, a tenth of the rate it was
  * cut from more; dropped once the node has sent well below it for
  * RATE_CALM_S, or no fill has used it for that long since the last
  * SlowDown. Requests past the limit wait their turn (a token bucket):
@@ -21,6 +21,15 @@
 
 #define RATE_MIN 2.0       /* requests a second: the lowest limit a cut leaves */
 #define RATE_CUT_S 0.25
+/* A cut needs SlowDown in this share of the last second's answers (and at
+ * least RATE_CUT_MIN of them): S3's limit answers many requests so, while a
+ * stray SlowDown or two (a partition splitting) is no reason to slow down */
+#define RATE_CUT_SHARE 0.10
+#define RATE_CUT_MIN 5
+/* Never below this share of the best rate S3 has answered (successes a
+ * second): random SlowDowns that do not fall when the node slows down (a
+ * server that answers some at any rate) must not talk it down to nothing */
+#define RATE_FLOOR_SHARE 0.25
 #define RATE_CALM_S 60.0
 
 struct s3_ctx;
@@ -36,6 +45,9 @@ struct s3_rate {
     double tokens, refilled;   /* the bucket, and when it was filled last (mono_s) */
     double window, sent;       /* requests started since window began (a second at most) */
     double prev;               /* requests a second in the window before */
+    double answered, slowed;   /* answers since window began, and how many of them SlowDown */
+    double prev_answered, prev_slowed; /* the same, a second, in the window before */
+    double best;               /* the most successes a second in any window so far */
     double last_cut, last_grow, last_throttle;
     unsigned long cuts;
 };

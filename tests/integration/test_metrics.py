@@ -30,7 +30,8 @@ def test_metrics_are_valid_exposition_with_what_happened(work, s3server, model):
     d = Driver(work)
     d.start(f"--metrics-address=127.0.0.1:{port}", "--part-size=1", "--s3-throughput=10")
     try:
-        with FaultProxy(s3server.endpoint, rate=0.15, seed=7, kinds=("slowdown", "toomany", "reset", "truncate")) as fp:
+        with FaultProxy(s3server.endpoint, rate=0.15, seed=7, kinds=("slowdown", "toomany", "reset", "truncate"),
+                        limit_rps=20) as fp:  # and a prefix limit the first burst of requests meets
             for name in ("a", "b"):
                 vol = d.ctl("create", name, "-p", "source=s3://models/tiny-llm/", "-p", f"endpoint={fp.endpoint}", "-p", "allowPlainHTTP=true",
                             *s3server.secrets())
