@@ -10,6 +10,7 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <openssl/ssl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -204,6 +205,33 @@ int s3_client_is_express(const struct s3_client *c) { return c->express; }
 
 /* ---- one request ----------------------------------------------------------- */
 
+static int write_at(struct sink *s, const char *data, size_t len, uint64_t at)
+{
+    for (size_t done = 0; done < len;) {
+        ssize_t w = pwrite(s->fd, data + done, len - done, (off_t)(at + done));
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            s->io_error = errno;
+            return -1;
+        }
+        done += (size_t)w;
+    }
+    if (s->progress)
+        atomic_fetch_add(s->progress, len);
+    return 0;
+}
+
+int s3_sink_flush(struct sink *s)
+{
+    if (!s->wn)
+        return 0;
+    int r = write_at(s, s->wbuf, s->wn, s->off + s->written - s->wn);
+    if (r == 0)
+        s->wn = 0;
+    return r;
+}
+
 static size_t on_body(char *data, size_t sz, size_t nm, void *ud)
 {
     struct sink *s = ud;
@@ -215,21 +243,17 @@ static size_t on_body(char *data, size_t sz, size_t nm, void *ud)
             s->io_error = EMSGSIZE; /* longer than asked: a lying server */
             return 0;
         }
-        for (size_t done = 0; done < len;) {
-            ssize_t w = pwrite(s->fd, data + done, len - done, (off_t)(s->off + s->written + done));
-            if (w < 0) {
-                if (errno == EINTR)
-                    continue;
-                s->io_error = errno;
-                return 0;
-            }
-            done += (size_t)w;
+        if (s->wbuf && s->wn + len > s->wcap && s3_sink_flush(s) < 0)
+            return 0;
+        if (s->wbuf && len < s->wcap) {
+            memcpy(s->wbuf + s->wn, data, len);
+            s->wn += len;
+        } else if (write_at(s, data, len, s->off + s->written) < 0) {
+            return 0;
         }
         s->written += len;
         if (s->crc64) /* while the bytes are in cache: no second pass over the file */
             *s->crc64 = cksum_crc64nvme_update(*s->crc64, data, len);
-        if (s->progress)
-            atomic_fetch_add(s->progress, len);
         return len;
     }
     size_t max = s->status >= 300 ? ERROR_BODY_MAX : s->max;
@@ -428,6 +452,16 @@ void s3_req_done(struct s3_req *rq)
     rq->headers = NULL;
 }
 
+/* TLS records taken several at a time: OpenSSL otherwise spends two recv()
+ * calls on each 16 KiB record of a GET's body */
+static CURLcode tls_tune(CURL *h, void *ssl_ctx, void *arg)
+{
+    (void)h, (void)arg;
+    SSL_CTX_set_read_ahead(ssl_ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ssl_ctx, 256 << 10);
+    return CURLE_OK;
+}
+
 void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s, int head)
 {
     curl_easy_reset(h);
@@ -447,8 +481,10 @@ void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s, int head)
     curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L << 10);   /* fewer callbacks and pwrites per GiB */
     if (rq->ca_file)
         curl_easy_setopt(h, CURLOPT_CAINFO, rq->ca_file);
+    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, tls_tune); /* ignored by a libcurl not built on OpenSSL */
     s->n = 0;
     s->written = 0;
+    s->wn = 0;
     s->io_error = 0;
     s->status = 0;
     s->throttled = 0;

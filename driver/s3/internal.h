@@ -65,7 +65,17 @@ struct sink {
     int throttled;               /* the error said slow down (s3_error_throttled) */
     struct cksum cks;            /* x-amz-checksum-* of the response, if it carried one */
     uint64_t *crc64;             /* if set: CRC64NVME state of the object bytes received */
+    /* optional: object bytes gathered here and written in runs of up to
+     * wcap (over TLS they come a 16 KiB record at a time: a pwrite each was
+     * 262,000 of them for 1 GiB); wn of them not written yet, so
+     * written - wn are in the file (and in progress). s3_sink_flush writes
+     * the rest: before the outcome is judged. */
+    char *wbuf;
+    size_t wn, wcap;
 };
+
+/* Writes what wbuf holds; 0, or -1 with io_error set. */
+int s3_sink_flush(struct sink *s);
 
 /* A signed request ready for curl. */
 struct s3_req {

@@ -36,6 +36,7 @@
 #include <time.h>
 
 #define PROGRESS_WINDOW_S 30
+#define WRITE_RUN (128u << 10) /* bytes gathered per pwrite, per connection */
 
 struct slot {
     CURL *h;
@@ -241,6 +242,7 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
     sl->busy = 0;
     g->active--;
     budget_give(g->sh);
+    s3_sink_flush(&sl->sink); /* all of the body in the file, or io_error says why not */
     struct s3_part p;
     t->part(t->ctx, sl->part, &p);
     int r = s3_outcome(g->c, "s3:GetObject", p.key, cc, &sl->sink, e);
@@ -258,8 +260,8 @@ static int finish(struct engine *g, struct slot *sl, CURLcode cc, struct wc_erro
         t->part_crc(t->ctx, sl->part, cksum_crc64nvme_final(sl->crc));
     if (r == 0)
         return t->done(t->ctx, sl->part, e);
-    if (t->progress && sl->sink.written)
-        atomic_fetch_sub(t->progress, sl->sink.written); /* these bytes come again */
+    if (t->progress && sl->sink.written - sl->sink.wn)
+        atomic_fetch_sub(t->progress, sl->sink.written - sl->sink.wn); /* these bytes come again */
     if (r != -EAGAIN)
         return r;
     uint8_t *attempts = &g->sh->attempts[sl->part];
@@ -359,13 +361,14 @@ static void engine_free(struct engine *g)
         if (sl->busy) {
             curl_multi_remove_handle(g->m, sl->h);
             s3_req_done(&sl->rq);
-            if (t->progress && sl->sink.written)
-                atomic_fetch_sub(t->progress, sl->sink.written);
+            if (t->progress && sl->sink.written - sl->sink.wn)
+                atomic_fetch_sub(t->progress, sl->sink.written - sl->sink.wn);
             budget_give(g->sh);
         }
         if (sl->h)
             curl_easy_cleanup(sl->h);
         free(sl->sink.buf);
+        free(sl->sink.wbuf);
     }
     if (g->m)
         curl_multi_cleanup(g->m);
@@ -383,9 +386,13 @@ static void *engine_main(void *arg)
     g->slots = calloc(g->nslots, sizeof(*g->slots));
     if (!g->m || !g->slots)
         r = -ENOMEM;
-    for (unsigned k = 0; r == 0 && k < g->nslots; k++)
+    for (unsigned k = 0; r == 0 && k < g->nslots; k++) {
         if (!(g->slots[k].h = curl_easy_init()))
             r = -ENOMEM;
+        /* gathered writes (sink.wbuf); without the buffer, a write per arrival */
+        if ((g->slots[k].sink.wbuf = malloc(WRITE_RUN)))
+            g->slots[k].sink.wcap = WRITE_RUN;
+    }
     if (r == 0) {
         curl_multi_setopt(g->m, CURLMOPT_MAX_HOST_CONNECTIONS, (long)g->nslots);
         curl_multi_setopt(g->m, CURLMOPT_MAXCONNECTS, (long)g->nslots);
