@@ -166,3 +166,36 @@ void fs_real_as_far(const char *path, char *out, size_t n)
         len = (size_t)(slash - head);
     }
 }
+
+/* A file:// URL by where it leads; any other as spelt. */
+static void leads_to(const char *url, char *out, size_t n)
+{
+    char real[PATH_MAX];
+    if (strncmp(url, "file://", 7) != 0) {
+        snprintf(out, n, "%s", url);
+        return;
+    }
+    fs_real_as_far(url + 7, real, sizeof(real));
+    snprintf(out, n, "file://%s", real);
+}
+
+int fs_url_under_any(const char *list, const char *url)
+{
+    char buf[2048], src[PATH_MAX + 16], prefix[PATH_MAX + 16];
+    leads_to(url, src, sizeof(src));
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+        while (*t == ' ')
+            t++;
+        size_t n = strlen(t);
+        while (n && t[n - 1] == ' ')
+            t[--n] = '\0';
+        if (n == 0)
+            continue;
+        leads_to(t, prefix, sizeof(prefix));
+        n = strlen(prefix);
+        if (strncmp(src, prefix, n) == 0 && (prefix[n - 1] == '/' || src[n] == '/' || src[n] == '\0'))
+            return 1;
+    }
+    return 0;
+}

@@ -20,6 +20,11 @@ int fs_is_dir(const char *path);
 /* The real path of path as far as it exists, the rest appended as spelt
  * (a path not there yet is judged by where it would be). */
 void fs_real_as_far(const char *path, char *out, size_t n);
+/* url under one of the comma-separated URL prefixes of list, a file:// URL
+ * and file:// prefixes compared by their real paths here (a link under a
+ * prefix may lead anywhere), others as spelt. A prefix is a directory:
+ * "s3://models/llama" admits "s3://models/llama/8b/", not "s3://models/llama-x/". */
+int fs_url_under_any(const char *list, const char *url);
 
 #define SHA256_HEX_LEN 64
 void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_LEN + 1]);

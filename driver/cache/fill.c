@@ -134,14 +134,13 @@ static int place(struct filler *f, size_t file, struct wc_error *e)
 static int crc_of_parts(struct filler *f, size_t file, char out[CKSUM_VALUE_MAX])
 {
     const struct listing_entry *ent = &f->l->v[file];
-    uint64_t n = f->first[file + 1] - f->first[file], crc = 0;
+    uint64_t n = f->first[file + 1] - f->first[file], crc = 0, ps = ps_of(f, file);
     if (n == 0)
         return 0;
     for (uint64_t k = 0; k < n; k++) {
         uint64_t g = f->first[file] + k;
         if (!f->pcrc_have[g])
             return 0;
-        uint64_t ps = ps_of(f, file);
         uint64_t len = k + 1 < n ? ps : ent->size - k * ps;
         crc = k == 0 ? f->pcrc[g] : cksum_crc64nvme_combine(crc, f->pcrc[g], len);
     }

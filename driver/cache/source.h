@@ -73,7 +73,6 @@ struct source {
     char *url;       /* normalized: scheme://…/ with exactly one trailing slash */
     char *identity;  /* what names the data (the endpoint too, for S3): content ids derive from it */
     char *region, *endpoint, *addressing; /* S3 options, NULL for file://; never secrets */
-    const char *real_path; /* file://: the real path of the directory opened (owned by the source); NULL for s3:// */
     int sorted;      /* list() gives keys in byte order (S3 general purpose buckets) */
 };
 

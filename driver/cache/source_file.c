@@ -314,28 +314,6 @@ static const struct source_ops file_ops = {
     .free = file_free,
 };
 
-/* real (a directory's real path) under one of the file:// prefixes of list,
- * each taken by its real path here */
-static int under_within(const char *list, const char *real)
-{
-    char buf[2048];
-    snprintf(buf, sizeof(buf), "%s", list);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        while (*t == ' ')
-            t++;
-        if (strncmp(t, "file://", 7) != 0)
-            continue;
-        char prefix[PATH_MAX];
-        fs_real_as_far(t + 7, prefix, sizeof(prefix));
-        size_t n = strlen(prefix);
-        while (n > 1 && (prefix[n - 1] == '/' || prefix[n - 1] == ' '))
-            prefix[--n] = '\0';
-        if (streq(prefix, "/") || (strncmp(real, prefix, n) == 0 && (real[n] == '\0' || real[n] == '/')))
-            return 1;
-    }
-    return 0;
-}
-
 int source_file_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
                      struct wc_error *e)
 {
@@ -374,7 +352,9 @@ int source_file_open(const struct source_spec *spec, const struct source_tuning 
         return r;
     }
     real[rl] = '\0';
-    if (spec->within && !under_within(spec->within, real)) {
+    char real_url[PATH_MAX + 8];
+    snprintf(real_url, sizeof(real_url), "file://%s", real);
+    if (spec->within && !fs_url_under_any(spec->within, real_url)) {
         r = wc_err(e, -EPERM, "source %.200s leads to %.200s, which is under none of %.300s, where the StorageClass "
                    "keeps a PVC's source (pvcSourcePrefixes): a directory or link on the way changed since the "
                    "volume was created", url, real, spec->within);
@@ -390,7 +370,6 @@ int source_file_open(const struct source_spec *spec, const struct source_tuning 
         }
     }
     fs->root_real = strdup(real);
-    fs->base.real_path = fs->root_real;
     if (asprintf(&fs->base.url, "file://%s/", streq(fs->root, "/") ? "" : fs->root) < 0)
         fs->base.url = NULL;
     fs->base.identity = fs->base.url ? strdup(fs->base.url) : NULL;

@@ -9,7 +9,6 @@
 #include "rpc/pbutil.h"
 
 #include <inttypes.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -275,42 +274,10 @@ static int listed(const char *list, const char *v)
     return 0;
 }
 
-/* A file:// URL by where it leads (a symlink under a prefix may point
- * anywhere); an S3 key as spelt. */
-static void leads_to(const char *url, char *out, size_t n)
-{
-    char real[PATH_MAX];
-    if (strncmp(url, "file://", 7) != 0) {
-        snprintf(out, n, "%s", url);
-        return;
-    }
-    fs_real_as_far(url + 7, real, sizeof(real));
-    snprintf(out, n, "file://%s", real);
-}
-
 /* A PVC's source under one of the class's prefixes (or its own source). */
 static int source_under(const struct volume_params *class, const char *url)
 {
-    const char *list = class->pvc_source_prefixes ? class->pvc_source_prefixes : class->src.url;
-    char buf[2048], src[PATH_MAX + 16], prefix[PATH_MAX + 16];
-    leads_to(url, src, sizeof(src));
-    snprintf(buf, sizeof(buf), "%s", list);
-    for (char *save = NULL, *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-        while (*t == ' ')
-            t++;
-        size_t n = strlen(t);
-        while (n && t[n - 1] == ' ')
-            t[--n] = '\0';
-        if (n == 0)
-            continue;
-        leads_to(t, prefix, sizeof(prefix));
-        t = prefix;
-        n = strlen(t);
-        /* a prefix is a directory: "s3://models/llama" admits "s3://models/llama/8b/", not "s3://models/llama-x/" */
-        if (strncmp(src, t, n) == 0 && (t[n - 1] == '/' || src[n] == '/' || src[n] == '\0'))
-            return 1;
-    }
-    return 0;
+    return fs_url_under_any(class->pvc_source_prefixes ? class->pvc_source_prefixes : class->src.url, url);
 }
 
 int params_pvc_overrides(json_t *ann, const char *ns, const char *name, const struct volume_params *class,

@@ -23,9 +23,8 @@ struct obs_http {
     pthread_t thread;
     pthread_mutex_t lock;
     pthread_cond_t idle;
-    int active;                 /* connection threads running; under lock */
-    /* their sockets and start times, under lock; fd -1: free. Twice the
-     * cap: a connection past HTTP_CONNECTIONS cuts the oldest short */
+    /* the connection threads' sockets and start times, under lock; fd -1:
+     * free. Twice the cap: a connection past HTTP_CONNECTIONS cuts the oldest short */
     struct { int fd, cut; double t; } live[2 * HTTP_CONNECTIONS];
 };
 
@@ -114,6 +113,15 @@ static void serve_one(struct obs_http *m, const struct conn *c)
         write_all(c, body, bl);
 }
 
+/* connection threads running, cut short or not */
+static int running_locked(const struct obs_http *m)
+{
+    int n = 0;
+    for (size_t i = 0; i < ARRAY_SIZE(m->live); i++)
+        n += m->live[i].fd >= 0;
+    return n;
+}
+
 static void *conn_main(void *arg)
 {
     struct conn *c = arg;
@@ -121,7 +129,6 @@ static void *conn_main(void *arg)
     serve_one(m, c);
     pthread_mutex_lock(&m->lock);
     m->live[c->slot].fd = -1; /* before the close: nobody cuts a number reused */
-    m->active--;
     pthread_cond_broadcast(&m->idle);
     pthread_mutex_unlock(&m->lock);
     close(c->fd);
@@ -167,7 +174,6 @@ static void start_conn(struct obs_http *m, int fd)
         m->live[slot].fd = fd;
         m->live[slot].cut = 0;
         m->live[slot].t = now;
-        m->active++;
     }
     pthread_mutex_unlock(&m->lock);
     if (slot < 0) {
@@ -183,7 +189,6 @@ static void start_conn(struct obs_http *m, int fd)
     if (pthread_create(&t, &attr, conn_main, c) != 0) {
         pthread_mutex_lock(&m->lock);
         m->live[slot].fd = -1;
-        m->active--;
         pthread_mutex_unlock(&m->lock);
         close(fd);
         free(c);
@@ -272,7 +277,7 @@ void obs_http_stop(struct obs_http *m)
     }
     pthread_join(m->thread, NULL);
     pthread_mutex_lock(&m->lock); /* connections end by their deadline */
-    while (m->active > 0)
+    while (running_locked(m) > 0)
         pthread_cond_wait(&m->idle, &m->lock);
     pthread_mutex_unlock(&m->lock);
     close(m->wake[0]);
