@@ -3,7 +3,7 @@
 object on the tests' S3 server over TLS (a CA of its own), filled by each
 given build's warmcachectl with 64 connections, alternated: wall, user and
 system seconds (/usr/bin/time), then the counts of pwrite64 and recvfrom
-(strace -c -f). Usage: bench/tls_syscalls.py BUILD_DIR [BUILD_DIR...]"""
+(strace -c -f; scripts/setup.sh bench installs it). Usage: bench/tls_syscalls.py BUILD_DIR [BUILD_DIR...]"""
 import os
 import shutil
 import subprocess
