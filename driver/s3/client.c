@@ -453,12 +453,16 @@ void s3_req_done(struct s3_req *rq)
 }
 
 /* TLS records taken several at a time: OpenSSL otherwise spends two recv()
- * calls on each 16 KiB record of a GET's body */
+ * calls on each 16 KiB record of a GET's body. Not many more: OpenSSL 3.0
+ * moves the unread rest of its buffer to the front before every record, so
+ * a 256 KiB buffer copied each byte about eight times (a quarter of the
+ * fill's CPU under SSL_read). 64 KiB: 4 records a recv, the least CPU
+ * measured (bench/tls_syscalls.py). */
 static CURLcode tls_tune(CURL *h, void *ssl_ctx, void *arg)
 {
     (void)h, (void)arg;
     SSL_CTX_set_read_ahead(ssl_ctx, 1);
-    SSL_CTX_set_default_read_buffer_len(ssl_ctx, 256 << 10);
+    SSL_CTX_set_default_read_buffer_len(ssl_ctx, 64 << 10);
     return CURLE_OK;
 }
 
