@@ -4,18 +4,25 @@
 One local S3 server (versitygw, posix backend on a tmpfs), over HTTPS with a
 certificate from a CA the bench makes, every tool told to trust that CA the
 way its docs say (AWS_CA_BUNDLE; rclone --ca-cert), as every request on EKS
-is HTTPS (--http: plain HTTP, the old default); three data sets on
-it, and every tool fills each of them the same number of times, interleaved,
-into a tmpfs (default) or into a directory on the real disk (--disk DIR; tools
-that do not fsync get a `sync` inside their timing). Per tool and data set the
-median run is reported: wall seconds, GB/s, CPU seconds per GB (user + system,
-children included) and peak RSS, with the ratio to s5cmd and the fraction of
-the server's own ceiling (bench_s3_ceiling: many ranged GETs into /dev/null).
+is HTTPS (--http: plain HTTP, the old default); four data sets on it, and
+every tool fills each of them the same number of times, interleaved, into two
+targets: a tmpfs, and XFS formatted the way the node plugin formats its store
+(mkfs.xfs -L warmcache, mounted noatime) on a loop device over a file on this
+machine's disk, or on a spare block device (--xfs-device DEV: its contents are
+lost). Tools that do not fsync get a `sync` inside their timing on XFS. Per
+tool, data set and target the median run is reported: wall seconds, GB/s, CPU
+seconds per GB (user + system, children included) and peak RSS, with the ratio
+to s5cmd and the fraction of the server's own ceiling (bench_s3_ceiling: many
+ranged GETs into /dev/null).
 
-Also measured here: a warmcache fill killed with SIGKILL at about half of L and
-run again (bytes fetched twice), and warmcache through a proxy that breaks 10%
-of requests (503 SlowDown, resets, cut bodies): every file must still hash the
-same as the server's copy.
+rclone runs on the tmpfs only and the AWS CLI once on L and M there (5 to 20
+times slower than the rest over HTTPS): with them everywhere make bench takes
+an hour.
+
+Also measured here: a warmcache fill killed with SIGKILL at about half of L
+(into XFS when it is a target) and run again (bytes fetched twice), and
+warmcache through a proxy that breaks 10% of requests (503 SlowDown, resets,
+cut bodies): every file must still hash the same as the server's copy.
 
 Writes rows into bench/results/latest.json (rows of other benches are kept),
 a table on stdout and bench/results/fill.png.
@@ -62,7 +69,8 @@ def free_port():
 
 
 def make_datasets(src, names, quick):
-    """L: 4 x 1 GiB; S: 20,000 x 64 KiB; M: 2 x 2 GiB + 50 small files (a model)."""
+    """L: 4 x 1 GiB; S: 20,000 x 64 KiB; M: 2 x 2 GiB + 50 small files (a model);
+    D: 64 shards of 32 to 95 MiB (a data set's shards, 4 GiB)."""
     scale = 16 if quick else 1
 
     def write(path, size, seed):
@@ -84,6 +92,69 @@ def make_datasets(src, names, quick):
                 write(d / f"model-0000{i + 1}-of-00002.safetensors", (2 << 30) // scale, i)
             for i in range(50):
                 write(d / "tokenizer" / f"extra-{i:02d}.json", 4096 + 977 * i, i)
+        elif name == "D":
+            for i in range(64):
+                write(d / f"train-{i:05d}.tar", ((32 + i) << 20) // scale, i)
+
+
+def data_bytes(d):
+    """Bytes written into the files under d so far: their data regions
+    (SEEK_DATA), not their size or blocks, which a fill reserves up front on
+    XFS (fallocate's unwritten extents read as holes)."""
+    total = 0
+    for p in Path(d).rglob("*"):
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except (IsADirectoryError, FileNotFoundError, PermissionError):
+            continue
+        try:
+            end, off = os.fstat(fd).st_size, 0
+            while off < end:
+                try:
+                    off = os.lseek(fd, off, os.SEEK_DATA)
+                except OSError:
+                    break  # ENXIO: no data past off
+                hole = os.lseek(fd, off, os.SEEK_HOLE)
+                total += hole - off
+                off = hole
+        finally:
+            os.close(fd)
+    return total
+
+
+def xfs_target(mnt, device):
+    """Mounts at mnt a file system formatted as the node plugin formats its
+    store (driver/storage/disks.c: mkfs.xfs -L warmcache, mounted noatime): on
+    device when given, else on a loop device over a sparse file on this
+    machine's disk, with direct I/O to that file (one copy in the page cache,
+    not two). Returns the function that takes it down again."""
+    img = None
+    if device is None:
+        img = Path("/var/tmp/wc-bench-xfs.img")
+        img.unlink(missing_ok=True)
+        with open(img, "wb") as f:
+            f.truncate(32 << 30)
+        device = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(img)], check=True,
+                                capture_output=True, text=True).stdout.strip()
+    subprocess.run(["mkfs.xfs", "-f", "-q", "-L", "warmcache", device], check=True)
+    mnt.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-o", "noatime", device, str(mnt)], check=True)
+
+    def undo():
+        subprocess.run(["umount", str(mnt)])
+        if img:
+            subprocess.run(["losetup", "-d", device])
+            img.unlink(missing_ok=True)
+    return undo
+
+
+def runs_on(tool, dataset, target, rep):
+    """Which runs make bench makes (see the head of this file)."""
+    if tool == "rclone":
+        return target == "tmpfs"
+    if tool == "awscli":
+        return target == "tmpfs" and dataset in ("L", "M") and rep == 0
+    return True
 
 
 def tree_stats(d):
@@ -123,12 +194,23 @@ def timed(cmd, env, sync_after):
 
 
 def main():
+    # a SIGTERM (make's, a timeout's) unwinds through the finally below: no mounts or servers left
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default="build")
-    ap.add_argument("--disk", help="fill into this directory on a real disk instead of a tmpfs")
+    ap.add_argument("--targets", default="tmpfs,xfs")
+    ap.add_argument("--xfs-device", help="a spare block device for the xfs target (formatted: its contents are lost)")
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--datasets", default="L,S,M")
+    ap.add_argument("--datasets", default="L,S,M,D")
     ap.add_argument("--tools", default="warmcache,s5cmd,rclone,awscli")
+    ap.add_argument("--baseline", help="a build directory of another warmcache, run as the tool warmcache-baseline "
+                    "(what a change moved, interleaved with it)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also run warmcache and s5cmd once per data set and target under perf record -g: the top "
+                    "costs in bench/results/profile-<data set>-<target>.txt")
+    ap.add_argument("--trace", action="store_true",
+                    help="also run warmcache and s5cmd once per data set and target with their connections to the "
+                    "server sampled (ss) every 50 ms: bench/results/trace-<data set>-<target>.json and .png")
     ap.add_argument("--quick", action="store_true", help="data sets 16x smaller (a smoke run)")
     ap.add_argument("--http", action="store_true", help="plain HTTP instead of HTTPS")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
@@ -140,13 +222,21 @@ def main():
     build = (ROOT / a.build).resolve()
     tools_bin = ROOT / ".tools" / "bin"
     names = a.datasets.split(",")
-    tools = a.tools.split(",")
+    tools = a.tools.split(",") + (["warmcache-baseline"] if a.baseline else [])
+    targets = a.targets.split(",")
 
     work = Path("/tmp/wc-fillbench")
+    import fcntl
+    lock = open("/tmp/wc-fillbench.lock", "w")
+    try:  # a second run would unmount the first one's file systems under its fills
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit("another fill_bench.py is running (it holds /tmp/wc-fillbench.lock)")
     subprocess.run(["umount", "-l", str(work)], stderr=subprocess.DEVNULL)
     work.mkdir(exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20g", "tmpfs", str(work)], check=True)
     procs = []
+    undo_xfs = None
     try:
         (work / "gw").mkdir()
         transport = "http" if a.http else "https"
@@ -191,27 +281,29 @@ def main():
         served = {n: work / "gw" / "bench" / n for n in names}  # the posix backend: the objects as files
         truth = {n: tree_stats(served[n]) for n in names}
 
-        out_root = Path(a.disk) if a.disk else work / "out"
-        out_root.mkdir(parents=True, exist_ok=True)
-        sync_after = bool(a.disk)
+        outs = {"tmpfs": work / "out"}
+        if "xfs" in targets:
+            outs["xfs"] = Path("/tmp/wc-fillbench-xfs")
+            undo_xfs = xfs_target(outs["xfs"], a.xfs_device)
+        outs["tmpfs"].mkdir(parents=True, exist_ok=True)
 
         def command(tool, n, dest):
             src = f"s3://bench/{n}/"
-            if tool == "warmcache":
-                # fsyncs what it writes (syncfs per group of files): no extra sync needed
-                return [str(build / "warmcachectl"), "fill", src, str(dest), "-p", f"endpoint={endpoint}",
-                        "--connections", str(CONNS)], False
+            if tool in ("warmcache", "warmcache-baseline"):
+                ctl = Path(a.baseline).resolve() / "warmcachectl" if tool != "warmcache" else build / "warmcachectl"
+                return [str(ctl), "fill", src, str(dest), "-p", f"endpoint={endpoint}",
+                        "--connections", str(CONNS)]
             if tool == "s5cmd":  # README: more workers for many files, more parts in flight for big ones
                 return [s5, "--endpoint-url", endpoint, "--numworkers", "256", "cp", "--concurrency", "16",
-                        "--part-size", "16", src + "*", str(dest) + "/"], sync_after
+                        "--part-size", "16", src + "*", str(dest) + "/"]
             if tool == "rclone":  # docs: --transfers and multi-thread streams for throughput
                 return ["rclone", "copy", f":s3:bench/{n}", str(dest), "--s3-provider", "Other", "--s3-endpoint",
                         endpoint, "--s3-env-auth", "--transfers", "64", "--checkers", "64",
                         "--multi-thread-streams", "16", "--multi-thread-cutoff", "64M", "--no-check-dest",
-                        "--s3-no-check-bucket", "-q", *(["--ca-cert", tls[0]] if tls else [])], sync_after
+                        "--s3-no-check-bucket", "-q", *(["--ca-cert", tls[0]] if tls else [])]
             if tool == "awscli":  # max_concurrent_requests and chunk size in aws.cfg
                 return ["aws", "--endpoint-url", endpoint, "s3", "cp", "--recursive", "--only-show-errors", src,
-                        str(dest)], sync_after
+                        str(dest)]
             raise ValueError(tool)
 
         results = {}
@@ -225,56 +317,81 @@ def main():
             ceiling[n] = statistics.median(runs)
             print(f"{n}: {truth[n][0]} files, {truth[n][1] / GB:.2f} GB; server ceiling "
                   f"{truth[n][1] / GB / ceiling[n]:.2f} GB/s", flush=True)
-            for rep in range(a.runs):
-                for tool in tools:
-                    if tool == "awscli" and rep > 0:
-                        continue  # 5 to 20 times slower than the rest over HTTPS: one run, or make bench takes an hour
-                    dest = out_root / f"{tool}-{n}"
-                    shutil.rmtree(dest, ignore_errors=True)
-                    cmd, sync = command(tool, n, dest)
-                    wall, cpu, rss = timed(cmd, rclone_env if tool == "rclone" else env, sync)
-                    got = tree_stats(dest)
-                    if got != truth[n]:
-                        raise RuntimeError(f"{tool} on {n}: {got} files/bytes, expected {truth[n]}")
-                    if tool == "warmcache" and rep == 0 and sha_tree(dest) != sha_tree(served[n]):
-                        raise RuntimeError(f"warmcache on {n}: a file differs from the server's")
-                    results.setdefault((n, tool), []).append((wall, cpu, rss))
-                    print(f"  {n} {tool:10s} run {rep + 1}: {wall:6.2f} s  {truth[n][1] / GB / wall:5.2f} GB/s  "
-                          f"cpu {cpu:6.2f} s  rss {rss:6.1f} MiB", flush=True)
-                    shutil.rmtree(dest, ignore_errors=True)
+            for target in targets:
+                for rep in range(a.runs):
+                    for tool in tools:
+                        if not runs_on(tool, n, target, rep):
+                            continue
+                        dest = outs[target] / f"{tool}-{n}"
+                        shutil.rmtree(dest, ignore_errors=True)
+                        # warmcache fsyncs what it writes (syncfs per group of files): no extra sync
+                        sync = target != "tmpfs" and not tool.startswith("warmcache")
+                        wall, cpu, rss = timed(command(tool, n, dest), rclone_env if tool == "rclone" else env, sync)
+                        got = tree_stats(dest)
+                        if got != truth[n]:
+                            raise RuntimeError(f"{tool} on {n}: {got} files/bytes, expected {truth[n]}")
+                        if tool == "warmcache" and rep == 0 and sha_tree(dest) != sha_tree(served[n]):
+                            raise RuntimeError(f"warmcache on {n} ({target}): a file differs from the server's")
+                        results.setdefault((n, target, tool), []).append((wall, cpu, rss))
+                        print(f"  {n} {target:5s} {tool:10s} run {rep + 1}: {wall:6.2f} s  "
+                              f"{truth[n][1] / GB / wall:5.2f} GB/s  cpu {cpu:6.2f} s  rss {rss:6.1f} MiB", flush=True)
+                        shutil.rmtree(dest, ignore_errors=True)
+                if a.profile:
+                    report = Path(a.out).parent / f"profile-{n}-{target}.txt"
+                    with open(report, "w") as f:
+                        for tool in ("warmcache", "s5cmd"):
+                            dest = outs[target] / f"{tool}-{n}"
+                            f.write(profile(command(tool, n, dest), env, tool, f"{n} over {transport} into {target}"))
+                            shutil.rmtree(dest, ignore_errors=True)
+                    print(f"  profile: {report}", flush=True)
+                if a.trace:
+                    traces = {}
+                    for tool in ("warmcache", "s5cmd"):
+                        dest = outs[target] / f"{tool}-{n}"
+                        traces[tool] = trace(command(tool, n, dest), env, port)
+                        shutil.rmtree(dest, ignore_errors=True)
+                    stem = Path(a.out).parent / f"trace-{n}-{target}"
+                    save_trace(traces, stem, f"{n} over {transport} into {target}")
+                    print(f"  trace: {stem}.json: " + "; ".join(
+                        f"{t}: {v['summary']}" for t, v in traces.items()), flush=True)
 
         rows = []
         for n in names:
             gb = truth[n][1] / GB
             rows.append({"bench": "fill", "dataset": n, "tool": "server-ceiling", "seconds": round(ceiling[n], 3),
-                         "gb_per_s": round(gb / ceiling[n], 3), "cpu_s_per_gb": None, "peak_rss_mib": None})
-            for tool in tools:
-                rs = sorted(results[(n, tool)])
-                wall, cpu, _ = rs[len(rs) // 2]
-                rows.append({"bench": "fill", "dataset": n, "tool": tool, "seconds": round(wall, 3),
-                             "gb_per_s": round(gb / wall, 3), "cpu_s_per_gb": round(cpu / gb, 3),
-                             "peak_rss_mib": round(max(r[2] for r in rs), 1), "runs": len(rs)})
-        base = {(r["dataset"]): r for r in rows if r["tool"] == "s5cmd"}
-        ceil = {(r["dataset"]): r for r in rows if r["tool"] == "server-ceiling"}
+                         "gb_per_s": round(gb / ceiling[n], 3), "cpu_s_per_gb": None, "peak_rss_mib": None,
+                         "target": None})
+            for target in targets:
+                for tool in tools:
+                    rs = sorted(results.get((n, target, tool), []))
+                    if not rs:
+                        continue
+                    wall, cpu, _ = rs[len(rs) // 2]
+                    rows.append({"bench": "fill", "dataset": n, "tool": tool, "seconds": round(wall, 3),
+                                 "gb_per_s": round(gb / wall, 3), "cpu_s_per_gb": round(cpu / gb, 3),
+                                 "peak_rss_mib": round(max(r[2] for r in rs), 1), "runs": len(rs), "target": target})
+        base = {(r["dataset"], r["target"]): r for r in rows if r["tool"] == "s5cmd"}
+        ceil = {r["dataset"]: r for r in rows if r["tool"] == "server-ceiling"}
         for r in rows:
-            if r["tool"] != "server-ceiling" and r["dataset"] in base:
-                b = base[r["dataset"]]
+            b = base.get((r["dataset"], r["target"]))
+            if r["tool"] != "server-ceiling" and b:
                 r["throughput_vs_s5cmd"] = round(r["gb_per_s"] / b["gb_per_s"], 2)
                 r["cpu_vs_s5cmd"] = round(r["cpu_s_per_gb"] / b["cpu_s_per_gb"], 2)
             if r["tool"] != "server-ceiling":
                 r["fraction_of_ceiling"] = round(r["gb_per_s"] / ceil[r["dataset"]]["gb_per_s"], 2)
-            r["target"] = "disk" if a.disk else "tmpfs"
             r["transport"] = transport
             if a.quick:
                 r["quick"] = True
 
         # kill -9 at about half of L, then the same command again
         if "L" in names and "warmcache" in tools:
-            rows.append(dict(resume_row(build, endpoint, env, out_root / "resume-L", truth["L"][1], served["L"]),
-                             transport=transport))
+            t = "xfs" if "xfs" in outs else "tmpfs"
+            rows.append(dict(resume_row(build, endpoint, env, outs[t] / "resume-L", truth["L"][1], served["L"]),
+                             transport=transport, target=t))
         # 10% of requests broken by a proxy: still byte-identical
         for n in names if "warmcache" in tools else []:
-            rows.append(fault_row(build, plain, env, out_root / f"faults-{n}", n, truth[n][1], served[n]))
+            rows.append(dict(fault_row(build, plain, env, outs["tmpfs"] / f"faults-{n}", n, truth[n][1], served[n]),
+                             target="tmpfs"))
 
         print_table(rows)
         save(a.out, rows)
@@ -283,7 +400,90 @@ def main():
         for p in procs:
             p.terminate()
             p.wait()
+        if undo_xfs:
+            undo_xfs()
         subprocess.run(["umount", "-l", str(work)])
+
+
+def profile(cmd, env, tool, what):
+    """cmd under perf record -g (cpu-clock: this VM has no PMU): the
+    process's CPU by shared object and the top symbols by self time, and the
+    kernel's call chains into the top ones."""
+    data = "/tmp/wc-bench-perf.data"
+    subprocess.run(["perf", "record", "-q", "-g", "-F", "499", "-o", data, "--", *cmd], env=env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    out = [f"==== {tool}: {what}\n$ perf record -g -F 499 -- {' '.join(cmd)}\n"]
+    for args in (["--sort", "dso"], ["--sort", "dso,symbol"]):
+        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none", "--percent-limit",
+                            "1", *args], capture_output=True, text=True)
+        out.append("\n".join(ln for ln in r.stdout.splitlines() if ln and not ln.startswith("#")) + "\n\n")
+    os.unlink(data)
+    return "".join(out)
+
+
+def trace(cmd, env, port):
+    """cmd run while its TCP connections to the server are sampled every
+    50 ms (ss -ti: bytes received per connection): per sample, the
+    connections open and those that received bytes since the last one
+    (requests in flight), and the bytes; at the end, how many connections
+    the tool opened in all (reuse)."""
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0, last, seen, samples = time.monotonic(), {}, set(), []
+    while p.poll() is None:
+        out = subprocess.run(["ss", "-tinH", "state", "established", "dport", f"= :{port}"], capture_output=True,
+                             text=True).stdout
+        now, got = {}, 0
+        local = None
+        for ln in out.splitlines():
+            f = ln.split()
+            if len(f) >= 4 and ":" in f[-2] and f[-1].endswith(f":{port}"):
+                local = f[-2]
+            elif local and "bytes_received:" in ln:
+                b = int(ln.split("bytes_received:")[1].split()[0])
+                now[local] = b
+                got += b - last.get(local, 0)
+                local = None
+        seen |= set(now)
+        active = sum(1 for k, b in now.items() if b > last.get(k, 0))
+        samples.append((round(time.monotonic() - t0, 3), len(now), active, got))
+        last = now
+        time.sleep(0.05)
+    if p.wait() != 0:
+        raise RuntimeError(f"{cmd[0]} failed under the trace")
+    wall = time.monotonic() - t0
+    act = [s[2] for s in samples]
+    summary = {"seconds": round(wall, 2), "connections_opened": len(seen),
+               "median_active": statistics.median(act) if act else 0,
+               "share_of_time_under_half_active": round(sum(1 for x in act if x < max(act or [0]) / 2) / max(1, len(act)),
+                                                        2)}
+    return {"summary": summary, "samples": samples}
+
+
+def save_trace(traces, stem, what):
+    with open(f"{stem}.json", "w") as f:
+        json.dump({"what": what, "columns": ["seconds", "connections", "active", "bytes"], "tools": traces}, f)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    fig, ax = plt.subplots(2, 1, figsize=(9, 5), sharex=True)
+    for i, (tool, tr) in enumerate(traces.items()):
+        s = tr["samples"]
+        xs = [x[0] for x in s]
+        ax[0].plot(xs, [x[2] for x in s], label=f"{tool} receiving", color=f"C{i}")
+        ax[0].plot(xs, [x[1] for x in s], label=f"{tool} open", color=f"C{i}", linestyle=":")
+        dt = [max(1e-3, b[0] - a[0]) for a, b in zip(s, s[1:])]
+        ax[1].plot(xs[1:], [x[3] / d / 1e6 for x, d in zip(s[1:], dt)], label=tool, color=f"C{i}")
+    ax[0].set_ylabel("connections")
+    ax[1].set_ylabel("MB/s received")
+    ax[1].set_xlabel("seconds")
+    ax[0].legend(fontsize=7)
+    fig.suptitle(f"connections to the server over time: {what}")
+    fig.tight_layout()
+    fig.savefig(f"{stem}.png", dpi=80)
+    plt.close(fig)
 
 
 def resume_row(build, endpoint, env, dest, total, served):
@@ -295,9 +495,7 @@ def resume_row(build, endpoint, env, dest, total, served):
     p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     written = 0
     while p.poll() is None:
-        # allocated bytes of the work directory: what the fill has written so far
-        du = subprocess.run(["du", "-sB1", str(work)], capture_output=True, text=True).stdout.split()
-        written = int(du[0]) if du else 0
+        written = data_bytes(work)  # what the fill has written so far
         if written >= total // 2:
             p.send_signal(signal.SIGKILL)
             break
@@ -336,13 +534,13 @@ def fault_row(build, endpoint, env, dest, n, total, served):
 
 
 def print_table(rows):
-    print(f"\n{'data set':8s} {'tool':15s} {'seconds':>8s} {'GB/s':>6s} {'CPU s/GB':>9s} {'RSS MiB':>8s} "
+    print(f"\n{'data set':8s} {'target':6s} {'tool':15s} {'seconds':>8s} {'GB/s':>6s} {'CPU s/GB':>9s} {'RSS MiB':>8s} "
           f"{'vs s5cmd':>9s} {'CPU vs s5':>9s} {'of ceiling':>10s}")
     for r in rows:
         if r["bench"] != "fill":
             continue
         f = lambda k, fmt: (fmt % r[k]) if r.get(k) is not None else "-"  # noqa: E731
-        print(f"{r['dataset']:8s} {r['tool']:15s} {f('seconds', '%.2f'):>8s} {f('gb_per_s', '%.2f'):>6s} "
+        print(f"{r['dataset']:8s} {r.get('target') or '-':6s} {r['tool']:15s} {f('seconds', '%.2f'):>8s} {f('gb_per_s', '%.2f'):>6s} "
               f"{f('cpu_s_per_gb', '%.2f'):>9s} {f('peak_rss_mib', '%.0f'):>8s} {f('throughput_vs_s5cmd', '%.2f'):>9s} "
               f"{f('cpu_vs_s5cmd', '%.2f'):>9s} {f('fraction_of_ceiling', '%.2f'):>10s}")
     for r in rows:
@@ -353,10 +551,13 @@ def print_table(rows):
 def save(path, rows):
     old = []
     if os.path.exists(path):
-        # rows of other benches, and fill rows of the other transport, stay
+        # rows of other benches, and fill rows of another transport or target, stay
         mine = {r.get("transport", "http") for r in rows}
+        where = {(r.get("transport", "http"), r.get("target") or "tmpfs") for r in rows}
         old = [r for r in json.load(open(path))
-               if not r.get("bench", "").startswith("fill") or r.get("transport", "http") not in mine]
+               if not r.get("bench", "").startswith("fill") or r.get("transport", "http") not in mine
+               or (r["bench"] == "fill" and (r.get("transport", "http"), r.get("target") or "tmpfs") not in where
+                   and r.get("tool") != "server-ceiling")]
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         json.dump(old + rows, f, indent=1)
@@ -372,24 +573,32 @@ def plot(rows, png):
         print("matplotlib missing: no plot")
         return
     fill = [r for r in rows if r["bench"] == "fill"]
-    sets = sorted({r["dataset"] for r in fill}, key="LSM".index)
-    tools = [t for t in ["server-ceiling", "warmcache", "s5cmd", "rclone", "awscli"] if any(r["tool"] == t for r in fill)]
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    sets = sorted({r["dataset"] for r in fill}, key="LSMD".index)
+    tools = [t for t in ["server-ceiling", "warmcache", "warmcache-baseline", "s5cmd", "rclone", "awscli"] if any(r["tool"] == t for r in fill)]
+    # one column per transport and target: the ceiling (no target) in each of its transport's
+    combos = sorted({(r["transport"], r["target"]) for r in fill if r.get("target")},
+                    key=lambda c: (c[0] != "https", c[1] != "tmpfs"))
+    if not combos:
+        return
+    fig, ax = plt.subplots(2, len(combos), figsize=(5.5 * len(combos), 7), squeeze=False)
     w = 0.8 / len(tools)
-    for i, t in enumerate(tools):
-        xs = [k + i * w for k in range(len(sets))]
-        g = [next((r["gb_per_s"] for r in fill if r["tool"] == t and r["dataset"] == s), 0) for s in sets]
-        c = [next((r["cpu_s_per_gb"] or 0 for r in fill if r["tool"] == t and r["dataset"] == s), 0) for s in sets]
-        color = f"C{i}"  # one colour per tool in both panels
-        ax[0].bar(xs, g, w, label=t, color=color)
-        if t != "server-ceiling":
-            ax[1].bar(xs, c, w, label=t, color=color)
-    for a_, title in zip(ax, ["GB/s (higher is better)", "CPU seconds per GB, log scale (lower is better)"]):
-        a_.set_xticks([k + 0.4 - w / 2 for k in range(len(sets))])
-        a_.set_xticklabels(sets)
-        a_.set_title(title)
-    ax[1].set_yscale("log")
-    ax[0].legend(fontsize=8)
+    for col, (tr, tg) in enumerate(combos):
+        for i, t in enumerate(tools):
+            pick = [r for r in fill if r["tool"] == t and r["transport"] == tr and (r.get("target") in (tg, None))]
+            xs = [k + i * w for k in range(len(sets))]
+            g = [next((r["gb_per_s"] for r in pick if r["dataset"] == s), 0) for s in sets]
+            c = [next((r["cpu_s_per_gb"] or 0 for r in pick if r["dataset"] == s), 0) for s in sets]
+            color = f"C{i}"  # one colour per tool in every panel
+            ax[0][col].bar(xs, g, w, label=t, color=color)
+            if t != "server-ceiling":
+                ax[1][col].bar(xs, c, w, label=t, color=color)
+        for row, title in enumerate(["GB/s (higher is better)", "CPU s per GB, log (lower is better)"]):
+            a_ = ax[row][col]
+            a_.set_xticks([k + 0.4 - w / 2 for k in range(len(sets))])
+            a_.set_xticklabels(sets)
+            a_.set_title(f"{tr} into {tg}: {title}", fontsize=9)
+        ax[1][col].set_yscale("log")
+    ax[0][0].legend(fontsize=8)
     fig.suptitle("S3 fill on one 2-core machine, server on loopback")
     fig.tight_layout()
     fig.savefig(png, dpi=90)

@@ -3,7 +3,7 @@
 # bench/results/latest.json (one row per bench/dataset/tool; rows of benches
 # not run now are kept): the warm path (NodeStage + NodePublish of a copy
 # already on the node), then the S3 fill against s5cmd, rclone and the AWS CLI
-# (bench/fill_bench.py; BENCH_ARGS="--disk DIR" fills onto a real disk,
+# (bench/fill_bench.py, into a tmpfs and into XFS on a loop device; BENCH_ARGS="--xfs-device DEV" formats a spare disk instead,
 # "--quick" shrinks the data sets 16x for a smoke run).
 set -euo pipefail
 build=${1:-build}

@@ -210,7 +210,7 @@ fi  # want test
 # proxy refuses its version list, which `go install` asks for); rclone and
 # AWS CLI v2 from Debian.
 if want bench; then
-  apt_install rclone awscli python3-matplotlib curl time strace  # strace: bench/tls_syscalls.py
+  apt_install rclone awscli python3-matplotlib curl time strace linux-perf iproute2  # strace: bench/tls_syscalls.py; perf, ss: --profile, --trace
   python3 -c 'import matplotlib' 2>/dev/null || pip_install matplotlib  # python3 may not be Debian's
   S5CMD_VERSION=v2.3.0
   if [ ! -x "$tools/bin/s5cmd" ] || [ "$(cat "$tools/s5cmd.version" 2>/dev/null)" != "$S5CMD_VERSION" ]; then
