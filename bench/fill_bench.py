@@ -5,11 +5,13 @@ One local S3 server (versitygw, posix backend on a tmpfs), over HTTPS with a
 certificate from a CA the bench makes, every tool told to trust that CA the
 way its docs say (AWS_CA_BUNDLE; rclone --ca-cert), as every request on EKS
 is HTTPS (--http: plain HTTP, the old default); four data sets on it, and
-every tool fills each of them the same number of times, interleaved, into two
-targets: a tmpfs, and XFS formatted the way the node plugin formats its store
-(mkfs.xfs -L warmcache, mounted noatime) on a loop device over a file on this
-machine's disk, or on a spare block device (--xfs-device DEV: its contents are
-lost). Tools that do not fsync get a `sync` inside their timing on XFS. Per
+warmcache and s5cmd fill each of them the same number of times, interleaved
+(the order turning each round), into two targets: a tmpfs, and XFS formatted
+the way the node plugin formats its store (mkfs.xfs -L warmcache, mounted
+noatime) on a loop device over a file on this machine's disk, or on a spare
+block device (--xfs-device DEV: its contents are lost). Tools that do not
+fsync get a `sync -f` inside their timing on XFS; the previous run's copy is
+removed and that flushed outside anyone's time. Per
 tool, data set and target the median run is reported: wall seconds, GB/s, CPU
 seconds per GB (user + system, children included) and peak RSS, with the ratio
 to s5cmd and the fraction of the server's own ceiling (bench_s3_ceiling: many
@@ -34,6 +36,7 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import statistics
 import subprocess
 import sys
@@ -98,54 +101,91 @@ def make_datasets(src, names, quick):
 
 
 def data_bytes(d):
-    """Bytes written into the files under d so far: their data regions
-    (SEEK_DATA), not their size or blocks, which a fill reserves up front on
-    XFS (fallocate's unwritten extents read as holes)."""
+    """Bytes written into the regular files under d so far: their data
+    regions (SEEK_DATA), not their size or blocks, which a fill reserves up
+    front on XFS (fallocate's unwritten extents read as holes). A file the
+    fill renames or removes during the walk is skipped."""
     total = 0
-    for p in Path(d).rglob("*"):
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except (IsADirectoryError, FileNotFoundError, PermissionError):
-            continue
-        try:
-            end, off = os.fstat(fd).st_size, 0
-            while off < end:
-                try:
+    for root, _, files in os.walk(d):
+        for name in files:
+            try:
+                fd = os.open(os.path.join(root, name), os.O_RDONLY | os.O_NOFOLLOW)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+                off = 0
+                while stat.S_ISREG(st.st_mode) and off < st.st_size:
                     off = os.lseek(fd, off, os.SEEK_DATA)
-                except OSError:
-                    break  # ENXIO: no data past off
-                hole = os.lseek(fd, off, os.SEEK_HOLE)
-                total += hole - off
-                off = hole
-        finally:
-            os.close(fd)
+                    hole = os.lseek(fd, off, os.SEEK_HOLE)
+                    total += hole - off
+                    off = hole
+            except OSError:
+                pass  # ENXIO: no data past off
+            finally:
+                os.close(fd)
     return total
 
 
-def xfs_target(mnt, device):
+def run_group(cmd, env, **kw):
+    """subprocess.run in a process group of its own, all of it killed if
+    this script is interrupted (SIGTERM, an error): no tool left writing."""
+    p = subprocess.Popen(cmd, env=env, start_new_session=True, **kw)
+    try:
+        out, err = p.communicate()
+    except BaseException:
+        kill_group(p)
+        raise
+    return subprocess.CompletedProcess(cmd, p.returncode, out, err)
+
+
+def kill_group(p):
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    p.wait()
+
+
+def umount(mnt):
+    for _ in range(20):
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.25)
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+XFS_IMG = Path("/var/tmp/wc-bench-xfs.img")
+
+
+def xfs_target(mnt, device, cleanups):
     """Mounts at mnt a file system formatted as the node plugin formats its
-    store (driver/storage/disks.c: mkfs.xfs -L warmcache, mounted noatime): on
+    store (driver/storage/disks.c: mkfs.xfs -L warmcache, mounted
+    noatime,prjquota, or noatime where the kernel has no XFS quota): on
     device when given, else on a loop device over a sparse file on this
     machine's disk, with direct I/O to that file (one copy in the page cache,
-    not two). Returns the function that takes it down again."""
-    img = None
+    not two). Each step's undo goes on cleanups as soon as it is done."""
+    while subprocess.run(["mountpoint", "-q", str(mnt)]).returncode == 0:
+        umount(mnt)  # an interrupted earlier run's
     if device is None:
-        img = Path("/var/tmp/wc-bench-xfs.img")
-        img.unlink(missing_ok=True)
-        with open(img, "wb") as f:
+        for dev in subprocess.run(["losetup", "-j", str(XFS_IMG)], capture_output=True,
+                                  text=True).stdout.splitlines():
+            subprocess.run(["losetup", "-d", dev.split(":")[0]])
+        XFS_IMG.unlink(missing_ok=True)
+        cleanups.append(lambda: XFS_IMG.unlink(missing_ok=True))
+        with open(XFS_IMG, "wb") as f:
             f.truncate(32 << 30)
-        device = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(img)], check=True,
+        device = subprocess.run(["losetup", "--find", "--show", "--direct-io=on", str(XFS_IMG)], check=True,
                                 capture_output=True, text=True).stdout.strip()
+        cleanups.append(lambda: subprocess.run(["losetup", "-d", device]))
+        dio = Path(f"/sys/block/{Path(device).name}/loop/dio")
+        if dio.exists() and dio.read_text().strip() != "1":
+            print(f"note: {device} does buffered I/O to {XFS_IMG} (direct I/O refused)", flush=True)
     subprocess.run(["mkfs.xfs", "-f", "-q", "-L", "warmcache", device], check=True)
     mnt.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-o", "noatime", device, str(mnt)], check=True)
-
-    def undo():
-        subprocess.run(["umount", str(mnt)])
-        if img:
-            subprocess.run(["losetup", "-d", device])
-            img.unlink(missing_ok=True)
-    return undo
+    if subprocess.run(["mount", "-o", "noatime,prjquota", device, str(mnt)], capture_output=True).returncode != 0:
+        subprocess.run(["mount", "-o", "noatime", device, str(mnt)], check=True)
+    cleanups.append(lambda: umount(mnt))
 
 
 def runs_on(tool, dataset, target, rep):
@@ -178,14 +218,16 @@ def sha_tree(d):
     return out
 
 
-def timed(cmd, env, sync_after):
-    """Runs cmd under GNU time: (wall, cpu, peak RSS MiB)."""
+def timed(cmd, env, sync_dir):
+    """Runs cmd under GNU time: (wall, cpu, peak RSS MiB); with sync_dir, a
+    syncfs of its file system (sync -f) inside the time, for a tool that
+    does not make what it wrote durable itself."""
     tf = "/tmp/wc-bench-time.txt"
     full = ["/usr/bin/time", "-o", tf, "-f", "%e %U %S %M"] + cmd
     t0 = time.monotonic()
-    r = subprocess.run(full, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if sync_after:
-        os.sync()
+    r = run_group(full, env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if sync_dir:
+        subprocess.run(["sync", "-f", str(sync_dir)], check=True)
     wall = time.monotonic() - t0
     if r.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({r.returncode}): {r.stderr[-2000:]}")
@@ -224,6 +266,7 @@ def main():
     names = a.datasets.split(",")
     tools = a.tools.split(",") + (["warmcache-baseline"] if a.baseline else [])
     targets = a.targets.split(",")
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
 
     work = Path("/tmp/wc-fillbench")
     import fcntl
@@ -236,7 +279,7 @@ def main():
     work.mkdir(exist_ok=True)
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20g", "tmpfs", str(work)], check=True)
     procs = []
-    undo_xfs = None
+    cleanups = []  # undone last first, whatever happens
     try:
         (work / "gw").mkdir()
         transport = "http" if a.http else "https"
@@ -273,8 +316,8 @@ def main():
         subprocess.run([s5, "--endpoint-url", endpoint, "mb", "s3://bench"], env=env, check=True,
                        stdout=subprocess.DEVNULL)
         print("generating and uploading the data sets ...", flush=True)
-        make_datasets(work / "src", names, a.quick)
-        for n in names:
+        for n in names:  # one at a time: the sources and the server's copies of all four do not fit in 20 GiB
+            make_datasets(work / "src", [n], a.quick)
             subprocess.run([s5, "--endpoint-url", endpoint, "cp", str(work / "src" / n) + "/", f"s3://bench/{n}/"],
                            env=env, check=True, stdout=subprocess.DEVNULL)
             shutil.rmtree(work / "src" / n)
@@ -284,13 +327,13 @@ def main():
         outs = {"tmpfs": work / "out"}
         if "xfs" in targets:
             outs["xfs"] = Path("/tmp/wc-fillbench-xfs")
-            undo_xfs = xfs_target(outs["xfs"], a.xfs_device)
+            xfs_target(outs["xfs"], a.xfs_device, cleanups)
         outs["tmpfs"].mkdir(parents=True, exist_ok=True)
 
         def command(tool, n, dest):
             src = f"s3://bench/{n}/"
             if tool in ("warmcache", "warmcache-baseline"):
-                ctl = Path(a.baseline).resolve() / "warmcachectl" if tool != "warmcache" else build / "warmcachectl"
+                ctl = (ROOT / a.baseline).resolve() / "warmcachectl" if tool != "warmcache" else build / "warmcachectl"
                 return [str(ctl), "fill", src, str(dest), "-p", f"endpoint={endpoint}",
                         "--connections", str(CONNS)]
             if tool == "s5cmd":  # README: more workers for many files, more parts in flight for big ones
@@ -317,15 +360,23 @@ def main():
             ceiling[n] = statistics.median(runs)
             print(f"{n}: {truth[n][0]} files, {truth[n][1] / GB:.2f} GB; server ceiling "
                   f"{truth[n][1] / GB / ceiling[n]:.2f} GB/s", flush=True)
+            def clear(dest, target):
+                """The last run's copy gone, and on XFS its freeing flushed
+                outside anyone's time (else the next tool's sync pays it)."""
+                shutil.rmtree(dest, ignore_errors=True)
+                if target != "tmpfs":
+                    subprocess.run(["sync", "-f", str(outs[target])], check=True)
+
             for target in targets:
                 for rep in range(a.runs):
-                    for tool in tools:
+                    k = rep % len(tools)  # the order turns each round: no tool always runs after the same one
+                    for tool in tools[k:] + tools[:k]:
                         if not runs_on(tool, n, target, rep):
                             continue
                         dest = outs[target] / f"{tool}-{n}"
-                        shutil.rmtree(dest, ignore_errors=True)
-                        # warmcache fsyncs what it writes (syncfs per group of files): no extra sync
-                        sync = target != "tmpfs" and not tool.startswith("warmcache")
+                        clear(dest, target)
+                        # warmcache makes what it writes durable (syncfs per group of files): no extra sync
+                        sync = dest if target != "tmpfs" and not tool.startswith("warmcache") else None
                         wall, cpu, rss = timed(command(tool, n, dest), rclone_env if tool == "rclone" else env, sync)
                         got = tree_stats(dest)
                         if got != truth[n]:
@@ -335,21 +386,21 @@ def main():
                         results.setdefault((n, target, tool), []).append((wall, cpu, rss))
                         print(f"  {n} {target:5s} {tool:10s} run {rep + 1}: {wall:6.2f} s  "
                               f"{truth[n][1] / GB / wall:5.2f} GB/s  cpu {cpu:6.2f} s  rss {rss:6.1f} MiB", flush=True)
-                        shutil.rmtree(dest, ignore_errors=True)
+                        clear(dest, target)
                 if a.profile:
                     report = Path(a.out).parent / f"profile-{n}-{target}.txt"
                     with open(report, "w") as f:
                         for tool in ("warmcache", "s5cmd"):
                             dest = outs[target] / f"{tool}-{n}"
                             f.write(profile(command(tool, n, dest), env, tool, f"{n} over {transport} into {target}"))
-                            shutil.rmtree(dest, ignore_errors=True)
+                            clear(dest, target)
                     print(f"  profile: {report}", flush=True)
                 if a.trace:
                     traces = {}
                     for tool in ("warmcache", "s5cmd"):
                         dest = outs[target] / f"{tool}-{n}"
                         traces[tool] = trace(command(tool, n, dest), env, port)
-                        shutil.rmtree(dest, ignore_errors=True)
+                        clear(dest, target)
                     stem = Path(a.out).parent / f"trace-{n}-{target}"
                     save_trace(traces, stem, f"{n} over {transport} into {target}")
                     print(f"  trace: {stem}.json: " + "; ".join(
@@ -391,71 +442,88 @@ def main():
         # 10% of requests broken by a proxy: still byte-identical
         for n in names if "warmcache" in tools else []:
             rows.append(dict(fault_row(build, plain, env, outs["tmpfs"] / f"faults-{n}", n, truth[n][1], served[n]),
-                             target="tmpfs"))
+                             target="tmpfs", transport="http"))  # the proxy speaks plain HTTP
 
         print_table(rows)
         save(a.out, rows)
-        plot(rows, Path(a.out).parent / "fill.png")
+        plot(json.load(open(a.out)), Path(a.out).parent / "fill.png")  # this run's rows and the kept ones
     finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the clean-up short
+        for undo in reversed(cleanups):
+            undo()
         for p in procs:
             p.terminate()
             p.wait()
-        if undo_xfs:
-            undo_xfs()
         subprocess.run(["umount", "-l", str(work)])
 
 
 def profile(cmd, env, tool, what):
-    """cmd under perf record -g (cpu-clock: this VM has no PMU): the
-    process's CPU by shared object and the top symbols by self time, and the
-    kernel's call chains into the top ones."""
+    """cmd under perf record with DWARF call graphs (cpu-clock: this VM has
+    no PMU; frame pointers do not unwind through Debian's libssl): the CPU
+    by shared object, the top symbols by self time, and the callers of the
+    top ones."""
     data = "/tmp/wc-bench-perf.data"
-    subprocess.run(["perf", "record", "-q", "-g", "-F", "499", "-o", data, "--", *cmd], env=env, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    out = [f"==== {tool}: {what}\n$ perf record -g -F 499 -- {' '.join(cmd)}\n"]
-    for args in (["--sort", "dso"], ["--sort", "dso,symbol"]):
-        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "-g", "none", "--percent-limit",
-                            "1", *args], capture_output=True, text=True)
-        out.append("\n".join(ln for ln in r.stdout.splitlines() if ln and not ln.startswith("#")) + "\n\n")
+    rec = ["perf", "record", "-q", "--call-graph", "dwarf,8192", "-F", "199", "-o", data]
+    run_group(rec + ["--", *cmd], env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).check_returncode()
+    out = [f"==== {tool}: {what}\n$ {' '.join(rec)} -- {' '.join(cmd)}\n"]
+    for args, limit in ((["--sort", "dso", "-g", "none"], 1), (["--sort", "dso,symbol", "-g", "none"], 1),
+                        (["--sort", "symbol", "-g", "caller,2,callee,function,percent"], 4)):
+        r = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--percent-limit", str(limit),
+                            *args], capture_output=True, text=True)
+        lines = [ln.rstrip() for ln in r.stdout.splitlines() if ln.strip() and not ln.startswith("#")]
+        out.append("\n".join(lines[:160]) + "\n\n")
     os.unlink(data)
     return "".join(out)
+
+
+def active_opens():
+    """TCP connections this machine has opened so far (/proc/net/snmp)."""
+    rows = [ln.split() for ln in open("/proc/net/snmp") if ln.startswith("Tcp:")]
+    return int(rows[1][rows[0].index("ActiveOpens")])
 
 
 def trace(cmd, env, port):
     """cmd run while its TCP connections to the server are sampled every
     50 ms (ss -ti: bytes received per connection): per sample, the
-    connections open and those that received bytes since the last one
-    (requests in flight), and the bytes; at the end, how many connections
-    the tool opened in all (reuse)."""
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    t0, last, seen, samples = time.monotonic(), {}, set(), []
-    while p.poll() is None:
-        out = subprocess.run(["ss", "-tinH", "state", "established", "dport", f"= :{port}"], capture_output=True,
-                             text=True).stdout
-        now, got = {}, 0
-        local = None
-        for ln in out.splitlines():
-            f = ln.split()
-            if len(f) >= 4 and ":" in f[-2] and f[-1].endswith(f":{port}"):
-                local = f[-2]
-            elif local and "bytes_received:" in ln:
-                b = int(ln.split("bytes_received:")[1].split()[0])
-                now[local] = b
-                got += b - last.get(local, 0)
-                local = None
-        seen |= set(now)
-        active = sum(1 for k, b in now.items() if b > last.get(k, 0))
-        samples.append((round(time.monotonic() - t0, 3), len(now), active, got))
-        last = now
-        time.sleep(0.05)
+    connections open, those that received bytes since the last one
+    (requests in flight) and the bytes; and the connections opened in all
+    (connection reuse), counted by the kernel, as a connection opened and
+    closed between two samples is not seen by them."""
+    opens = active_opens()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    t0, last, samples = time.monotonic(), {}, []
+    try:
+        while p.poll() is None:
+            out = subprocess.run(["ss", "-tineH", "state", "established", "dport", f"= :{port}"], capture_output=True,
+                                 text=True).stdout
+            now, got, sock = {}, 0, None
+            for ln in out.splitlines():
+                if not ln[:1].isspace():  # a socket's line; its details follow on an indented one
+                    f = ln.split()
+                    ino = next((x for x in f if x.startswith("ino:")), None)
+                    sock = (f[2], ino) if len(f) >= 4 else None
+                    if sock:
+                        now[sock] = 0  # ss leaves bytes_received out while it is 0
+                elif sock and "bytes_received:" in ln:
+                    now[sock] = int(ln.split("bytes_received:")[1].split()[0])
+            for k, b in now.items():
+                prev = last.get(k, 0)
+                got += b - prev if b >= prev else b
+            active = sum(1 for k, b in now.items() if b > last.get(k, 0))
+            samples.append((round(time.monotonic() - t0, 3), len(now), active, got))
+            last = now
+            time.sleep(0.05)
+    except BaseException:
+        kill_group(p)
+        raise
     if p.wait() != 0:
         raise RuntimeError(f"{cmd[0]} failed under the trace")
     wall = time.monotonic() - t0
     act = [s[2] for s in samples]
-    summary = {"seconds": round(wall, 2), "connections_opened": len(seen),
-               "median_active": statistics.median(act) if act else 0,
-               "share_of_time_under_half_active": round(sum(1 for x in act if x < max(act or [0]) / 2) / max(1, len(act)),
-                                                        2)}
+    peak = max(act or [0])
+    summary = {"seconds": round(wall, 2), "connections_opened": active_opens() - opens,
+               "median_active": statistics.median(act) if act else 0, "peak_active": peak,
+               "share_of_time_under_half_of_peak": round(sum(1 for x in act if x < peak / 2) / max(1, len(act)), 2)}
     return {"summary": summary, "samples": samples}
 
 
@@ -492,16 +560,18 @@ def resume_row(build, endpoint, env, dest, total, served):
     shutil.rmtree(work, ignore_errors=True)
     cmd = [str(build / "warmcachectl"), "fill", "s3://bench/L/", str(dest), "-p", f"endpoint={endpoint}", "--json",
            "--connections", str(CONNS)]
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     written = 0
-    while p.poll() is None:
-        written = data_bytes(work)  # what the fill has written so far
-        if written >= total // 2:
-            p.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.01)
-    p.wait()
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+    try:
+        while p.poll() is None:
+            written = data_bytes(work)  # what the fill has written so far
+            if written >= total // 2:
+                break
+            time.sleep(0.01)
+    finally:
+        kill_group(p)  # SIGKILL: the kill -9 measured here (or an interrupted bench's clean-up)
+    r = run_group(cmd, env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    r.check_returncode()
     second = json.loads(r.stdout)
     ok = sha_tree(dest) == sha_tree(served)
     refetched = max(0, written - second["resumed_bytes"])
@@ -549,15 +619,13 @@ def print_table(rows):
 
 
 def save(path, rows):
-    old = []
-    if os.path.exists(path):
-        # rows of other benches, and fill rows of another transport or target, stay
-        mine = {r.get("transport", "http") for r in rows}
-        where = {(r.get("transport", "http"), r.get("target") or "tmpfs") for r in rows}
-        old = [r for r in json.load(open(path))
-               if not r.get("bench", "").startswith("fill") or r.get("transport", "http") not in mine
-               or (r["bench"] == "fill" and (r.get("transport", "http"), r.get("target") or "tmpfs") not in where
-                   and r.get("tool") != "server-ceiling")]
+    """A row replaces the old one of the same bench, transport, target, data
+    set and tool; every other row stays (other benches, runs of another
+    transport or target, data sets or tools not run now)."""
+    def key(r):
+        return r.get("bench"), r.get("transport", "http"), r.get("target"), r.get("dataset"), r.get("tool")
+    new = {key(r) for r in rows}
+    old = [r for r in json.load(open(path)) if key(r) not in new] if os.path.exists(path) else []
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as f:
         json.dump(old + rows, f, indent=1)
