@@ -10,7 +10,6 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
-#include <openssl/ssl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -452,20 +451,6 @@ void s3_req_done(struct s3_req *rq)
     rq->headers = NULL;
 }
 
-/* TLS records taken several at a time: OpenSSL otherwise spends two recv()
- * calls on each 16 KiB record of a GET's body. Not many more: OpenSSL 3.0
- * moves the unread rest of its buffer to the front before every record, so
- * a 256 KiB buffer copied each byte about eight times (a quarter of the
- * fill's CPU under SSL_read). 64 KiB: 4 records a recv, the least CPU
- * measured (bench/tls_syscalls.py). */
-static CURLcode tls_tune(CURL *h, void *ssl_ctx, void *arg)
-{
-    (void)h, (void)arg;
-    SSL_CTX_set_read_ahead(ssl_ctx, 1);
-    SSL_CTX_set_default_read_buffer_len(ssl_ctx, 64 << 10);
-    return CURLE_OK;
-}
-
 void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s, int head)
 {
     curl_easy_reset(h);
@@ -485,7 +470,6 @@ void s3_easy_setup(CURL *h, const struct s3_req *rq, struct sink *s, int head)
     curl_easy_setopt(h, CURLOPT_BUFFERSIZE, 256L << 10);   /* fewer callbacks and pwrites per GiB */
     if (rq->ca_file)
         curl_easy_setopt(h, CURLOPT_CAINFO, rq->ca_file);
-    curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, tls_tune); /* ignored by a libcurl not built on OpenSSL */
     s->n = 0;
     s->written = 0;
     s->wn = 0;

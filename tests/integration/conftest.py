@@ -235,9 +235,11 @@ def make_ca(d):
 class S3Server:
     """A real S3-compatible server that verifies SigV4 (versitygw, posix
     backend), on loopback, with its own keys; stopped with the fixture.
-    tls: serve https with a certificate from a CA of our own (self.ca)."""
+    tls: serve https with a certificate from a CA of our own (self.ca);
+    keep_alive: keep connections open between requests, as S3 does (by
+    default versitygw answers every request with Connection: close)."""
 
-    def __init__(self, root, tls=False):
+    def __init__(self, root, tls=False, keep_alive=False):
         import socket
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -251,7 +253,8 @@ class S3Server:
             self.ca, cert, key = make_ca(root / "tls")
             extra = ["--cert", str(cert), "--key", str(key)]
         self.proc = subprocess.Popen([gw, "--port", f"127.0.0.1:{self.port}", "--access", self.key, "--secret",
-                                      self.secret, *extra, "posix", str(root / "gw")],
+                                      self.secret, *extra, *(["--keep-alive"] if keep_alive else []), "posix",
+                                      str(root / "gw")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import boto3
         self.s3 = boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.key,

@@ -239,3 +239,29 @@ def test_a_slowloris_server_is_cut_off_and_given_up_on(s3server, bucket, work):
     assert r.returncode == 1
     assert "gave up after 6 attempts" in r.stderr and "stalled (under 1 KiB/s for 1s)" in r.stderr, r.stderr
     assert took < 60 and not (work / "copy").exists()
+
+
+def test_a_fill_over_https_on_connections_kept_open_finishes(work):
+    """S3 keeps connections open between requests; over TLS a client must not
+    wait on the socket for bytes its TLS library already read (OpenSSL's
+    read-ahead did: every fill on a reused connection stalled until the 30 s
+    stall cut, and again on every retry)."""
+    from conftest import S3Server
+    (work / "ka").mkdir()
+    srv = S3Server(work / "ka", tls=True, keep_alive=True)
+    try:
+        srv.s3.create_bucket(Bucket="models")
+        for i in range(6):  # more parts than connections: each connection serves several requests
+            srv.s3.put_object(Bucket="models", Key=f"tiny-llm/shard-{i}.bin", Body=os.urandom((3 << 20) + i))
+        env = dict(os.environ, AWS_ACCESS_KEY_ID=srv.key, AWS_SECRET_ACCESS_KEY=srv.secret, AWS_CA_BUNDLE=str(srv.ca))
+        ctl = os.path.join(os.environ["WC_BUILD"], "warmcachectl")
+        t0 = time.monotonic()
+        r = subprocess.run([ctl, "fill", "s3://models/tiny-llm/", str(work / "copy"), "-p", f"endpoint={srv.endpoint}",
+                            "--json", "--part-size", "1", "--connections", "2"], env=env, capture_output=True,
+                           text=True, timeout=120)
+        took = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["retries"] == 0 and took < 10, (took, r.stdout)
+        assert sha256_tree(work / "copy") == served(srv, "models")
+    finally:
+        srv.stop()
