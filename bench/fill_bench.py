@@ -287,8 +287,10 @@ def main():
 
         def gateway(tls_args):
             port = free_port()
+            # --keep-alive: as S3 does; without it every answer says Connection: close and each request
+            # pays a TCP and TLS handshake (docs/performance.md)
             gw = subprocess.Popen([str(tools_bin / "versitygw"), "--port", f"127.0.0.1:{port}", "--access", KEY,
-                                   "--secret", SECRET, *tls_args, "posix", str(work / "gw")],
+                                   "--secret", SECRET, "--keep-alive", *tls_args, "posix", str(work / "gw")],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             procs.append(gw)
             return port
