@@ -351,6 +351,13 @@ def main():
                         str(dest)]
             raise ValueError(tool)
 
+        def clear(dest, target):
+            """The last run's copy gone, and on XFS its freeing flushed
+            outside anyone's time (else the next tool's sync pays it)."""
+            shutil.rmtree(dest, ignore_errors=True)
+            if target != "tmpfs":
+                subprocess.run(["sync", "-f", str(outs[target])], check=True)
+
         results = {}
         ceiling = {}
         for n in names:
@@ -362,13 +369,6 @@ def main():
             ceiling[n] = statistics.median(runs)
             print(f"{n}: {truth[n][0]} files, {truth[n][1] / GB:.2f} GB; server ceiling "
                   f"{truth[n][1] / GB / ceiling[n]:.2f} GB/s", flush=True)
-            def clear(dest, target):
-                """The last run's copy gone, and on XFS its freeing flushed
-                outside anyone's time (else the next tool's sync pays it)."""
-                shutil.rmtree(dest, ignore_errors=True)
-                if target != "tmpfs":
-                    subprocess.run(["sync", "-f", str(outs[target])], check=True)
-
             for target in targets:
                 for rep in range(a.runs):
                     k = rep % len(tools)  # the order turns each round: no tool always runs after the same one

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import sha256_tree
+from conftest import S3Server, sha256_tree
 from faultproxy import FaultProxy
 
 
@@ -37,6 +37,8 @@ def served(s3server, bucket, prefix="tiny-llm/"):
 
 def fill(s3server, endpoint, dest, *extra, check=True):
     env = dict(os.environ, AWS_ACCESS_KEY_ID=s3server.key, AWS_SECRET_ACCESS_KEY=s3server.secret)
+    if s3server.ca:
+        env["AWS_CA_BUNDLE"] = str(s3server.ca)
     ctl = os.path.join(os.environ["WC_BUILD"], "warmcachectl")
     return subprocess.run([ctl, "fill", "s3://models/tiny-llm/", str(dest), "-p", f"endpoint={endpoint}", "--json",
                            *extra], env=env, capture_output=True, text=True, check=check, timeout=120)
@@ -246,19 +248,14 @@ def test_a_fill_over_https_on_connections_kept_open_finishes(work):
     wait on the socket for bytes its TLS library already read (OpenSSL's
     read-ahead did: every fill on a reused connection stalled until the 30 s
     stall cut, and again on every retry)."""
-    from conftest import S3Server
     (work / "ka").mkdir()
     srv = S3Server(work / "ka", tls=True, keep_alive=True)
     try:
         srv.s3.create_bucket(Bucket="models")
         for i in range(6):  # more parts than connections: each connection serves several requests
             srv.s3.put_object(Bucket="models", Key=f"tiny-llm/shard-{i}.bin", Body=os.urandom((3 << 20) + i))
-        env = dict(os.environ, AWS_ACCESS_KEY_ID=srv.key, AWS_SECRET_ACCESS_KEY=srv.secret, AWS_CA_BUNDLE=str(srv.ca))
-        ctl = os.path.join(os.environ["WC_BUILD"], "warmcachectl")
         t0 = time.monotonic()
-        r = subprocess.run([ctl, "fill", "s3://models/tiny-llm/", str(work / "copy"), "-p", f"endpoint={srv.endpoint}",
-                            "--json", "--part-size", "1", "--connections", "2"], env=env, capture_output=True,
-                           text=True, timeout=120)
+        r = fill(srv, srv.endpoint, work / "copy", "--part-size", "1", "--connections", "2", check=False)
         took = time.monotonic() - t0
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["retries"] == 0 and took < 10, (took, r.stdout)
