@@ -205,7 +205,7 @@ class FaultProxy:
                         ended.append(1)
                         self._flight(group, -1)
                 try:
-                    if not self._relay(up, c, truncate=kind == "truncate", end=end):
+                    if not self._relay(up, c, truncate=kind == "truncate", end=end, head_only=method == b"HEAD"):
                         return
                 finally:
                     end()
@@ -242,11 +242,19 @@ class FaultProxy:
                 c.sendall(rest[i:i + 1])
                 time.sleep(0.5)
 
-    def _relay(self, up, c, truncate, end=lambda: None):
-        """Relays one response; False when either connection is done."""
+    def _relay(self, up, c, truncate, end=lambda: None, head_only=False):
+        """Relays one response; False when either connection is done. An
+        answer to HEAD (or a 204 or 304) has no body, whatever its
+        Content-Length says: waiting for one on a connection the server
+        keeps open would wait forever."""
         head, rest = _read_head(up, b"")
         if head is None:
             return False
+        status = head.split(b" ", 2)[1] if head.count(b" ") >= 1 else b""
+        if head_only or status in (b"204", b"304"):
+            end()
+            c.sendall(head)
+            return True
         length = _header(head, b"content-length")
         if length is not None:
             n = int(length)
