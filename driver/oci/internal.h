@@ -1,0 +1,61 @@
+/*
+ * Shared by registry.c (one request at a time: manifests, tokens) and
+ * blobs.c (parallel ranged GETs): how a request is sent, answered a
+ * challenge, redirected and judged. Not part of the oci API.
+ */
+#pragma once
+
+#include <curl/curl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "oci/oci.h"
+
+#define OCI_URL_MAX 4096
+
+struct oci_client {
+    struct oci_ref ref;
+    char base[OCI_HOST_MAX + 16];     /* https://host[:port] */
+    char *user, *pass;                /* wiped on free */
+    char ca_file[4096];               /* "": the system's */
+    long stall_s;
+    CURL *curl;                       /* manifests and tokens, under curl_lock */
+    pthread_mutex_t curl_lock, auth_lock;
+    char *auth;                       /* "Authorization: …" the registry asked for; NULL: none yet */
+};
+
+/* Where a response goes: into memory (fd < 0; at most max bytes, more is
+ * too_big), or into fd at off (at most want bytes, more is too_big). */
+struct oci_resp {
+    char *buf;
+    size_t n, cap, max;
+    int fd;
+    uint64_t off, want, written;
+    _Atomic uint64_t *progress;
+    const atomic_int *cancel, *stop;
+    int too_big, io_error;
+    long status;
+    char location[OCI_URL_MAX];
+    char challenge[1024];             /* WWW-Authenticate */
+    char digest[OCI_DIGEST_LEN + 1];  /* Docker-Content-Digest */
+    char err[512];                    /* the start of an error body */
+    size_t errn;
+};
+
+/* What to ask: a path under the registry (/v2/…), an Accept header, a
+ * range; follow: a blob GET, whose redirects are followed (to another host
+ * without the registry's Authorization). */
+struct oci_req {
+    const char *path, *accept, *range;
+    int follow;
+    long timeout_s;                   /* the whole request; 0: none (bodies are cut on a stall) */
+};
+
+/* One request through the challenge and redirects, on handle h. 0 for a
+ * 2xx; -EAGAIN for what a retry may cure (5xx, 429, resets, stalls, a short
+ * body); another negative errno (message in e) for what it will not. what
+ * names the request in messages. */
+int oci_send(struct oci_client *c, CURL *h, const struct oci_req *rq, struct oci_resp *rs, const char *what,
+             struct wc_error *e);
+unsigned oci_backoff_ms(int attempt);

@@ -1,0 +1,163 @@
+/* Manifests and indexes as a registry sends them, read as a list of files.
+ *
+ * Which layers are files, and where they go: a ModelPack layer
+ * (org.cncf.model.filepath) of a raw media type is the file at that path;
+ * an oras layer (org.opencontainers.image.title) is the file of that name
+ * whatever its media type, as `oras pull` writes it, unless oras marked it
+ * a directory archive (io.deis.oras.content.unpack). Archives (tar layers:
+ * container images, ModelPack tar layers, oras directories) are refused
+ * with a message saying so, never skipped: a copy without them would be
+ * missing files its author pushed. */
+#include "oci/oci.h"
+#include "base/macros.h"
+#include "base/pathkey.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LAYERS_MAX 100000
+#define BLOB_MAX (1ull << 50)
+
+#if defined(__aarch64__)
+#define HOST_ARCH "arm64"
+#else
+#define HOST_ARCH "amd64"
+#endif
+
+void oci_manifest_free(struct oci_manifest *m)
+{
+    for (size_t i = 0; i < m->n; i++)
+        free(m->v[i].path);
+    free(m->v);
+    m->v = NULL;
+    m->n = 0;
+}
+
+static const char *str_of(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
+
+static int descriptor(json_t *d, const char *what, size_t i, char digest[OCI_DIGEST_LEN + 1], uint64_t *ret_size,
+                      struct wc_error *e)
+{
+    const char *dg = str_of(d, "digest");
+    json_t *sz = json_object_get(d, "size");
+    if (!json_is_object(d) || !dg || !json_is_integer(sz))
+        return wc_err(e, -EBADMSG, "manifest: %s %zu has no digest or size", what, i);
+    if (!oci_digest_ok(dg, strlen(dg)))
+        return wc_err(e, -EBADMSG, "manifest: %s %zu has digest \"%.80s\"; warmcache verifies sha256 digests only",
+                      what, i, dg);
+    json_int_t s = json_integer_value(sz);
+    if (s < 0 || (uint64_t)s > BLOB_MAX)
+        return wc_err(e, -EBADMSG, "manifest: %s %zu has size %lld", what, i, (long long)s);
+    memcpy(digest, dg, OCI_DIGEST_LEN + 1);
+    *ret_size = (uint64_t)s;
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
+
+/* The layer's path, or NULL with e set when it is not a file we can place. */
+static const char *layer_path(json_t *l, size_t i, struct wc_error *e)
+{
+    const char *mt = str_of(l, "mediaType");
+    json_t *ann = json_object_get(l, "annotations");
+    const char *fp = str_of(ann, "org.cncf.model.filepath"), *title = str_of(ann, "org.opencontainers.image.title");
+    const char *unpack = str_of(ann, "io.deis.oras.content.unpack");
+    if (!mt)
+        mt = "";
+    if (fp) {
+        if (!ends_with(mt, ".raw"))
+            return wc_err(e, -ENOTSUP, "manifest: layer %zu (%.200s, %.100s) is a ModelPack archive layer; warmcache "
+                          "reads raw layers (.raw media types) only so far: pack the model with raw layers", i, fp, mt),
+                   NULL;
+        return fp;
+    }
+    if (title) {
+        if (unpack && strcmp(unpack, "true") == 0)
+            return wc_err(e, -ENOTSUP, "manifest: layer %zu (%.200s) is a directory oras packed as an archive; "
+                          "warmcache reads files only so far: push the directory's files (oras push REF dir/*)",
+                          i, title), NULL;
+        return title;
+    }
+    return wc_err(e, -ENOTSUP, "manifest: layer %zu (%.100s) has no file name (org.opencontainers.image.title or "
+                  "org.cncf.model.filepath): it is a container image layer, which warmcache does not read so far; "
+                  "push the model as an artifact of files (oras push, or a ModelPack with raw layers)", i, mt), NULL;
+}
+
+static int parse_layers(json_t *layers, struct oci_manifest *m, struct wc_error *e)
+{
+    size_t n = json_array_size(layers);
+    if (n > LAYERS_MAX)
+        return wc_err(e, -E2BIG, "manifest: %zu layers; warmcache reads at most %d", n, LAYERS_MAX);
+    m->v = calloc(n ? n : 1, sizeof(*m->v));
+    if (!m->v)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        json_t *l = json_array_get(layers, i);
+        struct oci_layer *o = &m->v[m->n];
+        int r = descriptor(l, "layer", i, o->digest, &o->size, e);
+        if (r < 0)
+            return r;
+        const char *path = layer_path(l, i, e);
+        if (!path)
+            return e->code;
+        if ((r = pathkey_check(path, strlen(path), e)) < 0)
+            return wc_err_prefix(e, "manifest: layer %zu: ", i);
+        if (!(o->path = strdup(path)))
+            return -ENOMEM;
+        m->n++;
+    }
+    return 0;
+}
+
+/* This platform's manifest of an index, or its only one. */
+static int pick(json_t *mans, char next[OCI_DIGEST_LEN + 1], struct wc_error *e)
+{
+    size_t n = json_array_size(mans);
+    if (n == 0)
+        return wc_err(e, -EBADMSG, "manifest: an index that lists no manifests");
+    for (size_t i = 0; i < n; i++) {
+        json_t *d = json_array_get(mans, i), *pf = json_object_get(d, "platform");
+        const char *os = str_of(pf, "os"), *arch = str_of(pf, "architecture");
+        uint64_t size;
+        if (n == 1 || (os && arch && strcmp(os, "linux") == 0 && strcmp(arch, HOST_ARCH) == 0))
+            return descriptor(d, "manifest", i, next, &size, e);
+    }
+    return wc_err(e, -ENOENT, "manifest: the index lists %zu manifests and none for linux/" HOST_ARCH, n);
+}
+
+int oci_manifest_parse(const char *body, size_t len, struct oci_manifest *ret, char ret_next[OCI_DIGEST_LEN + 1],
+                       struct wc_error *e)
+{
+    json_error_t je;
+    json_t *j _cleanup_json_ = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+    if (!json_is_object(j))
+        return wc_err(e, -EBADMSG, "manifest: not a JSON object (%.100s)", j ? "another JSON value" : je.text);
+    json_t *mans = json_object_get(j, "manifests"), *layers = json_object_get(j, "layers");
+    if (json_is_array(mans) && !layers) {
+        char next[OCI_DIGEST_LEN + 1];
+        int r = pick(mans, next, e);
+        if (r < 0)
+            return r;
+        *ret = (struct oci_manifest){0};
+        memcpy(ret_next, next, sizeof(next));
+        return 0;
+    }
+    if (!json_is_array(layers))
+        return wc_err(e, -EBADMSG, "manifest: neither an image manifest (layers) nor an index (manifests); "
+                      "media type \"%.100s\"", str_of(j, "mediaType") ? str_of(j, "mediaType") : "none");
+    struct oci_manifest m = {0};
+    int r = parse_layers(layers, &m, e);
+    if (r < 0) {
+        oci_manifest_free(&m);
+        return r;
+    }
+    *ret = m;
+    ret_next[0] = '\0';
+    return 0;
+}

@@ -1,0 +1,98 @@
+/*
+ * An OCI registry client (the distribution spec): oci://REGISTRY/REPO:TAG
+ * or @sha256:DIGEST resolved to a manifest, its layers read as files, and
+ * blobs fetched with parallel ranged GETs into files at offsets.
+ *
+ * Everything a registry sends is untrusted: manifests are bounded in size
+ * and checked against their digest, layer paths go through pathkey_check,
+ * a blob sends no more bytes than asked, and the fill verifies every file
+ * against the sha256 of its digest before it counts. A blob GET that the
+ * registry redirects (ECR, most registries: a presigned URL in blob storage)
+ * is followed by hand, for blob GETs only, and the registry's Authorization
+ * goes to no other host.
+ * More: docs/internals/oci.md.
+ */
+#pragma once
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/error.h"
+
+#define OCI_HOST_MAX 256
+#define OCI_REPO_MAX 256
+#define OCI_TAG_MAX 128
+#define OCI_DIGEST_LEN 71 /* "sha256:" + 64 hex */
+
+/* oci://HOST[:PORT]/REPO(:TAG|@sha256:HEX) */
+struct oci_ref {
+    char host[OCI_HOST_MAX];          /* with :port when given */
+    char repo[OCI_REPO_MAX];
+    char tag[OCI_TAG_MAX + 1];        /* "" when pinned by digest */
+    char digest[OCI_DIGEST_LEN + 1];  /* "" when named by tag */
+};
+
+/* Checks and splits an oci:// URL, without I/O. */
+int oci_ref_parse(const char *url, struct oci_ref *ret, struct wc_error *e);
+/* "sha256:" and 64 lower-case hex digits (the one algorithm we verify). */
+int oci_digest_ok(const char *d, size_t n);
+/* "oci://HOST/REPO": what names the data apart from its manifest (content
+ * ids add the listing's digest, so two tags of one artifact are one copy). */
+int oci_identity(const char *url, char *out, size_t n, struct wc_error *e);
+
+/* One file of an artifact: a layer with a path. */
+struct oci_layer {
+    char *path;                       /* checked by pathkey_check */
+    char digest[OCI_DIGEST_LEN + 1];
+    uint64_t size;
+};
+
+struct oci_manifest {
+    char digest[OCI_DIGEST_LEN + 1];  /* of the image manifest the layers come from */
+    struct oci_layer *v;
+    size_t n;
+};
+void oci_manifest_free(struct oci_manifest *m);
+
+/* The parse of one manifest document (pure, for tests and the fuzzer):
+ * an image manifest gives its layers; an index gives, in ret_next, the
+ * digest of the manifest to fetch next (this platform's, or an artifact's)
+ * and no layers. */
+int oci_manifest_parse(const char *body, size_t len, struct oci_manifest *ret, char ret_next[OCI_DIGEST_LEN + 1],
+                       struct wc_error *e);
+
+struct oci_options {
+    const char *username, *password; /* NULL: anonymous (a Bearer challenge is still answered) */
+    const char *ca_file;             /* the CAs a registry's certificate is checked against; NULL: the system's */
+    unsigned stall_seconds;          /* a transfer under 1 KiB/s this long is cut and retried; 0: 30 */
+};
+
+struct oci_client;
+int oci_client_new(const char *url, const struct oci_options *o, struct oci_client **ret, struct wc_error *e);
+void oci_client_free(struct oci_client *c);
+
+/* Tag or digest to the layers of one image manifest; a tag's manifest is
+ * whatever the registry says now (its digest in ret->digest). */
+int oci_resolve(struct oci_client *c, const atomic_int *cancel, struct oci_manifest *ret, struct wc_error *e);
+
+/* Byte ranges of blobs, fetched `connections` at a time, each written with
+ * pwrite at its offset into the fd fd() gives, done() when whole. A part
+ * that fails in a way a retry may cure is tried again (OCI_RETRIES in all). */
+struct oci_part {
+    const char *digest;
+    uint64_t off, len, size;          /* size: the whole blob's */
+};
+struct oci_transfer {
+    size_t n;
+    void *ctx;
+    void (*part)(void *ctx, size_t i, struct oci_part *ret);
+    int (*fd)(void *ctx, size_t i, struct wc_error *e);
+    int (*done)(void *ctx, size_t i, struct wc_error *e);
+    unsigned connections;
+    _Atomic uint64_t *progress;       /* bytes written (a retried part's taken back) */
+    _Atomic uint64_t *retries;        /* optional */
+    const atomic_int *cancel;
+};
+#define OCI_RETRIES 5
+int oci_transfer_run(struct oci_client *c, const struct oci_transfer *t, struct wc_error *e);
