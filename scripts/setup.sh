@@ -7,7 +7,8 @@
 #   test    demo + what `make test` uses: pytest, csi-sanity, helm and the
 #           Kubernetes OpenAPI schemas, a real Kubernetes built from its Go
 #           modules (kube-apiserver, -controller-manager, -scheduler, kubelet,
-#           kubectl), csi-provisioner, containerd, runc and busybox
+#           kubectl), csi-provisioner, containerd, runc and busybox, an OCI
+#           registry (docker-registry) and oras
 #   e2e     test + what `make e2e` adds: buildah, podman and debootstrap (the
 #           image from the Dockerfile) and the Kubernetes e2e.test binary
 #   bench   demo + what `make bench` compares with: s5cmd, rclone, AWS CLI
@@ -49,6 +50,8 @@ if want test; then
   # etcd for kube-apiserver; a kubelet's node: containerd, runc, the CNI
   # loopback plugin, busybox for the test image (../shared/notes/real-kubelet.md)
   apt_install python3-pytest etcd-server containerd runc containernetworking-plugins busybox-static
+  # a real OCI registry (distribution) for oci:// sources, and htpasswd (bcrypt) for its users
+  apt_install docker-registry apache2-utils
 fi
 if want e2e; then
   apt_install buildah podman debootstrap
@@ -89,6 +92,14 @@ if want test; then
 # to the plugin's gRPC socket. From PyPI when missing.
 python3 -c 'import pytest' 2>/dev/null || pip_install pytest
 python3 -c 'import grpc' 2>/dev/null || pip_install 'grpcio==1.85.3'
+
+# oras, pinned, from the Go module proxy: what pushes the tests' OCI artifacts.
+ORAS_VERSION=v1.3.6
+if [ ! -x "$tools/bin/oras" ] || [ "$(cat "$tools/oras.version" 2>/dev/null)" != "$ORAS_VERSION" ]; then
+  echo "setup: installing oras $ORAS_VERSION"
+  GOBIN="$tools/bin" GOFLAGS=-mod=mod "$GO" install "oras.land/oras/cmd/oras@$ORAS_VERSION"
+  echo "$ORAS_VERSION" > "$tools/oras.version"
+fi
 
 # csi-sanity, pinned, from the Go module proxy.
 CSI_TEST_VERSION=v5.6.0

@@ -202,12 +202,14 @@ static void fill_usage(FILE *f)
 {
     fprintf(f,
         "usage: warmcachectl fill SOURCE DIR [options]\n"
-        "  Fills DIR (new or empty) with a verified copy of SOURCE (s3://bucket/prefix/ or file:///dir/), with\n"
+        "  Fills DIR (new or empty) with a verified copy of SOURCE (s3://bucket/prefix/, file:///dir/ or\n"
+        "  oci://registry/repository:tag or @sha256:digest, an artifact of files), with\n"
         "  the node plugin's engine and no plugin or cluster. Killed, the same command resumes.\n"
         "options:\n"
         "  -p region=R | -p endpoint=URL | -p addressingStyle=path|virtual   S3 options, as in a StorageClass\n"
         "  --secret awsAccessKeyId=K (and awsSecretAccessKey=S, awsSessionToken=T)   credentials; without them\n"
         "                     the usual chain (environment, web identity, Pod Identity, instance profile)\n"
+        "  --secret username=U (and password=P)   a registry's credentials (oci://); without them, anonymous\n"
         "  --secret-file FILE the same keys as key=value lines (\"-\": standard input; keeps them out of ps)\n"
         "  --connections N    requests in flight (1-1024)  | --throughput GBPS   the connections for that rate\n"
         "  --part-size MIB    bytes per request (1-256; default 8, more for files over 512 MiB, up to 64)\n"
@@ -227,6 +229,8 @@ static int set_key(struct source_spec *s, const char *k, const char *v, int secr
     else if (secret && streq(k, "awsAccessKeyId")) slot = &s->access_key_id;
     else if (secret && streq(k, "awsSecretAccessKey")) slot = &s->secret_access_key;
     else if (secret && streq(k, "awsSessionToken")) slot = &s->session_token;
+    else if (secret && streq(k, "username")) slot = &s->username;
+    else if (secret && streq(k, "password")) slot = &s->password;
     if (!slot) {
         fprintf(stderr, "warmcachectl: fill: unknown %s key \"%s\"\n", secret ? "secret" : "-p", k);
         return -1;

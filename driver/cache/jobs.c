@@ -49,15 +49,18 @@ static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
 {
     const struct source_spec *o = rq->spec;
     char who[SHA256_HEX_LEN + 1] = "node";
-    if (o->access_key_id && *o->access_key_id) {
-        size_t n = strlen(o->access_key_id) + strlen(o->secret_access_key ?: "") + strlen(o->session_token ?: "") + 3;
+    const char *user = o->access_key_id && *o->access_key_id ? o->access_key_id : o->username;
+    if (user && *user) {
+        const char *pass = user == o->username ? o->password : o->secret_access_key;
+        const char *token = user == o->username ? "oci" : o->session_token;
+        size_t n = strlen(user) + strlen(pass ?: "") + strlen(token ?: "") + 3;
         _cleanup_free_ char *c = malloc(n);
         if (c) {
-            snprintf(c, n, "%s\n%s\n%s", o->access_key_id, o->secret_access_key ?: "", o->session_token ?: "");
+            snprintf(c, n, "%s\n%s\n%s", user, pass ?: "", token ?: "");
             sha256_hex(c, n - 1, who);
             explicit_bzero(c, n);
         } else {
-            snprintf(who, sizeof(who), "secret:%.40s", o->access_key_id);
+            snprintf(who, sizeof(who), "secret:%.40s", user);
         }
     }
     char buf[8192];
@@ -158,9 +161,10 @@ static int run_job(struct fill_job *j, struct wc_error *e)
     char digest[LISTING_DIGEST_LEN + 1];
     listing_digest(&l, digest);
     if (j->pinned && !streq(digest, j->pinned) && !j->follow) {
-        r = wc_err(e, -ESTALE, "source %s changed since the volume was created (pinned %" PRIu64 " files, %" PRIu64
-                   " bytes; now %zu files, %" PRIu64 " bytes); recreate the PVC to take the new content, or use "
-                   "sourceChangePolicy: Follow", src->url, j->pinned_objects, j->pinned_bytes, l.n, l.bytes);
+        r = wc_err(e, -ESTALE, "source %s changed since the volume was created (pinned listing %.12s: %" PRIu64
+                   " files, %" PRIu64 " bytes; now %.12s: %zu files, %" PRIu64 " bytes); recreate the PVC to take "
+                   "the new content, or use sourceChangePolicy: Follow", src->url, j->pinned, j->pinned_objects,
+                   j->pinned_bytes, digest, l.n, l.bytes);
         listing_free(&l);
         return r;
     }

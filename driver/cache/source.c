@@ -1,6 +1,7 @@
 /* Picks the source implementation by URL scheme. */
 #include "cache/source.h"
 #include "base/macros.h"
+#include "oci/oci.h"
 #include "s3/client.h"
 
 #include <stdio.h>
@@ -12,7 +13,12 @@ int source_url_check(const char *url, struct wc_error *e)
         return source_file_url_check(url, e);
     if (strncmp(url, "s3://", 5) == 0)
         return s3_url_check(url, e);
-    return wc_err(e, -EINVAL, "source \"%.200s\" is not a URL warmcache can read: use file:///path/ or s3://bucket/prefix/", url);
+    if (strncmp(url, "oci://", 6) == 0) {
+        struct oci_ref ref;
+        return oci_ref_parse(url, &ref, e);
+    }
+    return wc_err(e, -EINVAL, "source \"%.200s\" is not a URL warmcache can read: use file:///path/, "
+                  "s3://bucket/prefix/ or oci://registry/repository:tag", url);
 }
 
 int source_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
@@ -22,6 +28,8 @@ int source_open(const struct source_spec *spec, const struct source_tuning *t, s
         return source_s3_open(spec, t, ret, e);
     if (strncmp(spec->url, "file://", 7) == 0)
         return source_file_open(spec, t, ret, e);
+    if (strncmp(spec->url, "oci://", 6) == 0)
+        return source_oci_open(spec, t, ret, e);
     return wc_err(e, -EINVAL, "source \"%.200s\" was not checked: no source of that kind", spec->url);
 }
 
@@ -30,6 +38,8 @@ int source_identity(const struct source_spec *spec, char *out, size_t n, struct 
     const char *url = spec->url;
     if (strncmp(url, "s3://", 5) == 0)
         return s3_identity(url, spec->endpoint, out, n, e);
+    if (strncmp(url, "oci://", 6) == 0)
+        return oci_identity(url, out, n, e);
     /* file://: the URL as source_file_open normalizes it (one trailing slash) */
     const char *root = url + 7;
     size_t len = strlen(root);
@@ -42,7 +52,7 @@ int source_identity(const struct source_spec *spec, char *out, size_t n, struct 
 struct source_spec *source_spec_dup(const struct source_spec *s)
 {
     const char *const in[] = {s->url, s->region, s->endpoint, s->addressing, s->access_key_id,
-                              s->secret_access_key, s->session_token, s->within};
+                              s->secret_access_key, s->session_token, s->within, s->username, s->password};
     size_t need = sizeof(struct source_spec);
     for (size_t i = 0; i < ARRAY_SIZE(in); i++)
         need += in[i] ? strlen(in[i]) + 1 : 0;
@@ -51,7 +61,7 @@ struct source_spec *source_spec_dup(const struct source_spec *s)
         return NULL;
     char *p = (char *)(d + 1);
     const char **out[] = {&d->url, &d->region, &d->endpoint, &d->addressing, &d->access_key_id,
-                          &d->secret_access_key, &d->session_token, &d->within};
+                          &d->secret_access_key, &d->session_token, &d->within, &d->username, &d->password};
     for (size_t i = 0; i < ARRAY_SIZE(in); i++) {
         if (!in[i])
             continue;
@@ -67,7 +77,7 @@ void source_spec_free(struct source_spec *s)
 {
     if (!s)
         return;
-    const char *secrets[] = {s->access_key_id, s->secret_access_key, s->session_token};
+    const char *secrets[] = {s->access_key_id, s->secret_access_key, s->session_token, s->password};
     for (size_t i = 0; i < ARRAY_SIZE(secrets); i++)
         if (secrets[i])
             explicit_bzero((char *)secrets[i], strlen(secrets[i]));

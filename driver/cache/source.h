@@ -1,6 +1,6 @@
 /*
  * A source is where a copy's bytes come from, behind a small vtable (curl
- * style) so that file://, s3:// and test fakes share one fill path.
+ * style) so that file://, s3://, oci:// and test fakes share one fill path.
  *
  * list() returns a finalized listing. transfer() fetches the parts the store
  * asks for (byte ranges of listed objects, in the sink) in any order and with
@@ -98,6 +98,7 @@ struct source_spec {
     const char *url;
     const char *region, *endpoint, *addressing;                     /* S3; NULL: defaults */
     const char *access_key_id, *secret_access_key, *session_token;  /* the volume's Secret; NULL: the node's own */
+    const char *username, *password;                                /* oci://: the volume's Secret; NULL: anonymous */
     /* file://: prefixes (comma-separated URLs) the directory must lie under
      * by its real path on this node when a fill opens it: a PVC's source,
      * kept under its class's pvcSourcePrefixes after CreateVolume looked
@@ -115,6 +116,9 @@ void source_spec_free(struct source_spec *s);
 struct source_env;
 int source_env_new(struct source_env **ret);
 void source_env_free(struct source_env *env);
+/* The CAs a registry's certificate is checked against (SSL_CERT_FILE, as
+ * OpenSSL and Go read it); NULL: the system's. */
+const char *source_env_ca_file(const struct source_env *env);
 /* Requests in flight all of the process's fills share; 0: no budget. */
 void source_env_set_budget(struct source_env *env, unsigned connections);
 /* Metrics (observe/metrics.h): ctx is the env. */
@@ -158,6 +162,10 @@ static inline void source_freep(struct source **s) { if (*s) source_free(*s); }
 /* The s3:// implementation (source_s3.c). */
 int source_s3_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
                    struct wc_error *e);
+
+/* The oci:// implementation (source_oci.c). */
+int source_oci_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
+                    struct wc_error *e);
 
 /* The file:// implementation (source_file.c). */
 int source_file_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,

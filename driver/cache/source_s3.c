@@ -14,6 +14,7 @@
 
 struct source_env {
     struct s3_ctx *s3;
+    char ca_file[4096];  /* SSL_CERT_FILE; "": the system's CAs */
 };
 
 _Static_assert(SOURCE_DEFAULT_GBPS == S3_DEFAULT_GBPS, "one default rate");
@@ -154,8 +155,16 @@ int source_env_new(struct source_env **ret)
         free(env);
         return -ENOMEM;
     }
+    const char *ca = getenv("SSL_CERT_FILE");
+    if (ca && *ca)
+        snprintf(env->ca_file, sizeof(env->ca_file), "%s", ca);
     *ret = env;
     return 0;
+}
+
+const char *source_env_ca_file(const struct source_env *env)
+{
+    return env->ca_file[0] ? env->ca_file : NULL;
 }
 
 void source_env_free(struct source_env *env)

@@ -154,13 +154,15 @@ struct source_spec source_with_secrets(const struct source_spec *src, void *cons
     s.access_key_id = pbmap_get(secrets, n, SECRET_ACCESS_KEY_ID);
     s.secret_access_key = pbmap_get(secrets, n, SECRET_SECRET_ACCESS_KEY);
     s.session_token = pbmap_get(secrets, n, SECRET_SESSION_TOKEN);
+    s.username = pbmap_get(secrets, n, SECRET_USERNAME);
+    s.password = pbmap_get(secrets, n, SECRET_PASSWORD);
     return s;
 }
 
 int secrets_have_credentials(void *const *secrets, size_t n)
 {
-    const char *k = pbmap_get(secrets, n, SECRET_ACCESS_KEY_ID);
-    return k && *k;
+    const char *k = pbmap_get(secrets, n, SECRET_ACCESS_KEY_ID), *u = pbmap_get(secrets, n, SECRET_USERNAME);
+    return (k && *k) || (u && *u);
 }
 
 int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struct wc_error *e)

@@ -70,6 +70,9 @@ int params_parse_from(const struct kv *kv, size_t n, const char *where, struct v
 #define SECRET_ACCESS_KEY_ID "awsAccessKeyId"
 #define SECRET_SECRET_ACCESS_KEY "awsSecretAccessKey"
 #define SECRET_SESSION_TOKEN "awsSessionToken"
+/* ... and a registry's user name and password (oci://) */
+#define SECRET_USERNAME "username"
+#define SECRET_PASSWORD "password"
 
 struct volume_context {
     struct source_spec src;      /* source, region, endpoint, addressingStyle (borrowed) */

@@ -17,13 +17,20 @@ static void free_list(char **v, size_t n)
 
 /* "s3://models" and "s3://models/" mean the bucket; "file:///fsx" the tree:
  * a prefix with a path ends in '/', so "s3://models" never admits
- * "s3://models-private/". A file:// prefix is taken by its real path. */
+ * "s3://models-private/". A file:// prefix is taken by its real path. An
+ * oci:// prefix names a registry or repositories ("oci://ecr-host/team/"),
+ * never tags: a source is judged by its repository. */
 static char *normalize_prefix(const char *in, struct wc_error *e)
 {
     size_t n = strlen(in);
     const char *scheme_end = strstr(in, "://");
-    if (!scheme_end || (strncmp(in, "s3://", 5) != 0 && strncmp(in, "file://", 7) != 0))
-        return wc_err(e, -EINVAL, "allowed source \"%.200s\": want s3://[bucket/[prefix/]] or file:///dir/", in), NULL;
+    int oci = strncmp(in, "oci://", 6) == 0;
+    if (!scheme_end || (strncmp(in, "s3://", 5) != 0 && strncmp(in, "file://", 7) != 0 && !oci))
+        return wc_err(e, -EINVAL, "allowed source \"%.200s\": want s3://[bucket/[prefix/]], file:///dir/ or "
+                      "oci://[registry/[repository/]]", in), NULL;
+    if (oci && strpbrk(in + 6, ":@") && strchr(in + 6, '/') && strpbrk(strchr(in + 6, '/'), ":@"))
+        return wc_err(e, -EINVAL, "allowed source \"%.200s\": an oci:// prefix names a registry and repositories, "
+                      "not a tag or digest", in), NULL;
     if (strncmp(in, "file://", 7) == 0) {
         if (in[7] != '/')
             return wc_err(e, -EINVAL, "allowed source \"%.200s\": a file:// prefix is an absolute path", in), NULL;
@@ -35,8 +42,8 @@ static char *normalize_prefix(const char *in, struct wc_error *e)
             return NULL;
         return out;
     }
-    if (n == 5)
-        return strdup(in); /* "s3://": every bucket */
+    if (n == 5 || (oci && n == 6))
+        return strdup(in); /* "s3://": every bucket; "oci://": every registry */
     char *out;
     if (asprintf(&out, "%s%s", in, in[n - 1] == '/' ? "" : "/") < 0)
         return NULL;
@@ -166,6 +173,11 @@ static int effective_url(const char *url, char *out, size_t n, char *real_path, 
     }
     size_t ul = strlen(url);
     real_path[0] = '\0';
+    if (strncmp(url, "oci://", 6) == 0) { /* its repository: oci://host/repo/ */
+        const char *repo = strchr(url + 6, '/');
+        ul = repo ? (size_t)(repo + strcspn(repo, ":@") - url) : ul;
+        return snprintf(out, n, "%.*s/", (int)ul, url) >= (int)n ? -1 : 0;
+    }
     return snprintf(out, n, "%s%s", url, ul && url[ul - 1] == '/' ? "" : "/") >= (int)n ? -1 : 0;
 }
 

@@ -22,6 +22,7 @@ declare -A sets=(
   [built-in-sidecars]="--set sidecars.nodeDriverRegistrar.enabled=false --set sidecars.livenessProbe.enabled=false --set node.hostNetwork=true --set controller.hostNetwork=true"
   [narrow-sources]="--set allowedSources[0]=s3://my-models/ --set node.sourceHostPaths[0]=/fsx/"
   [s3-secrets]="--set provisionerSecrets[0]=warmcache-s3"
+  [oci-class]="--set storageClass.create=true --set storageClass.parameters.source=oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/models/llama:v1 --set allowedSources[0]=oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/models/ --set registryCABundle.configMap=registry-ca --set s3CABundle.configMap=s3-ca"
   # every value an EKS admin sets (issue #16), at once
   [every-knob]="--set imagePullSecrets[0].name=regcred --set nameOverride=wcache --set fullnameOverride=ml-cache
     --set serviceAccount.create=false --set serviceAccount.controller.name=irsa-controller

@@ -110,7 +110,7 @@ def test_two_volumes_with_the_same_source_share_one_copy(driver, model, work):
     (["source=file:///nonexistent/dir/"], "PERMISSION_DENIED", "not allowed on this node"),
     (["source=file://relative/"], "INVALID_ARGUMENT", "absolute path"),
     (["source=s3://models--x-s3/llama/"], "INVALID_ARGUMENT", "<base>--<zone id>--x-s3"),
-    (["source=ftp://host/x"], "INVALID_ARGUMENT", "file:///path/ or s3://bucket/prefix/"),
+    (["source=ftp://host/x"], "INVALID_ARGUMENT", "file:///path/, s3://bucket/prefix/ or oci://registry/repository:tag"),
     (["source=file:///tmp/../etc/"], "INVALID_ARGUMENT", ".."),
     (["source=MODEL", "regoin=us-east-1"], "INVALID_ARGUMENT", 'unknown StorageClass parameter "regoin"'),
     (["source=MODEL", "sourceChangePolicy=Sometimes"], "INVALID_ARGUMENT", "Fail or Follow"),

@@ -45,6 +45,30 @@ static int check(const struct source_policy *p, const char *url, int is_inline, 
     return policy_check(p, &u, &e);
 }
 
+/* oci:// prefixes name registries and repositories; a source is judged by
+ * its repository, whatever its tag or digest. */
+static void oci_sources_are_judged_by_their_repository(void **state)
+{
+    struct source_policy p;
+    assert_int_equal(policy_init(&p, "s3://,oci://reg.example/models/,oci://other:5000/team", NULL, false, &e), 0);
+    assert_int_equal(check(&p, "oci://reg.example/models/llama:v1", 0, 0, NULL, 0), 0);
+    assert_int_equal(check(&p, "oci://reg.example/models/a/b@sha256:"
+                               "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb", 0, 0, NULL, 0), 0);
+    assert_int_equal(check(&p, "oci://other:5000/team:v1", 0, 0, NULL, 0), 0);   /* the repository itself */
+    assert_int_equal(check(&p, "oci://other:5000/team/x:v1", 0, 0, NULL, 0), 0);
+    assert_int_equal(check(&p, "oci://other:5000/teammate:v1", 0, 0, NULL, 0), -EPERM);
+    assert_int_equal(check(&p, "oci://reg.example/modelsx:v1", 0, 0, NULL, 0), -EPERM);
+    assert_int_equal(check(&p, "oci://reg.example.evil/models/llama:v1", 0, 0, NULL, 0), -EPERM);
+    assert_int_equal(check(&p, "oci://reg.example/other:v1", 0, 0, NULL, 0), -EPERM);
+    policy_fini(&p);
+    /* s3:// alone (the chart's default) allows no registry */
+    assert_int_equal(policy_init(&p, "s3://", NULL, false, &e), 0);
+    assert_int_equal(check(&p, "oci://reg.example/models/llama:v1", 0, 0, NULL, 0), -EPERM);
+    policy_fini(&p);
+    assert_int_equal(policy_init(&p, "oci://reg.example/models:v1", NULL, false, &e), -EINVAL);
+    assert_non_null(strstr(e.msg, "not a tag or digest"));
+}
+
 static void volumes_only_under_the_allowed_prefixes(void **state)
 {
     struct source_policy p;
@@ -231,6 +255,7 @@ static void bad_prefixes_are_refused(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(oci_sources_are_judged_by_their_repository),
         cmocka_unit_test_setup_teardown(volumes_only_under_the_allowed_prefixes, setup, teardown),
         cmocka_unit_test_setup_teardown(system_and_plugin_trees_are_never_served, setup, teardown),
         cmocka_unit_test(inline_volumes_follow_stricter_rules),

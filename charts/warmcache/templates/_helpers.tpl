@@ -32,22 +32,32 @@ imagePullSecrets: {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
 
-{{/* The S3 endpoint's CA (s3CABundle): env, mount and volume of the plugin containers. */}}
+{{/* The S3 endpoint's CA (s3CABundle) and the registries' (registryCABundle): env, mount and volume of the plugin containers. */}}
 {{- define "warmcache.caEnv" -}}
-{{- if .Values.s3CABundle.configMap -}}
+{{- if .Values.s3CABundle.configMap }}
 - {name: AWS_CA_BUNDLE, value: /etc/warmcache/s3-ca/{{ .Values.s3CABundle.key }}}
-{{- end -}}
+{{- end }}
+{{- if .Values.registryCABundle.configMap }}
+- {name: SSL_CERT_FILE, value: /etc/warmcache/registry-ca/{{ .Values.registryCABundle.key }}}
+{{- end }}
 {{- end }}
 
 {{- define "warmcache.caMount" -}}
-{{- if .Values.s3CABundle.configMap -}}
+{{- if .Values.s3CABundle.configMap }}
 - {name: s3-ca, mountPath: /etc/warmcache/s3-ca, readOnly: true}
-{{- end -}}
+{{- end }}
+{{- if .Values.registryCABundle.configMap }}
+- {name: registry-ca, mountPath: /etc/warmcache/registry-ca, readOnly: true}
+{{- end }}
 {{- end }}
 
 {{- define "warmcache.caVolume" -}}
-{{- if .Values.s3CABundle.configMap -}}
+{{- if .Values.s3CABundle.configMap }}
 - name: s3-ca
   configMap: {name: {{ .Values.s3CABundle.configMap }}}
-{{- end -}}
+{{- end }}
+{{- if .Values.registryCABundle.configMap }}
+- name: registry-ca
+  configMap: {name: {{ .Values.registryCABundle.configMap }}}
+{{- end }}
 {{- end }}

@@ -1,0 +1,137 @@
+/*
+ * oci:// source: the listing is the files of one image manifest (its
+ * layers with paths, oci/manifest.c), each file's version tag the blob's
+ * digest; the store's parts are ranged GETs of those blobs, and every file
+ * is checked against its digest (a sha256) before it is placed. Blobs are
+ * named by their content, so a listing cannot change under a fill: a moved
+ * tag is a new listing, judged by the volume's sourceChangePolicy.
+ */
+#include "cache/source.h"
+#include "base/macros.h"
+#include "oci/oci.h"
+
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct oci_source {
+    struct source base;
+    struct oci_client *client;
+    unsigned connections;
+};
+
+static int ocisrc_list(struct source *s, source_object_fn fn, void *ctx, const atomic_int *cancel, struct wc_error *e)
+{
+    struct oci_source *os = (struct oci_source *)s;
+    struct oci_manifest m = {0};
+    int r = oci_resolve(os->client, cancel, &m, e);
+    for (size_t i = 0; r == 0 && i < m.n; i++)
+        r = fn(ctx, m.v[i].path, strlen(m.v[i].path), m.v[i].size, m.v[i].digest);
+    oci_manifest_free(&m);
+    return r;
+}
+
+struct xfer {
+    const struct listing *l;
+    struct fill_sink *k;
+};
+
+static void xfer_part(void *ctx, size_t i, struct oci_part *ret)
+{
+    struct xfer *x = ctx;
+    const struct fill_part *p = &x->k->parts[i];
+    const struct listing_entry *ent = &x->l->v[p->file];
+    *ret = (struct oci_part){ent->etag, p->off, p->len, ent->size};
+}
+
+static int xfer_fd(void *ctx, size_t i, struct wc_error *e)
+{
+    struct xfer *x = ctx;
+    return x->k->fd(x->k, i, e);
+}
+
+static int xfer_done(void *ctx, size_t i, struct wc_error *e)
+{
+    struct xfer *x = ctx;
+    return x->k->done(x->k, i, e);
+}
+
+static int ocisrc_transfer(struct source *s, const struct listing *l, struct fill_sink *k, const atomic_int *cancel,
+                           struct fill_progress *p, struct wc_error *e)
+{
+    struct oci_source *os = (struct oci_source *)s;
+    struct xfer x = {l, k};
+    struct oci_transfer t = {
+        .n = k->n, .ctx = &x, .part = xfer_part, .fd = xfer_fd, .done = xfer_done,
+        .connections = os->connections, .progress = &p->bytes_done, .retries = &p->retries, .cancel = cancel,
+    };
+    return oci_transfer_run(os->client, &t, e);
+}
+
+/* The blob's digest is the file's SHA-256: the store checks it as it checks S3's checksums. */
+static int ocisrc_checksum(struct source *s, const struct listing_entry *ent, struct cksum *ret, struct wc_error *e)
+{
+    (void)s;
+    if (!oci_digest_ok(ent->etag, strlen(ent->etag)))
+        return wc_err(e, -EBADMSG, "%s: digest \"%.80s\" is not a sha256 digest", ent->key, ent->etag);
+    unsigned char raw[32];
+    for (int i = 0; i < 32; i++) {
+        unsigned v;
+        sscanf(ent->etag + 7 + 2 * i, "%2x", &v);
+        raw[i] = (unsigned char)v;
+    }
+    struct cksum c = {.alg = CKSUM_SHA256};
+    EVP_EncodeBlock((unsigned char *)c.value, raw, sizeof(raw));
+    *ret = c;
+    return 0;
+}
+
+static void ocisrc_free(struct source *s)
+{
+    struct oci_source *os = (struct oci_source *)s;
+    oci_client_free(os->client);
+    free(s->url);
+    free(s->identity);
+    free(os);
+}
+
+static const struct source_ops oci_ops = {
+    .scheme = "oci",
+    .list = ocisrc_list,
+    .transfer = ocisrc_transfer,
+    .checksum = ocisrc_checksum,
+    .free = ocisrc_free,
+};
+
+/* Registries are read on fewer connections than S3 (the node's S3 setting,
+ * 148 at 100 Gb/s, is capped here): each serves a blob at hundreds of MB/s
+ * from its blob storage, and many answer a burst of one client with 429. */
+#define OCI_DEFAULT_CONNECTIONS 16
+#define OCI_CONNECTIONS_MAX 32
+
+int source_oci_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
+                    struct wc_error *e)
+{
+    struct oci_source *os = calloc(1, sizeof(*os));
+    if (!os)
+        return -ENOMEM;
+    struct oci_options o = {.username = spec->username, .password = spec->password,
+                            .ca_file = t->env ? source_env_ca_file(t->env) : NULL, .stall_seconds = t->stall_seconds};
+    int r = oci_client_new(spec->url, &o, &os->client, e);
+    if (r < 0) {
+        free(os);
+        return r;
+    }
+    os->base.ops = &oci_ops;
+    os->connections = !t->connections ? OCI_DEFAULT_CONNECTIONS
+                     : t->connections < OCI_CONNECTIONS_MAX ? t->connections : OCI_CONNECTIONS_MAX;
+    char id[OCI_HOST_MAX + OCI_REPO_MAX + 16];
+    os->base.url = strdup(spec->url);
+    if (oci_identity(spec->url, id, sizeof(id), e) < 0 || !os->base.url || !(os->base.identity = strdup(id))) {
+        ocisrc_free(&os->base);
+        return e->code ? e->code : -ENOMEM;
+    }
+    *ret = &os->base;
+    return 0;
+}

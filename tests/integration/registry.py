@@ -1,0 +1,252 @@
+"""OCI registries for the oci:// tests, on loopback over TLS (a CA of the
+test's own, given to every client as SSL_CERT_FILE):
+
+- Registry: the real distribution registry (Debian's docker-registry),
+  anonymous or with an htpasswd user;
+- FakeRegistry: a registry of our own in Python that serves what a test
+  hands it, right or wrong (blobs that do not match their digests, endless
+  manifests, redirects of blob GETs to a second host, a Bearer token
+  challenge), and records what every request carried. Named a fake: it is
+  one, for what a real registry will not do.
+
+push() writes an artifact with the distribution API (monolithic uploads),
+as a ModelPack or oras-style manifest; oras itself pushes in the tests that
+use it."""
+import hashlib
+import http.server
+import json
+import os
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from conftest import make_ca
+
+ROOT = Path(__file__).resolve().parents[2]
+ORAS = os.environ.get("ORAS", str(ROOT / ".tools" / "bin" / "oras"))
+EMPTY_CONFIG = b"{}"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def digest(b):
+    return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+class Registry:
+    """docker-registry serving https on 127.0.0.1; user=(name, password) puts it behind htpasswd."""
+
+    def __init__(self, root, user=None):
+        root = Path(root)
+        self.ca, cert, key = make_ca(root / "reg-tls")
+        self.port = free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        auth = ""
+        if user:
+            line = subprocess.run(["htpasswd", "-Bbn", user[0], user[1]], check=True, capture_output=True).stdout
+            (root / "htpasswd").write_bytes(line.strip() + b"\n")
+            auth = f"auth:\n  htpasswd:\n    realm: warmcache-test\n    path: {root / 'htpasswd'}\n"
+        (root / "reg").mkdir()
+        cfg = root / "registry.yml"
+        cfg.write_text(f"version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {root / 'reg'}\n"
+                       f"  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{self.port}\n  tls:\n"
+                       f"    certificate: {cert}\n    key: {key}\n{auth}")
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(cfg)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        ctx = ssl.create_default_context(cafile=str(self.ca))
+        for _ in range(200):
+            try:
+                urllib.request.urlopen(f"https://{self.host}/v2/", context=ctx, timeout=1)
+                return
+            except urllib.error.HTTPError:
+                return  # 401: listening, behind auth
+            except Exception:  # noqa: BLE001  (not listening yet)
+                time.sleep(0.05)
+        raise RuntimeError("docker-registry did not start")
+
+    def env(self):
+        return dict(os.environ, SSL_CERT_FILE=str(self.ca))
+
+    def oras(self, *args, user=None, cwd=None):
+        login = ["--username", user[0], "--password", user[1]] if user else []
+        return subprocess.run([ORAS, *args, *login], env=self.env(), cwd=cwd, check=True, capture_output=True,
+                              text=True, timeout=120)
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def _request(method, url, body=None, headers=None, ctx=None, auth=None):
+    rq = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
+    if auth:
+        import base64
+        rq.add_header("Authorization", "Basic " + base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode())
+    with urllib.request.urlopen(rq, context=ctx, timeout=60) as r:
+        return r.status, dict(r.headers), r.read()
+
+
+def push_blob(host, repo, data, ctx, auth=None):
+    _, h, _ = _request("POST", f"https://{host}/v2/{repo}/blobs/uploads/", b"", ctx=ctx, auth=auth)
+    loc = h["Location"]
+    if loc.startswith("/"):
+        loc = f"https://{host}{loc}"
+    sep = "&" if "?" in loc else "?"
+    _request("PUT", f"{loc}{sep}digest={digest(data)}", data, {"Content-Type": "application/octet-stream"},
+             ctx=ctx, auth=auth)
+    return digest(data)
+
+
+def artifact_manifest(files, modelpack):
+    """The manifest JSON (bytes) of files {path: bytes}: ModelPack raw layers
+    (org.cncf.model.filepath) or oras-style titled layers."""
+    layers = []
+    for path, data in files.items():
+        if modelpack:
+            mt = ("application/vnd.cncf.model.weight.v1.raw" if path.endswith(".safetensors")
+                  else "application/vnd.cncf.model.weight.config.v1.raw")
+            ann = {"org.cncf.model.filepath": path, "org.opencontainers.image.title": os.path.basename(path)}
+        else:
+            mt, ann = "application/vnd.oci.image.layer.v1.tar", {"org.opencontainers.image.title": path}
+        layers.append({"mediaType": mt, "digest": digest(data), "size": len(data), "annotations": ann})
+    config = {"mediaType": "application/vnd.cncf.model.config.v1+json" if modelpack
+              else "application/vnd.oci.empty.v1+json", "digest": digest(EMPTY_CONFIG), "size": len(EMPTY_CONFIG)}
+    m = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+         "artifactType": "application/vnd.cncf.model.manifest.v1+json" if modelpack else "application/vnd.unknown.artifact.v1",
+         "config": config, "layers": layers}
+    return json.dumps(m).encode()
+
+
+def push(reg, repo, tags, files, modelpack=True, auth=None):
+    """files {path: bytes} as one artifact under every tag; its manifest digest."""
+    ctx = ssl.create_default_context(cafile=str(reg.ca))
+    for data in [EMPTY_CONFIG, *files.values()]:
+        push_blob(reg.host, repo, data, ctx, auth)
+    body = artifact_manifest(files, modelpack)
+    for t in tags:
+        _request("PUT", f"https://{reg.host}/v2/{repo}/manifests/{t}", body,
+                 {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, ctx=ctx, auth=auth)
+    return digest(body)
+
+
+class FakeRegistry:
+    """A registry of our own over TLS on 127.0.0.1 (a fake, for what real
+    registries do not do). manifests {reference: bytes}, blobs {digest: bytes}.
+    bearer: answer 401 with a Bearer challenge whose realm is this server's
+    /token, and take only the token it hands out. redirect_to: another
+    FakeRegistry that blob GETs are sent to (307), as ECR sends them to S3.
+    endless: a manifest reference whose body never ends. Every request's
+    path and headers land in self.seen."""
+
+    def __init__(self, root, name="fake", ca=None):
+        root = Path(root)
+        self.ca, cert, key = ca if ca else make_ca(root / f"{name}-tls")
+        self.cert, self.key = cert, key
+        self.manifests, self.blobs, self.seen = {}, {}, []
+        self.bearer, self.redirect_to, self.endless = False, None, set()
+        self.token = "tok-" + os.urandom(8).hex()
+        self.user = None
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def send(self, code, body=b"", headers=()):
+                self.send_response(code)
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                fake.seen.append((self.path, dict(self.headers)))
+                path = self.path.split("?")[0]
+                if path == "/token":
+                    if fake.user and self.headers.get("Authorization") != fake.user:
+                        return self.send(401)
+                    return self.send(200, json.dumps({"token": fake.token}).encode())
+                if fake.bearer and self.headers.get("Authorization") != f"Bearer {fake.token}":
+                    realm = f"https://127.0.0.1:{fake.port}/token"
+                    return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [(
+                        "WWW-Authenticate", f'Bearer realm="{realm}",service="fake",scope="repository:x:pull"')])
+                parts = path.split("/")
+                if "/manifests/" in path:
+                    ref = parts[-1]
+                    if ref in fake.endless:
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/vnd.oci.image.manifest.v1+json")
+                        self.end_headers()
+                        try:
+                            while True:
+                                self.wfile.write(b'{"layers":[' * 4096)
+                        except OSError:
+                            return
+                    body = fake.manifests.get(ref)
+                    if body is None:
+                        return self.send(404, b'{"errors":[{"code":"MANIFEST_UNKNOWN"}]}')
+                    return self.send(200, body, [("Content-Type", "application/vnd.oci.image.manifest.v1+json")])
+                if "/blobs/" in path:
+                    d = parts[-1]
+                    if fake.redirect_to is not None:
+                        return self.send(307, b"", [("Location", f"https://127.0.0.1:{fake.redirect_to.port}/"
+                                                                 f"storage/{d}?X-Amz-Signature=abc")])
+                    body = fake.blobs.get(d)
+                    if body is None:
+                        return self.send(404)
+                    rng = self.headers.get("Range")
+                    if rng:
+                        a, b = rng.split("=")[1].split("-")
+                        a, b = int(a), min(int(b), len(body) - 1)
+                        return self.send(206, body[a:b + 1], [("Content-Range", f"bytes {a}-{b}/{len(body)}")])
+                    return self.send(200, body)
+                if path.startswith("/storage/"):
+                    d = parts[-1]
+                    body = fake.blobs.get(d)
+                    if body is None:
+                        return self.send(404)
+                    rng = self.headers.get("Range")
+                    if rng:
+                        a, b = rng.split("=")[1].split("-")
+                        a, b = int(a), min(int(b), len(body) - 1)
+                        return self.send(206, body[a:b + 1])
+                    return self.send(200, body)
+                return self.send(404)
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.srv.daemon_threads = True
+        self.port = self.srv.server_address[1]
+        self.host = f"127.0.0.1:{self.port}"
+        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        tls.load_cert_chain(str(cert), str(key))
+        self.srv.socket = tls.wrap_socket(self.srv.socket, server_side=True)
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def serve(self, ref, files, modelpack=False, blobs=None):
+        """files as one artifact at reference ref (a tag); blobs overrides
+        what a digest serves. Its manifest digest."""
+        body = artifact_manifest(files, modelpack)
+        for data in files.values():
+            self.blobs[digest(data)] = data
+        self.blobs.update(blobs or {})
+        self.manifests[ref] = body
+        self.manifests[digest(body)] = body
+        return digest(body)
+
+    def env(self):
+        return dict(os.environ, SSL_CERT_FILE=str(self.ca))
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()

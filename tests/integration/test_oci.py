@@ -1,0 +1,220 @@
+"""oci:// sources: artifacts of files (pushed by oras, or ModelPack raw
+layers) from a real registry (docker-registry, anonymous and behind
+htpasswd) filled byte-identical by `warmcachectl fill` and by the plugin;
+two tags of one artifact are one copy; and registries that lie (a fake of
+our own: wrong bytes, endless or escaping manifests, redirects, tokens)
+fail with a message naming what is wrong, with nothing placed."""
+import hashlib
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import CTL, Driver, sha256_tree
+from registry import FakeRegistry, Registry, digest, push
+
+
+def model_files():
+    """A model-like tree at this machine's scale: two shards, configs, a tokenizer."""
+    return {
+        "model-00001-of-00002.safetensors": os.urandom((20 << 20) + 4097),
+        "model-00002-of-00002.safetensors": os.urandom(9 << 20),
+        "config.json": b'{"hidden_size": 64}\n',
+        "generation_config.json": b'{"do_sample": true}\n',
+        "tokenizer/tokenizer.json": b'{"vocab": ["a", "b"]}\n',
+    }
+
+
+def hashes(files):
+    return {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+
+
+def fill(env, url, dest, *extra, check=True, timeout=120):
+    return subprocess.run([str(CTL), "fill", url, str(dest), "--json", "--part-size", "4", *extra], env=env,
+                          capture_output=True, text=True, check=check, timeout=timeout)
+
+
+@pytest.fixture
+def registry(work):
+    r = Registry(work)
+    yield r
+    r.stop()
+
+
+def test_a_modelpack_artifact_fills_byte_identical_and_verified(registry, work):
+    files = model_files()
+    push(registry, "models/tiny-llm", ["v1"], files, modelpack=True)
+    r = fill(registry.env(), f"oci://{registry.host}/models/tiny-llm:v1", work / "copy")
+    out = json.loads(r.stdout)
+    assert out["files"] == len(files) and out["bytes"] == sum(map(len, files.values()))
+    assert out["checksummed_files"] == len(files), "every file is checked against its layer's sha256"
+    assert sha256_tree(work / "copy") == hashes(files)
+    assert not (work / "copy.warmcache-fill").exists()
+
+
+def test_an_oras_artifact_fills_as_oras_pull_writes_it(registry, work):
+    files = model_files()
+    src = work / "tree"
+    for k, v in files.items():
+        (src / k).parent.mkdir(parents=True, exist_ok=True)
+        (src / k).write_bytes(v)
+    registry.oras("push", f"{registry.host}/models/oras-llm:v1", *files.keys(), cwd=src)
+    fill(registry.env(), f"oci://{registry.host}/models/oras-llm:v1", work / "copy")
+    assert sha256_tree(work / "copy") == hashes(files)
+    registry.oras("pull", f"{registry.host}/models/oras-llm:v1", "-o", str(work / "pulled"))
+    assert sha256_tree(work / "pulled") == sha256_tree(work / "copy")
+
+
+def test_a_digest_pins_and_a_missing_tag_is_named(registry, work):
+    files = {"w.bin": os.urandom(1 << 20)}
+    d = push(registry, "m", ["v1"], files)
+    fill(registry.env(), f"oci://{registry.host}/m@{d}", work / "a")
+    assert sha256_tree(work / "a") == hashes(files)
+    r = fill(registry.env(), f"oci://{registry.host}/m:v2", work / "b", check=False)
+    assert r.returncode == 1 and "HTTP 404" in r.stderr and "no such repository, tag or blob" in r.stderr, r.stderr
+    assert not (work / "b").exists() or not any((work / "b").iterdir())
+
+
+def test_a_registry_behind_a_password_takes_the_secret(work):
+    reg = Registry(work, user=("puller", "s3cret-pw"))
+    try:
+        files = {"w.bin": os.urandom(3 << 20), "c.json": b"{}"}
+        push(reg, "private/m", ["v1"], files, auth=("puller", "s3cret-pw"))
+        url = f"oci://{reg.host}/private/m:v1"
+        r = fill(reg.env(), url, work / "a", check=False)
+        assert r.returncode == 1 and "wants a user name and password" in r.stderr, r.stderr
+        r = fill(reg.env(), url, work / "b", "--secret", "username=puller", "--secret", "password=wrong", check=False)
+        assert r.returncode == 1 and "HTTP 401" in r.stderr and "wrong" not in r.stderr, r.stderr
+        fill(reg.env(), url, work / "c", "--secret", "username=puller", "--secret", "password=s3cret-pw")
+        assert sha256_tree(work / "c") == hashes(files)
+    finally:
+        reg.stop()
+
+
+def test_two_tags_of_one_artifact_are_one_copy_in_the_plugin(registry, work):
+    files = model_files()
+    push(registry, "models/tiny-llm", ["v1", "stable"], files)
+    d = Driver(work, allow=[f"oci://{registry.host}/models/"]).start(env={"SSL_CERT_FILE": str(registry.ca)})
+    a = d.create("pvc-a", f"oci://{registry.host}/models/tiny-llm:v1")
+    b = d.create("pvc-b", f"oci://{registry.host}/models/tiny-llm:stable")
+    d.ctl("stage", "-f", a, work / "sa")
+    d.ctl("stage", "-f", b, work / "sb")
+    assert sha256_tree(work / "sa") == hashes(files) == sha256_tree(work / "sb")
+    st = d.ctl("status", "--json")
+    assert len(st["copies"]) == 1 and st["copies"][0]["refs"] == 2, st["copies"]
+    assert st["bytes_fetched_total"] == sum(map(len, files.values())), "the second tag must not fetch again"
+    d.ctl("unstage", "-f", a, work / "sa")
+    d.ctl("unstage", "-f", b, work / "sb")
+    assert d.stop() == 0
+
+
+def test_a_moved_tag_under_fail_is_refused_naming_both_listings(registry, work):
+    push(registry, "m", ["v1"], {"w.bin": os.urandom(1 << 20)})
+    d = Driver(work, allow=[f"oci://{registry.host}/"]).start(env={"SSL_CERT_FILE": str(registry.ca)})
+    vol = d.create("pvc", f"oci://{registry.host}/m:v1")
+    pinned = json.loads(vol.read_text())["volume"]["volume_context"]["listingDigest"]
+    push(registry, "m", ["v1"], {"w.bin": os.urandom(1 << 20)})
+    from conftest import CtlError
+    with pytest.raises(CtlError) as ei:
+        d.ctl("stage", "-f", vol, work / "s")
+    assert ei.value.code == "FAILED_PRECONDITION", ei.value
+    assert pinned[:12] in ei.value.message, ei.value.message
+    assert d.stop() == 0
+
+
+def test_oci_sources_are_off_until_an_admin_allows_the_registry(registry, work):
+    push(registry, "m", ["v1"], {"w.bin": b"x"})
+    d = Driver(work).start(env={"SSL_CERT_FILE": str(registry.ca)})
+    from conftest import CtlError
+    with pytest.raises(CtlError) as ei:
+        d.create("pvc", f"oci://{registry.host}/m:v1")
+    assert ei.value.code == "PERMISSION_DENIED" and "not allowed on this node" in ei.value.message
+    assert d.stop() == 0
+
+
+# ---- registries that lie: a fake of our own ---------------------------------------------------------
+
+@pytest.fixture
+def fake(work):
+    f = FakeRegistry(work)
+    yield f
+    f.stop()
+
+
+def test_fake_registry_blob_bytes_that_do_not_match_the_digest_are_refused(fake, work):
+    good = os.urandom(2 << 20)
+    files = {"w.bin": good, "c.json": b"{}"}
+    bad = bytearray(good)
+    bad[12345] ^= 1
+    fake.serve("v1", files, blobs={digest(good): bytes(bad)})
+    r = fill(fake.env(), f"oci://{fake.host}/m:v1", work / "copy", check=False)
+    assert r.returncode == 1, r.stderr
+    assert "w.bin: SHA256 of the bytes received is" in r.stderr and "does not match" in r.stderr, r.stderr
+    assert not (work / "copy" / "w.bin").exists(), "a file that failed its digest must not be placed"
+
+
+def test_fake_registry_a_manifest_that_lies_about_sizes_fails_clearly(fake, work):
+    data = os.urandom(1 << 20)
+    fake.serve("short", {"w.bin": data})
+    m = json.loads(fake.manifests["short"])
+    m["layers"][0]["size"] = len(data) + 100  # more than the blob has: the body ends early
+    fake.manifests["short"] = json.dumps(m).encode()
+    r = fill(fake.env(), f"oci://{fake.host}/m:short", work / "a", check=False)
+    assert r.returncode == 1 and ("body ended" in r.stderr or "not 206" in r.stderr), r.stderr
+    m["layers"][0]["size"] = len(data) - 100  # less: the registry sends more than asked
+    fake.manifests["less"] = json.dumps(m).encode()
+    r = fill(fake.env(), f"oci://{fake.host}/m:less", work / "b", check=False)
+    assert r.returncode == 1 and "more bytes than asked for" in r.stderr, r.stderr
+    for d in ("a", "b"):
+        assert not (work / d / "w.bin").exists()
+
+
+def test_fake_registry_escaping_paths_and_archives_are_refused(fake, work):
+    fake.serve("up", {"../../etc/cron.d/evil": b"* * * * * root id\n"})
+    r = fill(fake.env(), f"oci://{fake.host}/m:up", work / "a", check=False)
+    assert r.returncode == 1 and "layer 0" in r.stderr and ".." in r.stderr, r.stderr
+    assert not (work / "etc").exists() and not list(work.glob("**/evil"))
+    m = {"layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(b"x"), "size": 1}]}
+    fake.manifests["image"] = json.dumps(m).encode()
+    r = fill(fake.env(), f"oci://{fake.host}/m:image", work / "b", check=False)
+    assert r.returncode == 1 and "container image layer" in r.stderr, r.stderr
+
+
+def test_fake_registry_an_endless_manifest_is_cut(fake, work):
+    fake.endless.add("forever")
+    t0 = time.time()
+    r = fill(fake.env(), f"oci://{fake.host}/m:forever", work / "a", check=False, timeout=60)
+    assert r.returncode == 1 and "larger than 4 MiB" in r.stderr, r.stderr
+    assert time.time() - t0 < 30
+
+
+def test_fake_registry_a_manifest_not_matching_its_digest_is_refused(fake, work):
+    d = fake.serve("v1", {"w.bin": b"abc"})
+    fake.manifests[d] = fake.manifests[d].replace(b'"size": 3', b'"size": 3 ')
+    r = fill(fake.env(), f"oci://{fake.host}/m@{d}", work / "a", check=False)
+    assert r.returncode == 1 and f"not {d}: refused" in r.stderr, r.stderr
+
+
+def test_fake_registry_bearer_tokens_stay_home_when_blobs_redirect(fake, work):
+    """The registry wants a Bearer token and sends blob GETs to another host
+    (as ECR sends them to S3): the token is fetched from the realm with the
+    Secret's password, used at the registry, and never sent to the other host."""
+    storage = FakeRegistry(work, name="storage", ca=(fake.ca, fake.cert, fake.key))
+    try:
+        files = {"w.bin": os.urandom(3 << 20), "c.json": b"{}"}
+        fake.serve("v1", files)
+        storage.blobs.update(fake.blobs)
+        fake.bearer, fake.redirect_to = True, storage
+        import base64
+        fake.user = "Basic " + base64.b64encode(b"u:pw").decode()
+        fill(fake.env(), f"oci://{fake.host}/m:v1", work / "copy", "--secret", "username=u", "--secret", "password=pw")
+        assert sha256_tree(work / "copy") == hashes(files)
+        token_asks = [h for p, h in fake.seen if p.startswith("/token")]
+        assert token_asks and all("scope=repository%3Am%3Apull" in p for p, _ in fake.seen if p.startswith("/token"))
+        assert any(h.get("Authorization") == f"Bearer {fake.token}" for p, h in fake.seen if "/blobs/" in p)
+        assert storage.seen, "blobs must have been fetched from the storage host"
+        assert all("Authorization" not in h for _, h in storage.seen), "the registry's token went to another host"
+    finally:
+        storage.stop()
