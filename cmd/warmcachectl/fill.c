@@ -210,6 +210,7 @@ static void fill_usage(FILE *f)
         "  --secret awsAccessKeyId=K (and awsSecretAccessKey=S, awsSessionToken=T)   credentials; without them\n"
         "                     the usual chain (environment, web identity, Pod Identity, instance profile)\n"
         "  --secret username=U (and password=P)   a registry's credentials (oci://); without them, anonymous\n"
+        "  --docker-config FILE  or the entry for the registry in a docker config (~/.docker/config.json)\n"
         "  --secret-file FILE the same keys as key=value lines (\"-\": standard input; keeps them out of ps)\n"
         "  --connections N    requests in flight (1-1024)  | --throughput GBPS   the connections for that rate\n"
         "  --part-size MIB    bytes per request (1-256; default 8, more for files over 512 MiB, up to 64)\n"
@@ -290,6 +291,30 @@ static int read_secret_file(const char *path, struct source_spec *s, char **ret_
     return 0;
 }
 
+/* A docker config file (what docker login and oras login write) whole, for
+ * oci:// sources; the buffer is freed with secret_buf_free. */
+static int read_docker_config(const char *path, struct source_spec *s, char **ret_buf)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) {
+        fprintf(stderr, "warmcachectl: fill: --docker-config %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *buf = calloc(1, SECRET_FILE_MAX);
+    size_t n = buf ? fread(buf, 1, SECRET_FILE_MAX - 1, f) : 0;
+    int more = buf && n == SECRET_FILE_MAX - 1 && fgetc(f) != EOF;
+    fclose(f);
+    if (!buf)
+        return -1;
+    *ret_buf = buf;
+    if (more) {
+        fprintf(stderr, "warmcachectl: fill: --docker-config %s: larger than %d KiB\n", path, SECRET_FILE_MAX >> 10);
+        return -1;
+    }
+    s->docker_config = buf;
+    return 0;
+}
+
 static int int_arg(const char *opt, const char *v, long lo, long hi, const char *unit, long *ret)
 {
     char *end;
@@ -310,10 +335,12 @@ int cmd_fill(int argc, char **argv)
         {"throughput", required_argument, NULL, 'T'}, {"part-size", required_argument, NULL, 'P'},
         {"json", no_argument, NULL, 'j'}, {"secret", required_argument, NULL, 'S'},
         {"secret-file", required_argument, NULL, 'F'}, {"stall-timeout", required_argument, NULL, 'W'},
+        {"docker-config", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'}, {0},
     };
     struct fill_opts fo = {.part_size = 0}; /* per file (fill_part_size) */
     char *secret_buf __attribute__((cleanup(secret_buf_free))) = NULL;
+    char *docker_buf __attribute__((cleanup(secret_buf_free))) = NULL;
     int o;
     long v;
     optind = 1;
@@ -336,6 +363,14 @@ int cmd_fill(int argc, char **argv)
                 return 2;
             }
             if (read_secret_file(optarg, &fo.spec, &secret_buf) < 0)
+                return 2;
+            break;
+        case 'D':
+            if (docker_buf) {
+                fprintf(stderr, "warmcachectl: fill: --docker-config is given once\n");
+                return 2;
+            }
+            if (read_docker_config(optarg, &fo.spec, &docker_buf) < 0)
                 return 2;
             break;
         case 'n':

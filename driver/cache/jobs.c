@@ -49,10 +49,11 @@ static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
 {
     const struct source_spec *o = rq->spec;
     char who[SHA256_HEX_LEN + 1] = "node";
-    const char *user = o->access_key_id && *o->access_key_id ? o->access_key_id : o->username;
+    const char *user = o->access_key_id && *o->access_key_id ? o->access_key_id
+                     : o->username && *o->username ? o->username : o->docker_config;
     if (user && *user) {
-        const char *pass = user == o->username ? o->password : o->secret_access_key;
-        const char *token = user == o->username ? "oci" : o->session_token;
+        const char *pass = user == o->username ? o->password : user == o->docker_config ? "" : o->secret_access_key;
+        const char *token = user == o->username ? "oci" : user == o->docker_config ? "dockerconfig" : o->session_token;
         size_t n = strlen(user) + strlen(pass ?: "") + strlen(token ?: "") + 3;
         _cleanup_free_ char *c = malloc(n);
         if (c) {

@@ -52,7 +52,8 @@ int source_identity(const struct source_spec *spec, char *out, size_t n, struct 
 struct source_spec *source_spec_dup(const struct source_spec *s)
 {
     const char *const in[] = {s->url, s->region, s->endpoint, s->addressing, s->access_key_id,
-                              s->secret_access_key, s->session_token, s->within, s->username, s->password};
+                              s->secret_access_key, s->session_token, s->within, s->username, s->password,
+                              s->docker_config};
     size_t need = sizeof(struct source_spec);
     for (size_t i = 0; i < ARRAY_SIZE(in); i++)
         need += in[i] ? strlen(in[i]) + 1 : 0;
@@ -61,7 +62,8 @@ struct source_spec *source_spec_dup(const struct source_spec *s)
         return NULL;
     char *p = (char *)(d + 1);
     const char **out[] = {&d->url, &d->region, &d->endpoint, &d->addressing, &d->access_key_id,
-                          &d->secret_access_key, &d->session_token, &d->within, &d->username, &d->password};
+                          &d->secret_access_key, &d->session_token, &d->within, &d->username, &d->password,
+                          &d->docker_config};
     for (size_t i = 0; i < ARRAY_SIZE(in); i++) {
         if (!in[i])
             continue;
@@ -77,7 +79,7 @@ void source_spec_free(struct source_spec *s)
 {
     if (!s)
         return;
-    const char *secrets[] = {s->access_key_id, s->secret_access_key, s->session_token, s->password};
+    const char *secrets[] = {s->access_key_id, s->secret_access_key, s->session_token, s->password, s->docker_config};
     for (size_t i = 0; i < ARRAY_SIZE(secrets); i++)
         if (secrets[i])
             explicit_bzero((char *)secrets[i], strlen(secrets[i]));

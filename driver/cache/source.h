@@ -99,6 +99,7 @@ struct source_spec {
     const char *region, *endpoint, *addressing;                     /* S3; NULL: defaults */
     const char *access_key_id, *secret_access_key, *session_token;  /* the volume's Secret; NULL: the node's own */
     const char *username, *password;                                /* oci://: the volume's Secret; NULL: anonymous */
+    const char *docker_config;                                      /* oci://: or a .dockerconfigjson holding them */
     /* file://: prefixes (comma-separated URLs) the directory must lie under
      * by its real path on this node when a fill opens it: a PVC's source,
      * kept under its class's pvcSourcePrefixes after CreateVolume looked

@@ -116,7 +116,7 @@ int source_oci_open(const struct source_spec *spec, const struct source_tuning *
     struct oci_source *os = calloc(1, sizeof(*os));
     if (!os)
         return -ENOMEM;
-    struct oci_options o = {.username = spec->username, .password = spec->password,
+    struct oci_options o = {.username = spec->username, .password = spec->password, .docker_config = spec->docker_config,
                             .ca_file = t->env ? source_env_ca_file(t->env) : NULL, .stall_seconds = t->stall_seconds};
     int r = oci_client_new(spec->url, &o, &os->client, e);
     if (r < 0) {

@@ -156,13 +156,15 @@ struct source_spec source_with_secrets(const struct source_spec *src, void *cons
     s.session_token = pbmap_get(secrets, n, SECRET_SESSION_TOKEN);
     s.username = pbmap_get(secrets, n, SECRET_USERNAME);
     s.password = pbmap_get(secrets, n, SECRET_PASSWORD);
+    s.docker_config = pbmap_get(secrets, n, SECRET_DOCKER_CONFIG);
     return s;
 }
 
 int secrets_have_credentials(void *const *secrets, size_t n)
 {
     const char *k = pbmap_get(secrets, n, SECRET_ACCESS_KEY_ID), *u = pbmap_get(secrets, n, SECRET_USERNAME);
-    return (k && *k) || (u && *u);
+    const char *d = pbmap_get(secrets, n, SECRET_DOCKER_CONFIG);
+    return (k && *k) || (u && *u) || (d && *d);
 }
 
 int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struct wc_error *e)

@@ -73,6 +73,7 @@ int params_parse_from(const struct kv *kv, size_t n, const char *where, struct v
 /* ... and a registry's user name and password (oci://) */
 #define SECRET_USERNAME "username"
 #define SECRET_PASSWORD "password"
+#define SECRET_DOCKER_CONFIG ".dockerconfigjson" /* or an image pull Secret's docker config */
 
 struct volume_context {
     struct source_spec src;      /* source, region, endpoint, addressingStyle (borrowed) */

@@ -62,8 +62,14 @@ void oci_manifest_free(struct oci_manifest *m);
 int oci_manifest_parse(const char *body, size_t len, struct oci_manifest *ret, char ret_next[OCI_DIGEST_LEN + 1],
                        struct wc_error *e);
 
+/* The user name and password a docker config (.dockerconfigjson) holds for
+ * host; -ENOENT (the hosts it has named in e) when it has none for it. */
+int oci_docker_config_auth(const char *json, size_t len, const char *host, char **ret_user, char **ret_pass,
+                           struct wc_error *e);
+
 struct oci_options {
     const char *username, *password; /* NULL: anonymous (a Bearer challenge is still answered) */
+    const char *docker_config;       /* a .dockerconfigjson: its entry for the registry, when no username */
     const char *ca_file;             /* the CAs a registry's certificate is checked against; NULL: the system's */
     unsigned stall_seconds;          /* a transfer under 1 KiB/s this long is cut and retried; 0: 30 */
 };

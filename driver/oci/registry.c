@@ -456,6 +456,11 @@ int oci_client_new(const char *url, const struct oci_options *o, struct oci_clie
     if (o->username && *o->username) {
         c->user = strdup(o->username);
         c->pass = strdup(o->password);
+    } else if (o->docker_config && *o->docker_config &&
+               (r = oci_docker_config_auth(o->docker_config, strlen(o->docker_config), ref.host, &c->user, &c->pass,
+                                           e)) < 0) {
+        oci_client_free(c);
+        return r;
     }
     if (!c->curl || (o->username && *o->username && (!c->user || !c->pass))) {
         oci_client_free(c);

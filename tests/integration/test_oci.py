@@ -89,6 +89,21 @@ def test_a_registry_behind_a_password_takes_the_secret(work):
         assert r.returncode == 1 and "HTTP 401" in r.stderr and "wrong" not in r.stderr, r.stderr
         fill(reg.env(), url, work / "c", "--secret", "username=puller", "--secret", "password=s3cret-pw")
         assert sha256_tree(work / "c") == hashes(files)
+        # what docker login / oras login write, and what an image pull Secret holds
+        import base64
+        cfg = {"auths": {f"https://{reg.host}": {"auth": base64.b64encode(b"puller:s3cret-pw").decode()}}}
+        (work / "config.json").write_text(json.dumps(cfg))
+        fill(reg.env(), url, work / "d", "--docker-config", work / "config.json")
+        assert sha256_tree(work / "d") == hashes(files)
+        # the plugin, with the config as a node-stage secret's .dockerconfigjson
+        d = Driver(work, allow=[f"oci://{reg.host}/"]).start(env={"SSL_CERT_FILE": str(reg.ca)})
+        secret = ["--secret", ".dockerconfigjson=" + json.dumps(cfg)]
+        vol = d.work / "pvc.json"
+        vol.write_text(json.dumps(d.ctl("create", "pvc", "-p", f"source={url}", *secret)))
+        d.ctl("stage", "-f", vol, work / "s", *secret)
+        assert sha256_tree(work / "s") == hashes(files)
+        d.ctl("unstage", "-f", vol, work / "s")
+        assert d.stop() == 0
     finally:
         reg.stop()
 

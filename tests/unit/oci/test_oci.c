@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "oci/oci.h"
@@ -161,6 +162,33 @@ static void hostile_manifests_are_refused(void **state)
     assert_int_equal(parse("{\"config\":{}}", &m, next, &e), -EBADMSG);
 }
 
+static void docker_configs_give_the_registrys_entry(void **state)
+{
+    /* "puller:pa:ss" in base64; the password holds a ':' */
+    const char *cfg = "{\"auths\":{\"https://index.docker.io/v1/\":{\"auth\":\"eDp5\"},"
+                      "\"https://Reg.Example:5000/v2/\":{\"auth\":\"cHVsbGVyOnBhOnNz\"},"
+                      "\"other.example\":{\"username\":\"u\",\"password\":\"p\"}}}";
+    char *u = NULL, *p = NULL;
+    struct wc_error e = {0};
+    assert_int_equal(oci_docker_config_auth(cfg, strlen(cfg), "reg.example:5000", &u, &p, &e), 0);
+    assert_string_equal(u, "puller");
+    assert_string_equal(p, "pa:ss");
+    free(u);
+    free(p);
+    assert_int_equal(oci_docker_config_auth(cfg, strlen(cfg), "other.example", &u, &p, &e), 0);
+    assert_string_equal(u, "u");
+    assert_string_equal(p, "p");
+    free(u);
+    free(p);
+    assert_int_equal(oci_docker_config_auth(cfg, strlen(cfg), "reg.example", &u, &p, &e), -ENOENT);
+    assert_non_null(strstr(e.msg, "no entry for registry reg.example (it has: index.docker.io, Reg.Example:5000"));
+    static const char *const bad[] = {"[]", "{\"auths\":{\"r\":{\"auth\":\"!!!!\"}}}",
+                                      "{\"auths\":{\"r\":{\"auth\":\"bm9jb2xvbg==\"}}}", /* "nocolon" */
+                                      "{\"auths\":{\"r\":{\"identitytoken\":\"t\"}}}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(oci_docker_config_auth(bad[i], strlen(bad[i]), "r", &u, &p, &e), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -170,6 +198,7 @@ int main(void)
         cmocka_unit_test(oras_and_modelpack_layers_are_files),
         cmocka_unit_test(an_index_names_this_platform),
         cmocka_unit_test(hostile_manifests_are_refused),
+        cmocka_unit_test(docker_configs_give_the_registrys_entry),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
