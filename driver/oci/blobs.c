@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #define THREADS_MAX 64
+#define WRITE_RUN (256u << 10) /* bytes gathered per pwrite, per connection */
 
 struct pool {
     struct oci_client *c;
@@ -26,7 +27,7 @@ struct pool {
     struct wc_error e;
 };
 
-static int fetch_part(struct pool *p, CURL *h, size_t i, struct wc_error *e)
+static int fetch_part(struct pool *p, CURL *h, char *wbuf, size_t i, struct wc_error *e)
 {
     const struct oci_transfer *t = p->t;
     struct oci_part part;
@@ -41,7 +42,7 @@ static int fetch_part(struct pool *p, CURL *h, size_t i, struct wc_error *e)
     int whole = part.off == 0 && part.len == part.size;
     struct oci_req rq = {.path = path, .range = whole ? NULL : range, .follow = 1};
     struct oci_resp rs = {.fd = fd, .off = part.off, .want = part.len, .progress = t->progress, .cancel = t->cancel,
-                          .stop = &p->stop};
+                          .stop = &p->stop, .wbuf = wbuf, .wcap = WRITE_RUN};
     int r = -EAGAIN;
     for (int attempt = 0; attempt < OCI_RETRIES && r == -EAGAIN; attempt++) {
         if (attempt) {
@@ -69,13 +70,14 @@ static void *worker(void *arg)
 {
     struct pool *p = arg;
     CURL *h = curl_easy_init();
+    _cleanup_free_ char *wbuf = malloc(WRITE_RUN);
     struct wc_error e = {0};
-    int r = h ? 0 : -ENOMEM;
+    int r = h && wbuf ? 0 : -ENOMEM;
     while (r == 0 && !atomic_load(&p->stop)) {
         size_t i = atomic_fetch_add(&p->next, 1);
         if (i >= p->t->n)
             break;
-        r = fetch_part(p, h, i, &e);
+        r = fetch_part(p, h, wbuf, i, &e);
     }
     curl_easy_cleanup(h);
     if (r < 0 && r != -ECANCELED) {

@@ -31,7 +31,12 @@ struct oci_resp {
     char *buf;
     size_t n, cap, max;
     int fd;
-    uint64_t off, want, written;
+    uint64_t off, want, written;      /* written: bytes taken, wn of them still in wbuf */
+    /* optional: bytes gathered into runs of wcap before each pwrite (they
+     * come a TLS record, 16 KiB, at a time; threads writing one file take
+     * turns on its inode lock once per pwrite) */
+    char *wbuf;
+    size_t wn, wcap;
     _Atomic uint64_t *progress;
     const atomic_int *cancel, *stop;
     int too_big, io_error;
