@@ -1,6 +1,7 @@
-/* Manifests and indexes off the network. The parser must never crash, and
- * every file it hands on must have a safe relative path and a sha256
- * digest; an index gives a digest to fetch and no files. */
+/* Manifests and indexes off the network, references and docker configs
+ * from users. The parsers must never crash; every file handed on has a
+ * safe relative path and a sha256 digest; an index gives a digest to fetch
+ * and no files. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,5 +35,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         free(s);
     }
+    char *u = NULL, *p = NULL;
+    if (oci_docker_config_auth((const char *)data, size, "reg.example", &u, &p, &e) == 0 && (!u || !p || !*u))
+        abort(); /* a user name, even empty-handed, is never handed on */
+    free(u);
+    free(p);
     return 0;
 }
