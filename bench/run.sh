@@ -52,3 +52,5 @@ PY
 
 # shellcheck disable=SC2086  # BENCH_ARGS is a list of flags
 python3 "$root/bench/fill_bench.py" --build "$build" ${BENCH_ARGS:-}
+# the same model from an OCI registry, against oras pull and skopeo copy
+python3 "$root/bench/oci_bench.py" --build "$build" $([[ " ${BENCH_ARGS:-} " == *" --quick "* ]] && echo --quick)

@@ -11,7 +11,8 @@
 #           registry (docker-registry) and oras
 #   e2e     test + what `make e2e` adds: buildah, podman and debootstrap (the
 #           image from the Dockerfile) and the Kubernetes e2e.test binary
-#   bench   demo + what `make bench` compares with: s5cmd, rclone, AWS CLI
+#   bench   demo + what `make bench` compares with: s5cmd, rclone, AWS CLI,
+#           and for oci:// a registry, oras and skopeo
 #
 # Idempotent: each step checks before it installs, so a second run takes a
 # second. Tools from the Go module proxy go into .tools/bin, pinned.
@@ -50,8 +51,6 @@ if want test; then
   # etcd for kube-apiserver; a kubelet's node: containerd, runc, the CNI
   # loopback plugin, busybox for the test image (../shared/notes/real-kubelet.md)
   apt_install python3-pytest etcd-server containerd runc containernetworking-plugins busybox-static
-  # a real OCI registry (distribution) for oci:// sources, and htpasswd (bcrypt) for its users
-  apt_install docker-registry apache2-utils
 fi
 if want e2e; then
   apt_install buildah podman debootstrap
@@ -86,20 +85,25 @@ if [ ! -x "$tools/bin/versitygw" ] || [ "$(cat "$tools/versitygw.version" 2>/dev
 fi
 python3 -c 'import boto3' 2>/dev/null || pip_install boto3
 
+# A real OCI registry (distribution, from Debian) and oras (pinned, from the
+# Go module proxy), which pushes artifacts to it: for the oci:// tests and
+# the bench; htpasswd (bcrypt) for the tests' registry users.
+if want test || want bench; then
+  apt_install docker-registry apache2-utils
+  ORAS_VERSION=v1.3.6
+  if [ ! -x "$tools/bin/oras" ] || [ "$(cat "$tools/oras.version" 2>/dev/null)" != "$ORAS_VERSION" ]; then
+    echo "setup: installing oras $ORAS_VERSION"
+    GOBIN="$tools/bin" GOFLAGS=-mod=mod "$GO" install "oras.land/oras/cmd/oras@$ORAS_VERSION"
+    echo "$ORAS_VERSION" > "$tools/oras.version"
+  fi
+fi
+
 if want test; then
 # Python test tools: pytest (Debian's, unless python3 is another build, such
 # as pyenv, that does not see it) and grpcio, for tests that send raw bytes
 # to the plugin's gRPC socket. From PyPI when missing.
 python3 -c 'import pytest' 2>/dev/null || pip_install pytest
 python3 -c 'import grpc' 2>/dev/null || pip_install 'grpcio==1.85.3'
-
-# oras, pinned, from the Go module proxy: what pushes the tests' OCI artifacts.
-ORAS_VERSION=v1.3.6
-if [ ! -x "$tools/bin/oras" ] || [ "$(cat "$tools/oras.version" 2>/dev/null)" != "$ORAS_VERSION" ]; then
-  echo "setup: installing oras $ORAS_VERSION"
-  GOBIN="$tools/bin" GOFLAGS=-mod=mod "$GO" install "oras.land/oras/cmd/oras@$ORAS_VERSION"
-  echo "$ORAS_VERSION" > "$tools/oras.version"
-fi
 
 # csi-sanity, pinned, from the Go module proxy.
 CSI_TEST_VERSION=v5.6.0
@@ -221,7 +225,7 @@ fi  # want test
 # proxy refuses its version list, which `go install` asks for); rclone and
 # AWS CLI v2 from Debian.
 if want bench; then
-  apt_install rclone awscli python3-matplotlib curl time strace linux-perf iproute2  # strace: bench/tls_syscalls.py; perf, ss: --profile, --trace
+  apt_install rclone awscli python3-matplotlib curl time strace linux-perf iproute2 skopeo  # strace: bench/tls_syscalls.py; perf, ss: --profile, --trace; skopeo: bench/oci_bench.py
   python3 -c 'import matplotlib' 2>/dev/null || pip_install matplotlib  # python3 may not be Debian's
   S5CMD_VERSION=v2.3.0
   if [ ! -x "$tools/bin/s5cmd" ] || [ "$(cat "$tools/s5cmd.version" 2>/dev/null)" != "$S5CMD_VERSION" ]; then
