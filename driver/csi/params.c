@@ -162,9 +162,10 @@ struct source_spec source_with_secrets(const struct source_spec *src, void *cons
 
 int secrets_have_credentials(void *const *secrets, size_t n)
 {
-    const char *k = pbmap_get(secrets, n, SECRET_ACCESS_KEY_ID), *u = pbmap_get(secrets, n, SECRET_USERNAME);
-    const char *d = pbmap_get(secrets, n, SECRET_DOCKER_CONFIG);
-    return (k && *k) || (u && *u) || (d && *d);
+    /* S3 keys only: what decides whether an s3:// volume signs with the
+     * node's own credentials (a registry's username says nothing of that) */
+    const char *k = pbmap_get(secrets, n, SECRET_ACCESS_KEY_ID);
+    return k && *k;
 }
 
 int params_parse(const struct kv *kv, size_t n, struct volume_params *ret, struct wc_error *e)

@@ -33,8 +33,10 @@ def inline(d, work, source, *more, secret=None):
             "-c", "csi.storage.k8s.io/ephemeral=true", "-c", f"source={source}"]
     for m in more:
         args += ["-c", m]
-    if secret:
+    if secret is True:
         args += ["--secret", "awsAccessKeyId=AKIAPODAUTHOR", "--secret", "awsSecretAccessKey=pod-author-secret"]
+    for kv in secret if isinstance(secret, list) else []:
+        args += ["--secret", kv]
     with pytest.raises(CtlError) as ei:
         d.ctl(*args)
     return ei.value
@@ -87,6 +89,10 @@ def test_inline_volumes_only_where_and_as_the_admin_allows(work, model):
         err = inline(d, work, "s3://public-models/x/")
         assert err.code == "PERMISSION_DENIED" and "node's own credentials" in err.message, err
         assert "nodePublishSecretRef" in err.message and "inlineVolumes.nodeCredentials" in err.message
+        # a registry's credentials are no S3 credentials: still the node's own, still refused
+        err = inline(d, work, "s3://public-models/x/", "endpoint=https://s3.attacker.example",
+                     secret=["username=pod-author", "password=p", '.dockerconfigjson={"auths":{}}'])
+        assert err.code == "PERMISSION_DENIED" and "node's own credentials" in err.message, err
         err = inline(d, work, "s3://public-models/x/", "endpoint=http://attacker.example:9000", secret=True)
         assert err.code == "PERMISSION_DENIED" and "allowPlainHTTP" in err.message, err
     finally:
