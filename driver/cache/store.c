@@ -550,6 +550,13 @@ int store_make_room(struct store *s, uint64_t need, const char *what, struct sto
     uint64_t free_now = avail > claimed ? avail - claimed : 0;
     struct candidate *v = NULL;
     size_t n = fits(total, free_now, need, s->high_pct) ? 0 : evictable(s, &v), taken = 0;
+    /* a fill that cannot fit even with every unused copy gone evicts none
+     * of them: other volumes keep their copies (a source may claim any size) */
+    uint64_t could = free_now;
+    for (size_t i = 0; i < n; i++)
+        could += v[i].bytes;
+    if (could < need)
+        n = 0;
     /* oldest first, until the fill fits under the high mark (or one eviction took it under the low one) */
     char (*gone)[PATH_MAX] = n ? calloc(n, PATH_MAX) : NULL;
     for (size_t i = 0; i < n && gone; i++) {

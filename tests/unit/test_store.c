@@ -337,6 +337,25 @@ static void leases_and_reservations(void **state)
     store_free(s);
 }
 
+/* A fill no eviction could make room for (a registry may claim any size)
+ * takes no other volume's copy with it. */
+static void a_fill_that_cannot_fit_evicts_nothing(void **state)
+{
+    struct store *s;
+    struct wc_error e;
+    const char *cid = "00000000000000000000000000000008";
+    assert_int_equal(store_open(root, &s, &e), 0);
+    store_set_users(s, &(struct store_users){count_users, NULL});
+    users = 0;
+    fill_one(s, cid);
+    assert_true(store_evictable_bytes(s) > 0);
+    _Atomic uint64_t done = 0;
+    struct store_reservation r = {.done = &done};
+    assert_int_equal(store_make_room(s, 1ull << 50, "huge", &r, &e), -ENOSPC);
+    assert_true(store_content_ready(s, cid));
+    store_free(s);
+}
+
 /* S3 counts requests, not bytes: large files take larger parts by default */
 static void large_files_take_larger_parts(void **state)
 {
@@ -358,6 +377,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(verify_out_of_fds_is_no_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_copy_in_use_stays, setup, teardown),
         cmocka_unit_test_setup_teardown(leases_and_reservations, setup, teardown),
+        cmocka_unit_test_setup_teardown(a_fill_that_cannot_fit_evicts_nothing, setup, teardown),
         cmocka_unit_test(large_files_take_larger_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
