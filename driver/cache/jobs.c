@@ -49,11 +49,12 @@ static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
 {
     const struct source_spec *o = rq->spec;
     char who[SHA256_HEX_LEN + 1] = "node";
-    const char *user = o->access_key_id && *o->access_key_id ? o->access_key_id
-                     : o->username && *o->username ? o->username : o->docker_config;
+    /* the credentials the source will use: a registry's for oci://, S3's for the rest */
+    int oci = strncmp(o->url, "oci://", 6) == 0;
+    const char *user = !oci ? o->access_key_id : o->username && *o->username ? o->username : o->docker_config;
     if (user && *user) {
-        const char *pass = user == o->username ? o->password : user == o->docker_config ? "" : o->secret_access_key;
-        const char *token = user == o->username ? "oci" : user == o->docker_config ? "dockerconfig" : o->session_token;
+        const char *pass = !oci ? o->secret_access_key : user == o->username ? o->password : "";
+        const char *token = !oci ? o->session_token : user == o->username ? "oci" : "dockerconfig";
         size_t n = strlen(user) + strlen(pass ?: "") + strlen(token ?: "") + 3;
         _cleanup_free_ char *c = malloc(n);
         if (c) {
@@ -61,7 +62,7 @@ static void job_key(const struct fill_request *rq, char out[SHA256_HEX_LEN + 1])
             sha256_hex(c, n - 1, who);
             explicit_bzero(c, n);
         } else {
-            snprintf(who, sizeof(who), "secret:%.40s", user);
+            snprintf(who, sizeof(who), "unhashed:%p", (const void *)rq); /* out of memory: a key no other job has */
         }
     }
     char buf[8192];

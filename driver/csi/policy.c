@@ -3,6 +3,7 @@
 #include "base/fsutil.h"
 #include "base/macros.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,17 @@ static void free_list(char **v, size_t n)
     for (size_t i = 0; i < n; i++)
         free(v[i]);
     free(v);
+}
+
+/* oci://HOST…: the host as oci_ref_parse spells it (lower case, no :443),
+ * so the policy and the registry client agree on which registry it is. */
+static void oci_canon_host(char *url)
+{
+    char *h = url + 6, *end = h + strcspn(h, "/");
+    for (char *q = h; q < end; q++)
+        *q = (char)tolower((unsigned char)*q);
+    if (end - h > 4 && memcmp(end - 4, ":443", 4) == 0)
+        memmove(end - 4, end, strlen(end) + 1);
 }
 
 /* "s3://models" and "s3://models/" mean the bucket; "file:///fsx" the tree:
@@ -47,6 +59,8 @@ static char *normalize_prefix(const char *in, struct wc_error *e)
     char *out;
     if (asprintf(&out, "%s%s", in, in[n - 1] == '/' ? "" : "/") < 0)
         return NULL;
+    if (oci)
+        oci_canon_host(out);
     return out;
 }
 
@@ -176,7 +190,10 @@ static int effective_url(const char *url, char *out, size_t n, char *real_path, 
     if (strncmp(url, "oci://", 6) == 0) { /* its repository: oci://host/repo/ */
         const char *repo = strchr(url + 6, '/');
         ul = repo ? (size_t)(repo + strcspn(repo, ":@") - url) : ul;
-        return snprintf(out, n, "%.*s/", (int)ul, url) >= (int)n ? -1 : 0;
+        if (snprintf(out, n, "%.*s/", (int)ul, url) >= (int)n)
+            return -1;
+        oci_canon_host(out);
+        return 0;
     }
     return snprintf(out, n, "%s%s", url, ul && url[ul - 1] == '/' ? "" : "/") >= (int)n ? -1 : 0;
 }

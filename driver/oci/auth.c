@@ -24,6 +24,20 @@ static void key_host(const char *k, char *out, size_t n)
     snprintf(out, n, "%.*s", (int)(l < n ? l : n - 1), p);
 }
 
+/* Both copies, or neither (ret_ written on success only). */
+static int dup_pair(const char *u, const char *p, char **ret_user, char **ret_pass)
+{
+    char *du = strdup(u), *dp = strdup(p);
+    if (!du || !dp) {
+        free(du);
+        free(dp);
+        return -ENOMEM;
+    }
+    *ret_user = du;
+    *ret_pass = dp;
+    return 0;
+}
+
 /* base64 of user:password, decoded and split (the password may hold ':') */
 static int split_auth(const char *b64, char **ret_user, char **ret_pass)
 {
@@ -43,13 +57,7 @@ static int split_auth(const char *b64, char **ret_user, char **ret_pass)
     int r = -EINVAL;
     if (colon && colon != (char *)raw && strlen((char *)raw) == (size_t)got) {
         *colon = '\0';
-        *ret_user = strdup((char *)raw);
-        *ret_pass = strdup(colon + 1);
-        r = *ret_user && *ret_pass ? 0 : -ENOMEM;
-        if (r < 0) {
-            free(*ret_user);
-            free(*ret_pass);
-        }
+        r = dup_pair((char *)raw, colon + 1, ret_user, ret_pass);
     }
     explicit_bzero(raw, (size_t)got);
     return r;
@@ -90,16 +98,8 @@ int oci_docker_config_auth(const char *json, size_t len, const char *host, char 
                               "user:password", host);
             return 0;
         }
-        if (u && *u && p && *p) {
-            *ret_user = strdup(u);
-            *ret_pass = strdup(p);
-            if (!*ret_user || !*ret_pass) {
-                free(*ret_user);
-                free(*ret_pass);
-                return -ENOMEM;
-            }
-            return 0;
-        }
+        if (u && *u && p && *p)
+            return dup_pair(u, p, ret_user, ret_pass);
         return wc_err(e, -EINVAL, "the Secret's .dockerconfigjson entry for %s has neither \"auth\" nor "
                       "\"username\" and \"password\" (identity tokens and credential helpers are not read)", host);
     }

@@ -27,6 +27,11 @@ struct pool {
     struct wc_error e;
 };
 
+static int stopped(struct pool *p)
+{
+    return atomic_load(&p->stop) || (p->t->cancel && atomic_load(p->t->cancel));
+}
+
 static int fetch_part(struct pool *p, CURL *h, char *wbuf, size_t i, struct wc_error *e)
 {
     const struct oci_transfer *t = p->t;
@@ -40,7 +45,7 @@ static int fetch_part(struct pool *p, CURL *h, char *wbuf, size_t i, struct wc_e
     snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, part.off, part.off + part.len - 1);
     snprintf(what, sizeof(what), "blob %.19s… bytes %" PRIu64 "+%" PRIu64, part.digest, part.off, part.len);
     int whole = part.off == 0 && part.len == part.size;
-    struct oci_req rq = {.path = path, .range = whole ? NULL : range, .follow = 1};
+    struct oci_req rq = {.path = path, .range = whole ? NULL : range, .range_off = part.off, .follow = 1};
     struct oci_resp rs = {.fd = fd, .off = part.off, .want = part.len, .progress = t->progress, .cancel = t->cancel,
                           .stop = &p->stop, .wbuf = wbuf, .wcap = WRITE_RUN};
     int r = -EAGAIN;
@@ -48,10 +53,12 @@ static int fetch_part(struct pool *p, CURL *h, char *wbuf, size_t i, struct wc_e
         if (attempt) {
             if (t->retries)
                 atomic_fetch_add(t->retries, 1);
-            usleep(oci_backoff_ms(attempt) * 1000);
+            /* in slices: a cancel or another part's failure does not wait out a backoff */
+            for (unsigned ms = oci_backoff_ms(attempt); ms > 0 && !stopped(p); ms -= ms < 100 ? ms : 100)
+                usleep((ms < 100 ? ms : 100) * 1000);
         }
-        if (atomic_load(&p->stop))
-            return -ECANCELED;
+        if (stopped(p))
+            return t->cancel && atomic_load(t->cancel) ? wc_err(e, -ECANCELED, "cancelled") : -ECANCELED;
         wc_error_clear(e);
         r = oci_send(p->c, h, &rq, &rs, what, e);
         if (r == 0 && !whole && rs.status != 206)

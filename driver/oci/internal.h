@@ -44,15 +44,21 @@ struct oci_resp {
     char location[OCI_URL_MAX];
     char challenge[1024];             /* WWW-Authenticate */
     char digest[OCI_DIGEST_LEN + 1];  /* Docker-Content-Digest */
-    char err[512];                    /* the start of an error body */
+    char content_range[96];           /* Content-Range */
+    char err[512];                    /* the start of an error body, cut there (cut: the rest not read) */
     size_t errn;
+    int cut;
+    int bad_range;                    /* a range answered with other bytes than asked (200, wrong Content-Range) */
+    uint64_t range_off;               /* the range asked for starts here; with ranged */
+    int ranged;
 };
 
 /* What to ask: a path under the registry (/v2/…), an Accept header, a
  * range; follow: a blob GET, whose redirects are followed (to another host
  * without the registry's Authorization). */
 struct oci_req {
-    const char *path, *accept, *range;
+    const char *path, *accept, *range; /* range: bytes=A-B, A in range_off */
+    uint64_t range_off;
     int follow;
     long timeout_s;                   /* the whole request; 0: none (bodies are cut on a stall) */
 };

@@ -18,7 +18,7 @@
 #include <string.h>
 
 #define LAYERS_MAX 100000
-#define BLOB_MAX (1ull << 50)
+#define BLOB_MAX (1ull << 50) /* a layer, and all of them: sizes a registry claims are unchecked until fetched */
 
 #if defined(__aarch64__)
 #define HOST_ARCH "arm64"
@@ -97,12 +97,15 @@ static int parse_layers(json_t *layers, struct oci_manifest *m, struct wc_error 
     m->v = calloc(n ? n : 1, sizeof(*m->v));
     if (!m->v)
         return -ENOMEM;
+    uint64_t total = 0;
     for (size_t i = 0; i < n; i++) {
         json_t *l = json_array_get(layers, i);
         struct oci_layer *o = &m->v[m->n];
         int r = descriptor(l, "layer", i, o->digest, &o->size, e);
         if (r < 0)
             return r;
+        if ((total += o->size) > BLOB_MAX) /* each is at most BLOB_MAX: the sum cannot wrap first */
+            return wc_err(e, -EFBIG, "manifest: its layers add up to more than 1 PiB");
         const char *path = layer_path(l, i, e);
         if (!path)
             return e->code;

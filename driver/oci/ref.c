@@ -25,9 +25,14 @@ static int host_ok(const char *h, size_t n)
         size_t pl = n - hl - 1;
         if (pl == 0 || pl > 5)
             return 0;
-        for (size_t i = hl + 1; i < n; i++)
+        unsigned port = 0;
+        for (size_t i = hl + 1; i < n; i++) {
             if (!isdigit((unsigned char)h[i]))
                 return 0;
+            port = port * 10 + (unsigned)(h[i] - '0');
+        }
+        if (port == 0 || port > 65535)
+            return 0;
     }
     return 1;
 }
@@ -122,7 +127,13 @@ int oci_ref_parse(const char *url, struct oci_ref *ret, struct wc_error *e)
     if (!repo_ok(r, rl))
         return wc_err(e, -EINVAL, "source \"%.200s\": a repository name is lower-case components of a-z 0-9 "
                       "joined by '/', each separated inside by '.', '_', '__' or dashes", url);
-    memcpy(ref.host, h, (size_t)(slash - h));
+    /* one spelling of a host: lower case, no default port (REG and reg:443
+     * are one registry, and one copy) */
+    size_t hl = (size_t)(slash - h);
+    if (hl > 4 && memcmp(slash - 4, ":443", 4) == 0)
+        hl -= 4;
+    for (size_t i = 0; i < hl; i++)
+        ref.host[i] = (char)tolower((unsigned char)h[i]);
     memcpy(ref.repo, r, rl);
     *ret = ref;
     return 0;

@@ -36,13 +36,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
     struct oci_resp *rs = ctx;
     size_t len = size * n;
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) { /* a new response (after a 100, say): forget the last one's */
-        rs->location[0] = rs->challenge[0] = rs->digest[0] = '\0';
+        rs->location[0] = rs->challenge[0] = rs->digest[0] = rs->content_range[0] = '\0';
         return len;
     }
     static const struct { const char *name; size_t off, cap; } want[] = {
         {"location:", offsetof(struct oci_resp, location), OCI_URL_MAX},
         {"www-authenticate:", offsetof(struct oci_resp, challenge), 1024},
         {"docker-content-digest:", offsetof(struct oci_resp, digest), OCI_DIGEST_LEN + 1},
+        {"content-range:", offsetof(struct oci_resp, content_range), 96},
     };
     for (size_t i = 0; i < ARRAY_SIZE(want); i++) {
         size_t nl = strlen(want[i].name);
@@ -60,6 +61,17 @@ static size_t on_header(char *p, size_t size, size_t n, void *ctx)
         }
     }
     return len;
+}
+
+/* A ranged GET's answer is 206 with the Content-Range asked for: anything
+ * else (a 200 of the whole blob from a server or cache that ignores Range)
+ * would land at the wrong offset. */
+static int range_matches(const struct oci_resp *rs)
+{
+    unsigned long long a, b;
+    if (rs->status != 206 || sscanf(rs->content_range, "bytes %llu-%llu/", &a, &b) != 2)
+        return 0;
+    return a == rs->range_off && b + 1 == rs->range_off + rs->want;
 }
 
 static int write_at(struct oci_resp *rs, const char *p, size_t len, uint64_t off)
@@ -100,7 +112,15 @@ static size_t on_body(char *p, size_t size, size_t n, void *ctx)
         memcpy(rs->err + rs->errn, p, k);
         rs->errn += k;
         rs->err[rs->errn] = '\0';
+        if (k < len) { /* enough to quote: an endless error body must not hold the request */
+            rs->cut = 1;
+            return 0;
+        }
         return len;
+    }
+    if (rs->ranged && rs->written == 0 && rs->wn == 0 && !range_matches(rs)) {
+        rs->bad_range = 1;
+        return 0;
     }
     if (rs->fd < 0) {
         if (rs->n + len > rs->max) {
@@ -180,7 +200,8 @@ static void setup(struct oci_client *c, CURL *h, const char *url, struct curl_sl
     rs->too_big = rs->io_error = 0;
     rs->status = 0;
     rs->errn = 0;
-    rs->err[0] = rs->location[0] = rs->challenge[0] = rs->digest[0] = '\0';
+    rs->err[0] = rs->location[0] = rs->challenge[0] = rs->digest[0] = rs->content_range[0] = '\0';
+    rs->cut = rs->bad_range = 0;
 }
 
 /* The status as soon as headers are in: the write callback needs it. */
@@ -286,6 +307,37 @@ static void set_auth(struct oci_client *c, char *h)
     pthread_mutex_unlock(&c->auth_lock);
 }
 
+/* A curl header list's strings wiped before they are freed: they may hold
+ * an Authorization. */
+static void slist_wipe_free(struct curl_slist *l)
+{
+    for (struct curl_slist *i = l; i; i = i->next)
+        explicit_bzero(i->data, strlen(i->data));
+    curl_slist_free_all(l);
+}
+
+/* The last two labels of a host name ("docker.io" of "auth.docker.io"). */
+static const char *domain_of(const char *host, size_t n, size_t *ret_n)
+{
+    size_t end = n, dots = 0, i = n;
+    while (i > 0) {
+        if (host[i - 1] == '.' && ++dots == 2)
+            break;
+        i--;
+    }
+    *ret_n = end - i;
+    return host + i;
+}
+
+static int realm_is_home(const struct oci_client *c, const char *realm)
+{
+    const char *h = realm + 8; /* after https:// */
+    size_t hl = strcspn(h, "/:?#"), rl = strcspn(c->ref.host, ":");
+    size_t dl, rdl;
+    const char *d = domain_of(h, hl, &dl), *rd = domain_of(c->ref.host, rl, &rdl);
+    return dl == rdl && strncasecmp(d, rd, dl) == 0 && memchr(h, '@', hl) == NULL;
+}
+
 /* A token from the challenge's realm for pulling this repository. */
 static int bearer(struct oci_client *c, const char *ch, struct wc_error *e)
 {
@@ -311,14 +363,17 @@ static int bearer(struct oci_client *c, const char *ch, struct wc_error *e)
         return h ? wc_err(e, -ENAMETOOLONG, "registry %s: token URL too long", c->ref.host) : -ENOMEM;
     }
     struct curl_slist *hdrs = NULL;
-    _cleanup_free_ char *basic = c->user ? basic_header(c) : NULL;
+    /* the password goes to a realm of the registry's own domain only (Docker
+     * Hub's is auth.docker.io for registry-1.docker.io); elsewhere the token
+     * is asked for anonymously */
+    _cleanup_free_ char *basic = c->user && realm_is_home(c, realm) ? basic_header(c) : NULL;
     if (basic)
         hdrs = curl_slist_append(hdrs, basic);
     struct oci_resp rs = {.fd = -1, .max = TOKEN_BODY_MAX};
     setup(c, h, url, hdrs, &rs, 60);
     curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header_status);
     CURLcode cc = curl_easy_perform(h);
-    curl_slist_free_all(hdrs);
+    slist_wipe_free(hdrs);
     if (basic)
         explicit_bzero(basic, strlen(basic));
     curl_easy_cleanup(h);
@@ -330,8 +385,8 @@ static int bearer(struct oci_client *c, const char *ch, struct wc_error *e)
                    c->user ? "the user name and password of the volume's Secret" : "an anonymous pull; give the "
                    "volume a Secret with username and password", rs.status, scope);
     else if (rs.status != 200)
-        r = wc_err(e, rs.status >= 500 ? -EAGAIN : -EPROTO, "registry %s: the token service %.200s answered HTTP %ld",
-                   c->ref.host, realm, rs.status);
+        r = wc_err(e, rs.status >= 500 || rs.status == 429 ? -EAGAIN : -EPROTO, "registry %s: the token service "
+                   "%.200s answered HTTP %ld", c->ref.host, realm, rs.status);
     if (r < 0) {
         free(rs.buf);
         return r;
@@ -372,16 +427,24 @@ static int answer(struct oci_client *c, const struct oci_resp *rs, struct wc_err
                   c->ref.host, rs->challenge);
 }
 
-static int outcome(struct oci_client *c, CURLcode cc, const struct oci_resp *rs, const char *what, struct wc_error *e)
+static int outcome(struct oci_client *c, CURLcode cc, const struct oci_resp *rs, int home, const char *what,
+                   struct wc_error *e)
 {
+    if (rs->cancel && atomic_load(rs->cancel))
+        return wc_err(e, -ECANCELED, "%s: cancelled", what);
+    if (rs->stop && atomic_load(rs->stop))
+        return -ECANCELED; /* another part failed: its error is the fill's */
+    if (rs->bad_range)
+        return wc_err(e, -EPROTO, "%s: registry %s answered a range with HTTP %ld%s%.80s, not 206 with the bytes "
+                      "asked for: a server or proxy on the way that ignores Range cannot serve a fill in parts",
+                      what, c->ref.host, rs->status, rs->content_range[0] ? ", Content-Range " : "",
+                      rs->content_range);
     if (rs->io_error)
         return wc_err_errno(e, -rs->io_error, "%s: writing", what);
     if (rs->too_big)
         return wc_err(e, -EFBIG, "%s: registry %s sent more bytes than %s", what, c->ref.host,
                       rs->fd < 0 ? "warmcache reads for it" : "asked for");
-    if (cc == CURLE_ABORTED_BY_CALLBACK)
-        return wc_err(e, -ECANCELED, "%s: cancelled", what);
-    if (cc != CURLE_OK)
+    if (cc != CURLE_OK && !rs->cut)
         return wc_err(e, cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CACERT_BADFILE ? -EPERM : -EAGAIN,
                       "%s: %s", what, curl_easy_strerror(cc));
     if (rs->status >= 200 && rs->status < 300)
@@ -393,7 +456,7 @@ static int outcome(struct oci_client *c, CURLcode cc, const struct oci_resp *rs,
              : rs->status == 429 || rs->status >= 500 ? -EAGAIN : -EPROTO;
     char body[200];
     size_t k = 0;
-    for (size_t i = 0; i < rs->errn && k + 1 < sizeof(body); i++)
+    for (size_t i = 0; home && i < rs->errn && k + 1 < sizeof(body); i++) /* another host's words: not quoted */
         body[k++] = isprint((unsigned char)rs->err[i]) ? rs->err[i] : ' ';
     body[k] = '\0';
     return wc_err(e, code, "%s: registry %s answered HTTP %ld%s%s%s", what, c->ref.host, rs->status, hint,
@@ -426,11 +489,15 @@ int oci_send(struct oci_client *c, CURL *h, const struct oci_req *rq, struct oci
                 hdrs = curl_slist_append(hdrs, auth);
         }
         setup(c, h, url, hdrs, rs, rq->timeout_s);
+        rs->ranged = rq->range != NULL;
+        rs->range_off = rq->range_off;
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header_status);
         CURLcode cc = curl_easy_perform(h);
         if (rs->fd >= 0)
             flush(rs); /* before the outcome: an error writing is the fill's */
-        curl_slist_free_all(hdrs);
+        if (rs->cut)
+            cc = CURLE_OK; /* an error or redirect body cut short: its status and headers are what count */
+        slist_wipe_free(hdrs);
         if (auth)
             explicit_bzero(auth, strlen(auth));
         if (rs->progress && rs->written && (cc != CURLE_OK || rs->written != rs->want))
@@ -439,7 +506,7 @@ int oci_send(struct oci_client *c, CURL *h, const struct oci_req *rq, struct oci
             answered = 1;
             int r = answer(c, rs, e);
             if (r < 0)
-                return wc_err_prefix(e, "%s: ", what);
+                return e->code ? wc_err_prefix(e, "%s: ", what) : wc_err(e, r, "%s: out of memory", what);
             continue;
         }
         if (cc == CURLE_OK && rs->status >= 300 && rs->status < 400 && rs->status != 304) {
@@ -450,13 +517,13 @@ int oci_send(struct oci_client *c, CURL *h, const struct oci_req *rq, struct oci
                 return wc_err(e, -ELOOP, "%s: more than %d redirects", what, REDIRECTS_MAX);
             char next[OCI_URL_MAX], o[OCI_HOST_MAX + 32];
             if (!rs->location[0] || resolve_location(url, rs->location, next, sizeof(next)) < 0)
-                return wc_err(e, -EPROTO, "%s: registry %s redirected to \"%.200s\", not an https:// URL: refused",
-                              what, c->ref.host, rs->location);
+                return wc_err(e, -EPROTO, "%s: registry %s redirected to \"%.*s\", not an https:// URL: refused",
+                              what, c->ref.host, (int)strcspn(rs->location, "?#"), rs->location); /* a query may hold a signature */
             home = home && origin_of(next, o, sizeof(o)) == 0 && strcmp(o, base_origin) == 0;
             memcpy(url, next, sizeof(url));
             continue;
         }
-        return outcome(c, cc, rs, what, e);
+        return outcome(c, cc, rs, home, what, e);
     }
 }
 
@@ -535,7 +602,8 @@ static int fetch_manifest(struct oci_client *c, const char *ref, const atomic_in
 {
     char path[OCI_REPO_MAX + OCI_TAG_MAX + 32], what[OCI_HOST_MAX + sizeof(path) + 32];
     snprintf(path, sizeof(path), "/v2/%s/manifests/%s", c->ref.repo, ref);
-    snprintf(what, sizeof(what), "manifest %s/%s%s%s", c->ref.host, c->ref.repo, ref[6] == ':' ? "@" : ":", ref);
+    snprintf(what, sizeof(what), "manifest %s/%s%s%s", c->ref.host, c->ref.repo,
+             strncmp(ref, "sha256:", 7) == 0 ? "@" : ":", ref);
     struct oci_req rq = {.path = path, .accept = ACCEPT_MANIFESTS, .timeout_s = 120};
     struct oci_resp rs = {.fd = -1, .max = MANIFEST_MAX, .cancel = cancel};
     int r = -EAGAIN;
@@ -580,7 +648,7 @@ int oci_resolve(struct oci_client *c, const atomic_int *cancel, struct oci_manif
             return r;
         struct oci_manifest m;
         if ((r = oci_manifest_parse(body, n, &m, next, e)) < 0)
-            return wc_err_prefix(e, "%s/%s: ", c->ref.host, c->ref.repo);
+            return e->code ? wc_err_prefix(e, "%s/%s: ", c->ref.host, c->ref.repo) : wc_err(e, r, "out of memory");
         if (!next[0]) {
             memcpy(m.digest, digest, sizeof(digest));
             *ret = m;

@@ -152,6 +152,10 @@ class FakeRegistry:
         self.cert, self.key = cert, key
         self.manifests, self.blobs, self.seen = {}, {}, []
         self.bearer, self.redirect_to, self.endless = False, None, set()
+        self.basic = None          # "Basic …": the Authorization the registry wants, with a Basic challenge
+        self.redirect_scheme = "https"
+        self.ignore_range = False  # answer ranged GETs with the whole blob (200), as a cache that ignores Range
+        self.error_forever = False  # answer manifests 500 with a body that never ends
         self.token = "tok-" + os.urandom(8).hex()
         self.user = None
         fake = self
@@ -177,11 +181,22 @@ class FakeRegistry:
                     if fake.user and self.headers.get("Authorization") != fake.user:
                         return self.send(401)
                     return self.send(200, json.dumps({"token": fake.token}).encode())
+                if fake.basic and not path.startswith("/storage/") and self.headers.get("Authorization") != fake.basic:
+                    return self.send(401, b"", [("WWW-Authenticate", 'Basic realm="fake"')])
                 if fake.bearer and self.headers.get("Authorization") != f"Bearer {fake.token}":
                     realm = f"https://127.0.0.1:{fake.port}/token"
                     return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [(
                         "WWW-Authenticate", f'Bearer realm="{realm}",service="fake",scope="repository:x:pull"')])
                 parts = path.split("/")
+                if "/manifests/" in path and fake.error_forever:
+                    self.send_response(500)
+                    self.end_headers()  # no length: the body ends with the connection, which it never does
+                    try:
+                        while True:
+                            self.wfile.write(b"E" * 4096)
+                            time.sleep(0.01)
+                    except OSError:
+                        return
                 if "/manifests/" in path:
                     ref = parts[-1]
                     if ref in fake.endless:
@@ -200,29 +215,24 @@ class FakeRegistry:
                 if "/blobs/" in path:
                     d = parts[-1]
                     if fake.redirect_to is not None:
-                        return self.send(307, b"", [("Location", f"https://127.0.0.1:{fake.redirect_to.port}/"
-                                                                 f"storage/{d}?X-Amz-Signature=abc")])
+                        return self.send(307, b"", [("Location", f"{fake.redirect_scheme}://127.0.0.1:"
+                                                                 f"{fake.redirect_to.port}/storage/{d}?X-Amz-Signature=abc")])
                     body = fake.blobs.get(d)
                     if body is None:
                         return self.send(404)
-                    rng = self.headers.get("Range")
-                    if rng:
-                        a, b = rng.split("=")[1].split("-")
-                        a, b = int(a), min(int(b), len(body) - 1)
-                        return self.send(206, body[a:b + 1], [("Content-Range", f"bytes {a}-{b}/{len(body)}")])
-                    return self.send(200, body)
+                    return self.blob(body)
                 if path.startswith("/storage/"):
-                    d = parts[-1]
-                    body = fake.blobs.get(d)
-                    if body is None:
-                        return self.send(404)
-                    rng = self.headers.get("Range")
-                    if rng:
-                        a, b = rng.split("=")[1].split("-")
-                        a, b = int(a), min(int(b), len(body) - 1)
-                        return self.send(206, body[a:b + 1])
-                    return self.send(200, body)
+                    body = fake.blobs.get(parts[-1])
+                    return self.send(404) if body is None else self.blob(body)
                 return self.send(404)
+
+            def blob(self, body):
+                rng = self.headers.get("Range")
+                if rng and not fake.ignore_range:
+                    a, b = rng.split("=")[1].split("-")
+                    a, b = int(a), min(int(b), len(body) - 1)
+                    return self.send(206, body[a:b + 1], [("Content-Range", f"bytes {a}-{b}/{len(body)}")])
+                return self.send(200, body)
 
         self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.srv.daemon_threads = True
@@ -230,7 +240,8 @@ class FakeRegistry:
         self.host = f"127.0.0.1:{self.port}"
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(str(cert), str(key))
-        self.srv.socket = tls.wrap_socket(self.srv.socket, server_side=True)
+        # the handshake in each connection's own thread, not the one that accepts
+        self.srv.socket = tls.wrap_socket(self.srv.socket, server_side=True, do_handshake_on_connect=False)
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
     def serve(self, ref, files, modelpack=False, blobs=None):

@@ -78,20 +78,21 @@ def test_a_digest_pins_and_a_missing_tag_is_named(registry, work):
 
 
 def test_a_registry_behind_a_password_takes_the_secret(work):
-    reg = Registry(work, user=("puller", "s3cret-pw"))
+    pw, wrong = "pw-" + os.urandom(8).hex(), "pw-" + os.urandom(8).hex()
+    reg = Registry(work, user=("puller", pw))
     try:
         files = {"w.bin": os.urandom(3 << 20), "c.json": b"{}"}
-        push(reg, "private/m", ["v1"], files, auth=("puller", "s3cret-pw"))
+        push(reg, "private/m", ["v1"], files, auth=("puller", pw))
         url = f"oci://{reg.host}/private/m:v1"
         r = fill(reg.env(), url, work / "a", check=False)
         assert r.returncode == 1 and "wants a user name and password" in r.stderr, r.stderr
-        r = fill(reg.env(), url, work / "b", "--secret", "username=puller", "--secret", "password=wrong", check=False)
-        assert r.returncode == 1 and "HTTP 401" in r.stderr and "wrong" not in r.stderr, r.stderr
-        fill(reg.env(), url, work / "c", "--secret", "username=puller", "--secret", "password=s3cret-pw")
-        assert sha256_tree(work / "c") == hashes(files)
+        r = fill(reg.env(), url, work / "b", "--secret", "username=puller", "--secret", f"password={wrong}", check=False)
+        assert r.returncode == 1 and "HTTP 401" in r.stderr and wrong not in r.stderr, r.stderr
+        r = fill(reg.env(), url, work / "c", "--secret", "username=puller", "--secret", f"password={pw}")
+        assert sha256_tree(work / "c") == hashes(files) and pw not in r.stderr + r.stdout
         # what docker login / oras login write, and what an image pull Secret holds
         import base64
-        cfg = {"auths": {f"https://{reg.host}": {"auth": base64.b64encode(b"puller:s3cret-pw").decode()}}}
+        cfg = {"auths": {f"https://{reg.host}": {"auth": base64.b64encode(f"puller:{pw}".encode()).decode()}}}
         (work / "config.json").write_text(json.dumps(cfg))
         fill(reg.env(), url, work / "d", "--docker-config", work / "config.json")
         assert sha256_tree(work / "d") == hashes(files)
@@ -104,6 +105,7 @@ def test_a_registry_behind_a_password_takes_the_secret(work):
         assert sha256_tree(work / "s") == hashes(files)
         d.ctl("unstage", "-f", vol, work / "s")
         assert d.stop() == 0
+        assert pw not in d.log.read_text() and cfg["auths"][f"https://{reg.host}"]["auth"] not in d.log.read_text()
     finally:
         reg.stop()
 
@@ -135,7 +137,9 @@ def test_a_moved_tag_under_fail_is_refused_naming_both_listings(registry, work):
     with pytest.raises(CtlError) as ei:
         d.ctl("stage", "-f", vol, work / "s")
     assert ei.value.code == "FAILED_PRECONDITION", ei.value
-    assert pinned[:12] in ei.value.message, ei.value.message
+    import re
+    m = re.search(r"pinned listing ([0-9a-f]{12}).*; now ([0-9a-f]{12})", ei.value.message)
+    assert m and m.group(1) == pinned[:12] and m.group(2) != m.group(1), ei.value.message
     assert d.stop() == 0
 
 
@@ -190,7 +194,7 @@ def test_fake_registry_escaping_paths_and_archives_are_refused(fake, work):
     fake.serve("up", {"../../etc/cron.d/evil": b"* * * * * root id\n"})
     r = fill(fake.env(), f"oci://{fake.host}/m:up", work / "a", check=False)
     assert r.returncode == 1 and "layer 0" in r.stderr and ".." in r.stderr, r.stderr
-    assert not (work / "etc").exists() and not list(work.glob("**/evil"))
+    assert not list(work.rglob("evil")) and not os.path.exists("/etc/cron.d/evil")
     m = {"layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(b"x"), "size": 1}]}
     fake.manifests["image"] = json.dumps(m).encode()
     r = fill(fake.env(), f"oci://{fake.host}/m:image", work / "b", check=False)
@@ -224,12 +228,48 @@ def test_fake_registry_bearer_tokens_stay_home_when_blobs_redirect(fake, work):
         fake.bearer, fake.redirect_to = True, storage
         import base64
         fake.user = "Basic " + base64.b64encode(b"u:pw").decode()
-        fill(fake.env(), f"oci://{fake.host}/m:v1", work / "copy", "--secret", "username=u", "--secret", "password=pw")
+        # 1 MiB parts: ranged GETs, each redirected
+        fill(fake.env(), f"oci://{fake.host}/m:v1", work / "copy", "--secret", "username=u", "--secret", "password=pw",
+             "--part-size", "1")
         assert sha256_tree(work / "copy") == hashes(files)
         token_asks = [h for p, h in fake.seen if p.startswith("/token")]
         assert token_asks and all("scope=repository%3Am%3Apull" in p for p, _ in fake.seen if p.startswith("/token"))
         assert any(h.get("Authorization") == f"Bearer {fake.token}" for p, h in fake.seen if "/blobs/" in p)
         assert storage.seen, "blobs must have been fetched from the storage host"
         assert all("Authorization" not in h for _, h in storage.seen), "the registry's token went to another host"
+        assert sum("Range" in h for _, h in storage.seen) >= 3
+        # the same with Basic (the password itself at stake), and a redirect to plain http
+        fake.bearer, fake.basic, storage.seen[:] = False, "Basic " + base64.b64encode(b"u:pw").decode(), []
+        fill(fake.env(), f"oci://{fake.host}/m:v1", work / "copy2", "--secret", "username=u", "--secret",
+             "password=pw", "--part-size", "1")
+        assert sha256_tree(work / "copy2") == hashes(files)
+        assert storage.seen and all("Authorization" not in h for _, h in storage.seen)
+        fake.redirect_scheme = "http"
+        r = fill(fake.env(), f"oci://{fake.host}/m:v1", work / "copy3", "--secret", "username=u", "--secret",
+                 "password=pw", check=False)
+        assert r.returncode == 1 and "not an https:// URL: refused" in r.stderr, r.stderr
+        assert "X-Amz-Signature" not in r.stderr, "a presigned URL's signature must not reach a message"
     finally:
         storage.stop()
+
+
+def test_fake_registry_a_range_answered_with_the_whole_blob_is_refused_clearly(fake, work):
+    files = {"w.bin": os.urandom(3 << 20)}
+    fake.serve("v1", files)
+    fake.ignore_range = True  # a cache on the way that ignores Range
+    r = fill(fake.env(), f"oci://{fake.host}/m:v1", work / "a", "--part-size", "1", check=False)
+    assert r.returncode == 1 and "ignores Range" in r.stderr and "HTTP 200" in r.stderr, r.stderr
+    assert not (work / "a" / "w.bin").exists()
+    fake.ignore_range = False
+    fill(fake.env(), f"oci://{fake.host}/m:v1", work / "b", "--part-size", "1")
+    assert sha256_tree(work / "b") == hashes(files)
+
+
+def test_fake_registry_an_endless_error_body_does_not_hold_the_fill(fake, work):
+    files = {"w.bin": os.urandom(1 << 20)}
+    fake.serve("v1", files)
+    fake.error_forever = True  # a 500 whose body never ends
+    t0 = time.time()
+    r = fill(fake.env(), f"oci://{fake.host}/m:v1", work / "a", check=False, timeout=60)
+    assert r.returncode == 1 and "HTTP 500" in r.stderr, r.stderr
+    assert time.time() - t0 < 40

@@ -60,6 +60,9 @@ static void oci_sources_are_judged_by_their_repository(void **state)
     assert_int_equal(check(&p, "oci://reg.example/modelsx:v1", 0, 0, NULL, 0), -EPERM);
     assert_int_equal(check(&p, "oci://reg.example.evil/models/llama:v1", 0, 0, NULL, 0), -EPERM);
     assert_int_equal(check(&p, "oci://reg.example/other:v1", 0, 0, NULL, 0), -EPERM);
+    /* one registry, however it is spelt */
+    assert_int_equal(check(&p, "oci://REG.Example:443/models/llama:v1", 0, 0, NULL, 0), 0);
+    assert_int_equal(check(&p, "oci://reg.example:444/models/llama:v1", 0, 0, NULL, 0), -EPERM);
     policy_fini(&p);
     /* s3:// alone (the chart's default) allows no registry */
     assert_int_equal(policy_init(&p, "s3://", NULL, false, &e), 0);
