@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 int param_key_is_kubernetes(const char *key)
 {
@@ -279,6 +280,17 @@ static int listed(const char *list, const char *v)
     return 0;
 }
 
+/* Both oci:// on different registries: the class's Secret (a registry
+ * password) would go to a host the PVC author chose. */
+static int other_registry(const char *class_url, const char *url)
+{
+    if (strncmp(class_url, "oci://", 6) != 0 || strncmp(url, "oci://", 6) != 0)
+        return 0;
+    struct oci_like { const char *h; size_t n; } a = {class_url + 6, strcspn(class_url + 6, "/")},
+                                                b = {url + 6, strcspn(url + 6, "/")};
+    return a.n != b.n || strncasecmp(a.h, b.h, a.n) != 0;
+}
+
 /* A PVC's source under one of the class's prefixes (or its own source). */
 static int source_under(const struct volume_params *class, const char *url)
 {
@@ -315,6 +327,12 @@ int params_pvc_overrides(json_t *ann, const char *ns, const char *name, const st
             return wc_err(e, -EPERM, "PVC %s/%s: annotation %.200s is refused: the StorageClass does not let PVCs "
                           "set %s; a cluster admin lists it in the class parameter " PARAM_PVC_OVERRIDES " (now: %s)",
                           ns, name, k, param, class->pvc_overrides ? class->pvc_overrides : "not set");
+        }
+        if (streq(param, CTX_SOURCE) && other_registry(class->src.url, json_string_value(v))) {
+            free(m);
+            return wc_err(e, -EPERM, "PVC %s/%s: annotation %.200s is refused: source %.200s names another registry "
+                          "than the StorageClass's %.200s, and the class's Secret would go there; use a class of "
+                          "that registry", ns, name, k, json_string_value(v), class->src.url);
         }
         if (streq(param, CTX_SOURCE) && !source_under(class, json_string_value(v))) {
             free(m);

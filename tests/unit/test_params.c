@@ -177,6 +177,22 @@ static void pvc_overrides_only_what_the_class_allows(void **state)
     assert_non_null(strstr(e.msg, "endpoint is never taken from a PVC"));
 }
 
+/* A PVC's oci:// source stays on its class's registry, whatever the
+ * prefixes say: the class's Secret holds that registry's password. */
+static void pvc_oci_sources_stay_on_the_class_registry(void **state)
+{
+    struct kv cls[] = {{"source", "oci://reg.example/models/llama:v1"}, {"pvcOverrides", "source"},
+                       {"pvcSourcePrefixes", "oci://reg.example/models/, oci://evil.example/"}};
+    struct volume_params p;
+    assert_int_equal(override("{\"warmcache.csi.dev/source\": \"oci://reg.example/models/mistral:v2\"}", cls, 3, &p),
+                     0);
+    assert_string_equal(p.src.url, "oci://reg.example/models/mistral:v2");
+    assert_int_equal(override("{\"warmcache.csi.dev/source\": \"oci://evil.example/x:v1\"}", cls, 3, &p), -EPERM);
+    assert_non_null(strstr(e.msg, "names another registry"));
+    assert_int_equal(override("{\"warmcache.csi.dev/source\": \"oci://reg.example.evil/models/x:v1\"}", cls, 3, &p),
+                     -EPERM);
+}
+
 /* A file:// prefix is a place: a symlink under it that leads elsewhere
  * does not bring a PVC's source under it. */
 static void pvc_file_sources_are_judged_where_they_lead(void **state)
@@ -207,6 +223,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(accepts_source_and_policy), cmocka_unit_test(default_policy_is_fail),
         cmocka_unit_test(sizes_in_kubernetes_quantities), cmocka_unit_test(pvc_overrides_only_what_the_class_allows),
+        cmocka_unit_test(pvc_oci_sources_stay_on_the_class_registry),
         cmocka_unit_test(pvc_file_sources_are_judged_where_they_lead),
         cmocka_unit_test(unknown_key_is_named),      cmocka_unit_test(bad_policy_names_key_and_choices),
         cmocka_unit_test(missing_source),            cmocka_unit_test(bad_sources),
