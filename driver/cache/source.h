@@ -164,6 +164,14 @@ static inline void source_freep(struct source **s) { if (*s) source_free(*s); }
 int source_s3_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
                    struct wc_error *e);
 
+/* The S3 layer's context of env (source_s3.c): for other AWS calls, ECR's token. */
+struct s3_ctx;
+struct s3_ctx *source_env_s3(struct source_env *env);
+
+/* 1 when a source of url, brought no Secret, uses the node's own AWS
+ * credentials: s3://, and oci:// of an ECR registry. */
+int source_uses_node_credentials(const char *url);
+
 /* The oci:// implementation (source_oci.c). */
 int source_oci_open(const struct source_spec *spec, const struct source_tuning *t, struct source **ret,
                     struct wc_error *e);

@@ -9,6 +9,7 @@
 #include "cache/source.h"
 #include "base/macros.h"
 #include "oci/oci.h"
+#include "s3/client.h"
 
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -19,7 +20,16 @@ struct oci_source {
     struct source base;
     struct oci_client *client;
     unsigned connections;
+    struct s3_ctx *aws;       /* ECR: the node's credentials chain; NULL: not an ECR registry, or a Secret */
+    char region[64];
 };
+
+/* An ECR registry challenged a volume without a Secret: the node's token. */
+static int ecr_login(void *ctx, char **ret_user, char **ret_pass, struct wc_error *e)
+{
+    struct oci_source *os = ctx;
+    return s3_ecr_token(os->aws, os->region, ret_user, ret_pass, e);
+}
 
 static int ocisrc_list(struct source *s, source_object_fn fn, void *ctx, const atomic_int *cancel, struct wc_error *e)
 {
@@ -104,6 +114,16 @@ static const struct source_ops oci_ops = {
     .free = ocisrc_free,
 };
 
+int source_uses_node_credentials(const char *url)
+{
+    if (strncmp(url, "s3://", 5) == 0)
+        return 1;
+    struct oci_ref ref;
+    struct wc_error e;
+    char region[64];
+    return oci_ref_parse(url, &ref, &e) == 0 && s3_ecr_host(ref.host, region, sizeof(region));
+}
+
 /* Registries are read on fewer connections than S3 (the node's S3 setting,
  * 148 at 100 Gb/s, is capped here): each serves a blob at hundreds of MB/s
  * from its blob storage, and many answer a burst of one client with 429. */
@@ -118,6 +138,14 @@ int source_oci_open(const struct source_spec *spec, const struct source_tuning *
         return -ENOMEM;
     struct oci_options o = {.username = spec->username, .password = spec->password, .docker_config = spec->docker_config,
                             .ca_file = t->env ? source_env_ca_file(t->env) : NULL, .stall_seconds = t->stall_seconds};
+    struct oci_ref ref;
+    int given = (spec->username && *spec->username) || (spec->docker_config && *spec->docker_config);
+    if (!given && t->env && oci_ref_parse(spec->url, &ref, e) == 0 && s3_ecr_host(ref.host, os->region, sizeof(os->region))) {
+        os->aws = source_env_s3(t->env);
+        o.login = ecr_login;
+        o.login_ctx = os;
+    }
+    wc_error_clear(e);
     int r = oci_client_new(spec->url, &o, &os->client, e);
     if (r < 0) {
         free(os);

@@ -162,6 +162,11 @@ int source_env_new(struct source_env **ret)
     return 0;
 }
 
+struct s3_ctx *source_env_s3(struct source_env *env)
+{
+    return env->s3;
+}
+
 const char *source_env_ca_file(const struct source_env *env)
 {
     return env->ca_file[0] ? env->ca_file : NULL;

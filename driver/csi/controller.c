@@ -75,7 +75,7 @@ static int create_new(struct csi_ctx *c, const Csi__V1__CreateVolumeRequest *req
 {
     void *const *sec = (void *const *)req->secrets;
     struct source_use use = {.spec = &p->src, .allow_plain_http = p->allow_plain_http,
-                             .has_secret = secrets_have_credentials(sec, req->n_secrets)};
+                             .has_secret = secrets_have_credentials(p->src.url, sec, req->n_secrets)};
     int r = policy_check(&c->policy, &use, e);
     if (r < 0)
         return r;

@@ -111,7 +111,8 @@ int node_stage_volume(void *ctx, const ProtobufCMessage *req, ProtobufCMessage *
     if ((r = volctx_parse(kv, q->n_volume_context, &vc, e)) < 0)
         return r;
     struct source_use use = {.spec = &vc.src, .allow_plain_http = vc.allow_plain_http,
-                             .has_secret = secrets_have_credentials((void *const *)q->secrets, q->n_secrets)};
+                             .has_secret = secrets_have_credentials(vc.src.url, (void *const *)q->secrets,
+                                                                    q->n_secrets)};
     if ((r = policy_check(&c->policy, &use, e)) < 0)
         return r;
     if ((r = vlocks_try(&c->locks, q->volume_id, e)) < 0)
@@ -288,7 +289,8 @@ static int inline_params(struct csi_ctx *c, const Csi__V1__NodePublishVolumeRequ
         return wc_err(e, -EINVAL, "inline volume attributes: pvcOverrides, pvcSourcePrefixes and prewarm belong in a "
                       "StorageClass");
     struct source_use use = {.spec = &p->src, .allow_plain_http = p->allow_plain_http, .is_inline = true,
-                             .has_secret = secrets_have_credentials((void *const *)q->secrets, q->n_secrets)};
+                             .has_secret = secrets_have_credentials(p->src.url, (void *const *)q->secrets,
+                                                                    q->n_secrets)};
     return policy_check(&c->policy, &use, e);
 }
 

@@ -161,10 +161,15 @@ struct source_spec source_with_secrets(const struct source_spec *src, void *cons
     return s;
 }
 
-int secrets_have_credentials(void *const *secrets, size_t n)
+int secrets_have_credentials(const char *url, void *const *secrets, size_t n)
 {
-    /* S3 keys only: what decides whether an s3:// volume signs with the
-     * node's own credentials (a registry's username says nothing of that) */
+    /* the keys the source would use: a registry's username or docker
+     * config for oci://, S3's access key for the rest (a registry's
+     * username says nothing of whom an s3:// volume signs as) */
+    if (strncmp(url, "oci://", 6) == 0) {
+        const char *u = pbmap_get(secrets, n, SECRET_USERNAME), *d = pbmap_get(secrets, n, SECRET_DOCKER_CONFIG);
+        return (u && *u) || (d && *d);
+    }
     const char *k = pbmap_get(secrets, n, SECRET_ACCESS_KEY_ID);
     return k && *k;
 }

@@ -94,9 +94,10 @@ int volctx_parse(const struct kv *kv, size_t n, struct volume_context *ret, stru
 /* src with the credentials of a CSI secrets map (a protobuf map field):
  * awsAccessKeyId, awsSecretAccessKey, awsSessionToken; none: the node's own. */
 struct source_spec source_with_secrets(const struct source_spec *src, void *const *secrets, size_t n);
-/* 1 if the secrets carry S3 credentials (an access key id): else an s3://
- * volume signs with the node's own. */
-int secrets_have_credentials(void *const *secrets, size_t n);
+/* 1 if the secrets carry the credentials a source of url uses (S3's access
+ * key id; a registry's username or docker config for oci://): else it uses
+ * the node's own (S3, ECR) or none. */
+int secrets_have_credentials(const char *url, void *const *secrets, size_t n);
 
 const char *change_policy_name(enum change_policy p);
 

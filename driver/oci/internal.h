@@ -22,7 +22,12 @@ struct oci_client {
     long stall_s;
     CURL *curl;                       /* manifests and tokens, under curl_lock */
     pthread_mutex_t curl_lock, auth_lock;
+    pthread_mutex_t answer_lock;      /* one challenge answered at a time: user, pass and login are its */
+    unsigned auth_gen;                /* set_auth calls so far, under auth_lock */
     char *auth;                       /* "Authorization: …" the registry asked for; NULL: none yet */
+    int (*login)(void *ctx, char **ret_user, char **ret_pass, struct wc_error *e);
+    void *login_ctx;
+    int logged_in;                    /* user and pass came from login(): ask it again on a refusal */
 };
 
 /* Where a response goes: into memory (fd < 0; at most max bytes, more is

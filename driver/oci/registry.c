@@ -304,6 +304,7 @@ static void set_auth(struct oci_client *c, char *h)
         explicit_bzero(c->auth, strlen(c->auth));
     free(c->auth);
     c->auth = h;
+    c->auth_gen++;
     pthread_mutex_unlock(&c->auth_lock);
 }
 
@@ -408,9 +409,50 @@ static int bearer(struct oci_client *c, const char *ch, struct wc_error *e)
     return 0;
 }
 
-/* A 401: the challenge answered, or why it cannot be. */
-static int answer(struct oci_client *c, const struct oci_resp *rs, struct wc_error *e)
+/* The login's user name and password (again, when the last were refused). */
+static int login(struct oci_client *c, struct wc_error *e)
 {
+    char *u = NULL, *p = NULL;
+    int r = c->login(c->login_ctx, &u, &p, e);
+    if (r < 0)
+        return r;
+    pthread_mutex_lock(&c->auth_lock);
+    char *old[] = {c->user, c->pass};
+    c->user = u;
+    c->pass = p;
+    c->logged_in = 1;
+    pthread_mutex_unlock(&c->auth_lock);
+    for (size_t i = 0; i < ARRAY_SIZE(old); i++) {
+        if (old[i])
+            explicit_bzero(old[i], strlen(old[i]));
+        free(old[i]);
+    }
+    return 0;
+}
+
+static int answer_locked(struct oci_client *c, const struct oci_resp *rs, struct wc_error *e);
+
+/* A 401 to a request sent with the Authorization of generation gen: the
+ * challenge answered, or why it cannot be. Threads refused together answer
+ * it once: a later one finds the Authorization changed and just retries. */
+static int answer(struct oci_client *c, const struct oci_resp *rs, unsigned gen, struct wc_error *e)
+{
+    pthread_mutex_lock(&c->answer_lock);
+    pthread_mutex_lock(&c->auth_lock);
+    int moved = c->auth_gen != gen;
+    pthread_mutex_unlock(&c->auth_lock);
+    int r = moved ? 0 : answer_locked(c, rs, e);
+    pthread_mutex_unlock(&c->answer_lock);
+    return r;
+}
+
+static int answer_locked(struct oci_client *c, const struct oci_resp *rs, struct wc_error *e)
+{
+    if ((!c->user || c->logged_in) && c->login) {
+        int r = login(c, e);
+        if (r < 0)
+            return r;
+    }
     if (strncasecmp(rs->challenge, "Bearer", 6) == 0)
         return bearer(c, rs->challenge, e);
     if (strncasecmp(rs->challenge, "Basic", 5) == 0) {
@@ -481,9 +523,11 @@ int oci_send(struct oci_client *c, CURL *h, const struct oci_req *rq, struct oci
         if (rq->range && snprintf(range, sizeof(range), "Range: %s", rq->range) < (int)sizeof(range))
             hdrs = curl_slist_append(hdrs, range);
         _cleanup_free_ char *auth = NULL;
+        unsigned gen = 0;
         if (home) {
             pthread_mutex_lock(&c->auth_lock);
             auth = c->auth ? strdup(c->auth) : NULL;
+            gen = c->auth_gen;
             pthread_mutex_unlock(&c->auth_lock);
             if (auth)
                 hdrs = curl_slist_append(hdrs, auth);
@@ -504,7 +548,7 @@ int oci_send(struct oci_client *c, CURL *h, const struct oci_req *rq, struct oci
             atomic_fetch_sub(rs->progress, rs->written); /* fetched again whole on a retry */
         if (cc == CURLE_OK && rs->status == 401 && home && !answered) {
             answered = 1;
-            int r = answer(c, rs, e);
+            int r = answer(c, rs, gen, e);
             if (r < 0)
                 return e->code ? wc_err_prefix(e, "%s: ", what) : wc_err(e, r, "%s: out of memory", what);
             continue;
@@ -544,10 +588,13 @@ int oci_client_new(const char *url, const struct oci_options *o, struct oci_clie
     c->ref = ref;
     snprintf(c->base, sizeof(c->base), "https://%s", ref.host);
     c->stall_s = o->stall_seconds ? o->stall_seconds : 30;
+    c->login = o->login;
+    c->login_ctx = o->login_ctx;
     if (o->ca_file)
         snprintf(c->ca_file, sizeof(c->ca_file), "%s", o->ca_file);
     pthread_mutex_init(&c->curl_lock, NULL);
     pthread_mutex_init(&c->auth_lock, NULL);
+    pthread_mutex_init(&c->answer_lock, NULL);
     c->curl = curl_easy_init();
     if (o->username && *o->username) {
         c->user = strdup(o->username);
@@ -579,6 +626,7 @@ void oci_client_free(struct oci_client *c)
     curl_easy_cleanup(c->curl);
     pthread_mutex_destroy(&c->curl_lock);
     pthread_mutex_destroy(&c->auth_lock);
+    pthread_mutex_destroy(&c->answer_lock);
     free(c);
 }
 

@@ -261,3 +261,86 @@ class FakeRegistry:
     def stop(self):
         self.srv.shutdown()
         self.srv.server_close()
+
+
+def make_ca_for(d, names):
+    """A CA of our own and a server certificate for 127.0.0.1 and the DNS
+    names given: (ca.pem, server.pem, server.key) under d."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+        "-subj", "/CN=warmcache test CA", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
+        "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1," + ",".join(f"DNS:{n}" for n in names) + "\n")
+    run("openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
+        "-CAcreateserial", "-days", "2", "-extfile", str(d / "san.ext"), "-out", str(d / "server.pem"))
+    return d / "ca.pem", d / "server.pem", d / "server.key"
+
+
+class FakeEcrApi:
+    """ECR's GetAuthorizationToken on 127.0.0.1 over TLS (a fake: ECR's API
+    is not something to run here). It checks what ECR checks: the target,
+    and the SigV4 signature (recomputed with botocore, service "ecr") with
+    the keys it knows; it answers with a token "AWS:<password>" or, with
+    deny set, AccessDeniedException."""
+
+    def __init__(self, tls, key, secret, password):
+        from botocore.auth import SigV4Auth
+        from botocore.awsrequest import AWSRequest
+        from botocore.credentials import Credentials
+        self.calls, self.bad, self.deny = 0, [], False
+        api = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def reply(self, code, body):
+                self.send_response(code)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                auth = self.headers.get("Authorization", "")
+                try:
+                    cred = auth.split("Credential=")[1].split(",")[0]
+                    signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";")
+                    sig = auth.split("Signature=")[1]
+                    akid, _, region, service, _ = cred.split("/")
+                except (IndexError, ValueError):
+                    api.bad.append("unsigned")
+                    return self.reply(403, b'{"__type":"MissingAuthenticationTokenException"}')
+                rq = AWSRequest(method="POST", url=f"https://{self.headers['Host']}{self.path}", data=body,
+                                headers={k: self.headers[k] for k in signed})
+                rq.context["timestamp"] = self.headers["x-amz-date"]
+                signer = SigV4Auth(Credentials(key, secret), "ecr", region)
+                want = signer.signature(signer.string_to_sign(rq, signer.canonical_request(rq)), rq)
+                if akid != key or service != "ecr" or want != sig or self.headers.get("X-Amz-Target") != \
+                        "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken":
+                    api.bad.append(f"{akid} {service} {self.headers.get('X-Amz-Target')}")
+                    return self.reply(403, b'{"__type":"InvalidSignatureException","message":"bad signature"}')
+                api.calls += 1
+                if api.deny:
+                    return self.reply(400, b'{"__type":"AccessDeniedException","message":"User: arn:aws:sts::1:'
+                                           b'assumed-role/node is not authorized to perform: ecr:GetAuthorizationToken"}')
+                import base64
+                tok = base64.b64encode(f"AWS:{password}".encode()).decode()
+                self.reply(200, json.dumps({"authorizationData": [{"authorizationToken": tok,
+                                                                   "expiresAt": time.time() + 43200}]}).encode())
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(tls[1]), str(tls[2]))
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True, do_handshake_on_connect=False)
+        self.endpoint = f"https://127.0.0.1:{self.srv.server_address[1]}"
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()

@@ -273,3 +273,49 @@ def test_fake_registry_an_endless_error_body_does_not_hold_the_fill(fake, work):
     r = fill(fake.env(), f"oci://{fake.host}/m:v1", work / "a", check=False, timeout=60)
     assert r.returncode == 1 and "HTTP 500" in r.stderr, r.stderr
     assert time.time() - t0 < 40
+
+
+ECR_HOST = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+
+
+def test_fake_ecr_a_registry_of_ecr_logs_in_with_the_nodes_role(work):
+    """An oci:// source on an ECR host, no Secret: the node's credentials
+    (here the environment's keys) sign ecr:GetAuthorizationToken, and its
+    token is the registry's password. Both ends are fakes named so: a
+    FakeEcrApi that checks the SigV4 signature with botocore, and a
+    FakeRegistry that wants Basic AWS:<token>, reached under the ECR host
+    name through /etc/hosts in a mount namespace of the fill's own (the
+    host's /etc/hosts is not touched)."""
+    from registry import FakeEcrApi, make_ca_for
+    import base64
+    tls = make_ca_for(work / "ecr-tls", [ECR_HOST])
+    password = "ecr-" + os.urandom(12).hex()
+    api = FakeEcrApi(tls, "AKIDNODEROLE", "node-role-secret", password)
+    reg = FakeRegistry(work, name="ecr", ca=tls)
+    try:
+        files = {"w.bin": os.urandom(3 << 20), "config.json": b"{}"}
+        reg.serve("v1", files)
+        reg.basic = "Basic " + base64.b64encode(f"AWS:{password}".encode()).decode()
+        hosts = work / "hosts"
+        hosts.write_text(open("/etc/hosts").read() + f"\n127.0.0.1 {ECR_HOST}\n")
+        env = dict(os.environ, SSL_CERT_FILE=str(tls[0]), AWS_CA_BUNDLE=str(tls[0]), AWS_ENDPOINT_URL_ECR=api.endpoint,
+                   AWS_ACCESS_KEY_ID="AKIDNODEROLE", AWS_SECRET_ACCESS_KEY="node-role-secret",
+                   AWS_EC2_METADATA_DISABLED="true")
+
+        def ecr_fill(dest):
+            cmd = f"mount --bind {hosts} /etc/hosts && exec {CTL} fill oci://{ECR_HOST}:{reg.port}/models/m:v1 {dest} --json"
+            return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", cmd], env=env,
+                                  capture_output=True, text=True, timeout=120)
+
+        r = ecr_fill(work / "copy")
+        assert r.returncode == 0, r.stderr
+        assert sha256_tree(work / "copy") == hashes(files)
+        assert api.calls >= 1 and api.bad == [], api.bad
+        assert password not in r.stderr + r.stdout
+        api.deny = True
+        r = ecr_fill(work / "denied")
+        assert r.returncode == 1 and "AccessDeniedException" in r.stderr, r.stderr
+        assert "needs ecr:GetAuthorizationToken" in r.stderr, r.stderr
+    finally:
+        reg.stop()
+        api.stop()

@@ -68,6 +68,17 @@ static void oci_sources_are_judged_by_their_repository(void **state)
     assert_int_equal(policy_init(&p, "s3://", NULL, false, &e), 0);
     assert_int_equal(check(&p, "oci://reg.example/models/llama:v1", 0, 0, NULL, 0), -EPERM);
     policy_fini(&p);
+    /* an inline volume of an ECR registry without a Secret would log in as the node */
+    const char *ecr = "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/";
+    assert_int_equal(policy_init(&p, ecr, ecr, false, &e), 0);
+    assert_int_equal(check(&p, "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/m:v1", 1, 0, NULL, 0), -EPERM);
+    assert_non_null(strstr(e.msg, "node's own role"));
+    assert_int_equal(check(&p, "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/m:v1", 1, 1, NULL, 0), 0);
+    assert_int_equal(check(&p, "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/m:v1", 0, 0, NULL, 0), 0);
+    policy_fini(&p);
+    assert_int_equal(policy_init(&p, ecr, ecr, true, &e), 0); /* inlineVolumes.nodeCredentials */
+    assert_int_equal(check(&p, "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/m:v1", 1, 0, NULL, 0), 0);
+    policy_fini(&p);
     assert_int_equal(policy_init(&p, "oci://reg.example/models:v1", NULL, false, &e), -EINVAL);
     assert_non_null(strstr(e.msg, "not a tag or digest"));
 }

@@ -1,0 +1,181 @@
+/*
+ * An Amazon ECR registry's password, from ecr:GetAuthorizationToken signed
+ * with the node's credentials chain (IRSA, Pod Identity, the instance
+ * profile): what `aws ecr get-login-password` does, for an oci:// source
+ * of an ECR registry whose volume brings no Secret. It lives here because
+ * it is an AWS call signed like S3's (sigv4.c, creds.c); the registry client
+ * (oci/) only asks for a user name and password.
+ *
+ * The token is for the caller's account registries; it is good for 12
+ * hours, and the oci client asks again when the registry refuses it.
+ */
+#include "s3/client.h"
+#include "base/buf.h"
+#include "base/macros.h"
+#include "s3/internal.h"
+#include "s3/sigv4.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define ECR_BODY_MAX (64u << 10)
+#define ECR_TARGET "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken"
+
+int s3_ecr_host(const char *host, char *region, size_t n)
+{
+    /* ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com[.cn][:port] */
+    size_t i = 0;
+    while (isdigit((unsigned char)host[i]))
+        i++;
+    if (i != 12 || strncmp(host + i, ".dkr.ecr", 8) != 0)
+        return 0;
+    const char *p = host + i + 8;
+    if (strncmp(p, "-fips", 5) == 0)
+        p += 5;
+    if (*p++ != '.')
+        return 0;
+    const char *dot = strchr(p, '.');
+    if (!dot || dot == p || (size_t)(dot - p) >= n)
+        return 0;
+    for (const char *q = p; q < dot; q++)
+        if (!islower((unsigned char)*q) && !isdigit((unsigned char)*q) && *q != '-')
+            return 0;
+    const char *rest = dot + 1;
+    size_t rl = strcspn(rest, ":");
+    if (!((rl == 13 && strncmp(rest, "amazonaws.com", 13) == 0) || (rl == 16 && strncmp(rest, "amazonaws.com.cn", 16) == 0)))
+        return 0;
+    snprintf(region, n, "%.*s", (int)(dot - p), p);
+    return 1;
+}
+
+static int parse_token(const char *body, size_t len, char **ret_user, char **ret_pass, struct wc_error *e)
+{
+    json_error_t je;
+    json_t *j _cleanup_json_ = json_loadb(body, len, 0, &je);
+    json_t *d = json_array_get(json_object_get(j, "authorizationData"), 0);
+    const char *tok = json_string_value(json_object_get(d, "authorizationToken"));
+    size_t n = tok ? strlen(tok) : 0;
+    if (!n || n % 4 || n > 16384)
+        return wc_err(e, -EPROTO, "ecr:GetAuthorizationToken answered without a token");
+    _cleanup_free_ unsigned char *raw = malloc(n / 4 * 3 + 1);
+    if (!raw)
+        return -ENOMEM;
+    int got = EVP_DecodeBlock(raw, (const unsigned char *)tok, (int)n);
+    for (size_t k = n; got > 0 && k > 0 && tok[k - 1] == '='; k--)
+        got--;
+    int r = -EPROTO;
+    if (got > 0) {
+        raw[got] = '\0';
+        char *colon = strchr((char *)raw, ':');
+        if (colon && colon != (char *)raw && (size_t)got == strlen((char *)raw)) {
+            *colon = '\0';
+            char *u = strdup((char *)raw), *p = strdup(colon + 1);
+            if (u && p) {
+                *ret_user = u;
+                *ret_pass = p;
+                r = 0;
+            } else {
+                free(u);
+                free(p);
+                r = -ENOMEM;
+            }
+        }
+        explicit_bzero(raw, (size_t)got);
+    }
+    return r == -EPROTO ? wc_err(e, r, "ecr:GetAuthorizationToken answered a token that is not user:password") : r;
+}
+
+int s3_ecr_token(struct s3_ctx *ctx, const char *region, char **ret_user, char **ret_pass, struct wc_error *e)
+{
+    struct creds cr;
+    int r = creds_get(&ctx->creds, NULL, region, &cr, e);
+    if (r < 0)
+        return wc_err_prefix(e, "ECR needs the node's AWS credentials for ecr:GetAuthorizationToken, or the volume a "
+                             "Secret with username and password: ");
+    char endpoint[256], host[256];
+    const char *ep = getenv("AWS_ENDPOINT_URL_ECR");
+    if (ep && *ep)
+        snprintf(endpoint, sizeof(endpoint), "%s", ep);
+    else
+        snprintf(endpoint, sizeof(endpoint), "https://api.ecr.%s.amazonaws.com%s", region,
+                 strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+    const char *h = strstr(endpoint, "://");
+    snprintf(host, sizeof(host), "%.*s", (int)strcspn(h ? h + 3 : endpoint, "/"), h ? h + 3 : endpoint);
+    static const char body[] = "{}";
+    char sha[65];
+    unsigned char md[32];
+    unsigned int ml = 0;
+    EVP_Digest(body, strlen(body), md, &ml, EVP_sha256(), NULL);
+    for (int i = 0; i < 32; i++)
+        sprintf(sha + 2 * i, "%02x", md[i]);
+    const struct sigv4_header hs[] = {{"host", host}, {"content-type", "application/x-amz-json-1.1"},
+                                      {"x-amz-target", ECR_TARGET}};
+    const struct sigv4_request rq = {.method = "POST", .path = "/", .headers = hs, .n_headers = ARRAY_SIZE(hs),
+                                     .payload_sha256 = sha};
+    const struct sigv4_credentials sc = {cr.access_key_id, cr.secret_access_key, cr.session_token};
+    struct sigv4_result sr;
+    r = sigv4_sign(&rq, &sc, region, "ecr", time(NULL), &sr, e);
+    if (r < 0) {
+        creds_clear(&cr);
+        return r;
+    }
+    char line[SIGV4_AUTH_MAX + CREDS_FIELD_MAX + 64];
+    struct curl_slist *l = NULL;
+    l = curl_slist_append(l, "Content-Type: application/x-amz-json-1.1");
+    l = curl_slist_append(l, "X-Amz-Target: " ECR_TARGET);
+    snprintf(line, sizeof(line), "X-Amz-Date: %s", sr.amz_date);
+    l = curl_slist_append(l, line);
+    snprintf(line, sizeof(line), "Authorization: %s", sr.authorization);
+    l = curl_slist_append(l, line);
+    if (sr.security_token) {
+        snprintf(line, sizeof(line), "X-Amz-Security-Token: %s", sr.security_token);
+        l = curl_slist_append(l, line);
+    }
+    explicit_bzero(line, sizeof(line));
+    sigv4_result_free(&sr);
+    creds_clear(&cr);
+    struct wc_buf out = {.max = ECR_BODY_MAX};
+    CURL *c = curl_easy_init();
+    long status = 0;
+    CURLcode cc = CURLE_FAILED_INIT;
+    if (c && l) {
+        curl_easy_setopt(c, CURLOPT_URL, endpoint);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, l);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, wc_buf_write);
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, &out);
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https");
+        if (ctx->ca_file[0])
+            curl_easy_setopt(c, CURLOPT_CAINFO, ctx->ca_file);
+        cc = curl_easy_perform(c);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    }
+    curl_easy_cleanup(c);
+    for (struct curl_slist *i = l; i; i = i->next)
+        explicit_bzero(i->data, strlen(i->data));
+    curl_slist_free_all(l);
+    if (cc != CURLE_OK)
+        r = wc_err(e, -EAGAIN, "ecr:GetAuthorizationToken at %s: %s", endpoint, curl_easy_strerror(cc));
+    else if (status != 200) {
+        json_error_t je;
+        json_t *j _cleanup_json_ = out.p ? json_loadb(out.p, out.n, 0, &je) : NULL;
+        const char *type = json_string_value(json_object_get(j, "__type"));
+        const char *msg = json_string_value(json_object_get(j, "message"));
+        r = wc_err(e, status == 400 || status == 403 ? -EACCES : status >= 500 ? -EAGAIN : -EPROTO,
+                   "ecr:GetAuthorizationToken at %s answered HTTP %ld%s%.80s%s%.200s%s", endpoint, status,
+                   type ? " " : "", type ? type : "", msg ? ": " : "", msg ? msg : "",
+                   status == 400 || status == 403 ? " (the node's role needs ecr:GetAuthorizationToken)" : "");
+    } else {
+        r = parse_token(out.p ? out.p : "", out.n, ret_user, ret_pass, e);
+    }
+    wc_buf_wipe(&out);
+    return r;
+}
