@@ -22,13 +22,14 @@ struct oci_source {
     unsigned connections;
     struct s3_ctx *aws;       /* ECR: the node's credentials chain; NULL: not an ECR registry, or a Secret */
     char region[64];
+    int fips;
 };
 
 /* An ECR registry challenged a volume without a Secret: the node's token. */
 static int ecr_login(void *ctx, char **ret_user, char **ret_pass, struct wc_error *e)
 {
     struct oci_source *os = ctx;
-    return s3_ecr_token(os->aws, os->region, ret_user, ret_pass, e);
+    return s3_ecr_token(os->aws, os->region, os->fips, ret_user, ret_pass, e);
 }
 
 static int ocisrc_list(struct source *s, source_object_fn fn, void *ctx, const atomic_int *cancel, struct wc_error *e)
@@ -140,7 +141,10 @@ int source_oci_open(const struct source_spec *spec, const struct source_tuning *
                             .ca_file = t->env ? source_env_ca_file(t->env) : NULL, .stall_seconds = t->stall_seconds};
     struct oci_ref ref;
     int given = (spec->username && *spec->username) || (spec->docker_config && *spec->docker_config);
-    if (!given && t->env && oci_ref_parse(spec->url, &ref, e) == 0 && s3_ecr_host(ref.host, os->region, sizeof(os->region))) {
+    int ecr = !given && t->env && oci_ref_parse(spec->url, &ref, e) == 0 ?
+              s3_ecr_host(ref.host, os->region, sizeof(os->region)) : 0;
+    if (ecr) {
+        os->fips = ecr == 2;
         os->aws = source_env_s3(t->env);
         o.login = ecr_login;
         o.login_ctx = os;

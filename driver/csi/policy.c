@@ -234,12 +234,12 @@ int policy_check(const struct source_policy *p, const struct source_use *u, stru
                           "the inline sources (chart value inlineVolumes.allowedSources, flag --inline-sources: "
                           "%s)", u->spec->url, list);
         }
-        if (!u->has_secret && !p->inline_node_credentials && source_uses_node_credentials(u->spec->url) &&
-            strncmp(u->spec->url, "oci://", 6) == 0)
+        /* not even with inlineVolumes.nodeCredentials, which lends S3 access:
+         * a pod's ECR pull with the node's role is not what it said */
+        if (!u->has_secret && source_uses_node_credentials(u->spec->url) && strncmp(u->spec->url, "oci://", 6) == 0)
             return wc_err(e, -EPERM, "an inline oci:// volume of an ECR registry without a Secret would log in with "
-                          "the node's own role, which this node lends to no pod: give the volume a "
-                          "nodePublishSecretRef (username, password or .dockerconfigjson), or a cluster admin sets "
-                          "inlineVolumes.nodeCredentials (--inline-node-credentials)");
+                          "the node's own role, which no node lends to a pod: give the volume a nodePublishSecretRef "
+                          "(username and password, or .dockerconfigjson), or use a PVC of a StorageClass");
         int s3 = strncmp(u->spec->url, "s3://", 5) == 0;
         if (s3 && !u->has_secret && !p->inline_node_credentials)
             return wc_err(e, -EPERM, "an inline s3:// volume without a Secret would sign with the node's own "

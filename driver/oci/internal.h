@@ -24,6 +24,11 @@ struct oci_client {
     pthread_mutex_t curl_lock, auth_lock;
     pthread_mutex_t answer_lock;      /* one challenge answered at a time: user, pass and login are its */
     unsigned auth_gen;                /* set_auth calls so far, under auth_lock */
+    /* the last answer that failed, and for which generation: requests
+     * refused together get its error instead of trying again (answer_lock) */
+    int failed_code;
+    unsigned failed_gen;
+    char failed_msg[512];
     char *auth;                       /* "Authorization: …" the registry asked for; NULL: none yet */
     int (*login)(void *ctx, char **ret_user, char **ret_pass, struct wc_error *e);
     void *login_ctx;

@@ -367,7 +367,10 @@ static int bearer(struct oci_client *c, const char *ch, struct wc_error *e)
     /* the password goes to a realm of the registry's own domain only (Docker
      * Hub's is auth.docker.io for registry-1.docker.io); elsewhere the token
      * is asked for anonymously */
-    _cleanup_free_ char *basic = c->user && realm_is_home(c, realm) ? basic_header(c) : NULL;
+    /* a token of the node's own (logged_in) goes to the registry's host only */
+    int home = c->logged_in ? strncasecmp(realm + 8, c->ref.host, strlen(c->ref.host)) == 0 &&
+                              strchr("/?", realm[8 + strlen(c->ref.host)]) : realm_is_home(c, realm);
+    _cleanup_free_ char *basic = c->user && home ? basic_header(c) : NULL;
     if (basic)
         hdrs = curl_slist_append(hdrs, basic);
     struct oci_resp rs = {.fd = -1, .max = TOKEN_BODY_MAX};
@@ -441,7 +444,18 @@ static int answer(struct oci_client *c, const struct oci_resp *rs, unsigned gen,
     pthread_mutex_lock(&c->auth_lock);
     int moved = c->auth_gen != gen;
     pthread_mutex_unlock(&c->auth_lock);
-    int r = moved ? 0 : answer_locked(c, rs, e);
+    int r;
+    if ((rs->cancel && atomic_load(rs->cancel)) || (rs->stop && atomic_load(rs->stop)))
+        r = wc_err(e, -ECANCELED, "cancelled");
+    else if (moved)
+        r = 0;
+    else if (c->failed_code && c->failed_gen == gen) /* the same challenge failed for another request */
+        r = wc_err(e, c->failed_code, "%s", c->failed_msg);
+    else if ((r = answer_locked(c, rs, e)) < 0 && e->code) {
+        c->failed_code = e->code;
+        c->failed_gen = gen;
+        snprintf(c->failed_msg, sizeof(c->failed_msg), "%s", e->msg);
+    }
     pthread_mutex_unlock(&c->answer_lock);
     return r;
 }
@@ -455,7 +469,7 @@ static int answer_locked(struct oci_client *c, const struct oci_resp *rs, struct
     }
     if (strncasecmp(rs->challenge, "Bearer", 6) == 0)
         return bearer(c, rs->challenge, e);
-    if (strncasecmp(rs->challenge, "Basic", 5) == 0) {
+    if (strncasecmp(rs->challenge, "Basic", 5) == 0 || (c->logged_in && rs->status == 403)) {
         if (!c->user)
             return wc_err(e, -EACCES, "registry %s wants a user name and password: give the volume a Secret with "
                           "username and password", c->ref.host);
@@ -546,7 +560,8 @@ int oci_send(struct oci_client *c, CURL *h, const struct oci_req *rq, struct oci
             explicit_bzero(auth, strlen(auth));
         if (rs->progress && rs->written && (cc != CURLE_OK || rs->written != rs->want))
             atomic_fetch_sub(rs->progress, rs->written); /* fetched again whole on a retry */
-        if (cc == CURLE_OK && rs->status == 401 && home && !answered) {
+        /* a 401, or (ECR, its token expired) a 403 to a login of our own: answered once */
+        if (cc == CURLE_OK && (rs->status == 401 || (rs->status == 403 && c->logged_in)) && home && !answered) {
             answered = 1;
             int r = answer(c, rs, gen, e);
             if (r < 0)

@@ -108,13 +108,14 @@ void s3_ctx_set_budget(struct s3_ctx *c, unsigned n);
 struct obs_text;
 void s3_collect(void *ctx, struct obs_text *t);
 
-/* An Amazon ECR registry host (ACCOUNT.dkr.ecr.REGION.amazonaws.com, a
- * port allowed): 1 and its region in region, else 0. */
+/* An Amazon ECR registry host (ACCOUNT.dkr.ecr[-fips].REGION.amazonaws.com,
+ * a port allowed): 1 (2 for a FIPS one) and its region in region, else 0. */
 int s3_ecr_host(const char *host, char *region, size_t n);
 /* The user name and password of the node's ECR registries, from
  * ecr:GetAuthorizationToken signed with the context's credentials chain
  * (AWS_ENDPOINT_URL_ECR: another endpoint). */
-int s3_ecr_token(struct s3_ctx *ctx, const char *region, char **ret_user, char **ret_pass, struct wc_error *e);
+int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, char **ret_user, char **ret_pass,
+                 struct wc_error *e);
 
 /* The whole object's checksum as S3 stores it (HEAD with checksum mode, as
  * long as its ETag is still etag); alg CKSUM_NONE if it has none. */

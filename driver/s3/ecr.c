@@ -35,7 +35,8 @@ int s3_ecr_host(const char *host, char *region, size_t n)
     if (i != 12 || strncmp(host + i, ".dkr.ecr", 8) != 0)
         return 0;
     const char *p = host + i + 8;
-    if (strncmp(p, "-fips", 5) == 0)
+    int fips = strncmp(p, "-fips", 5) == 0;
+    if (fips)
         p += 5;
     if (*p++ != '.')
         return 0;
@@ -50,7 +51,7 @@ int s3_ecr_host(const char *host, char *region, size_t n)
     if (!((rl == 13 && strncmp(rest, "amazonaws.com", 13) == 0) || (rl == 16 && strncmp(rest, "amazonaws.com.cn", 16) == 0)))
         return 0;
     snprintf(region, n, "%.*s", (int)(dot - p), p);
-    return 1;
+    return fips ? 2 : 1;
 }
 
 static int parse_token(const char *body, size_t len, char **ret_user, char **ret_pass, struct wc_error *e)
@@ -90,19 +91,49 @@ static int parse_token(const char *body, size_t len, char **ret_user, char **ret
     return r == -EPROTO ? wc_err(e, r, "ecr:GetAuthorizationToken answered a token that is not user:password") : r;
 }
 
-int s3_ecr_token(struct s3_ctx *ctx, const char *region, char **ret_user, char **ret_pass, struct wc_error *e)
+/* Appends to *l; on failure (out of memory) the list is wiped and freed:
+ * it may hold the Authorization already. */
+static int append(struct curl_slist **l, const char *line)
+{
+    struct curl_slist *n = curl_slist_append(*l, line);
+    if (!n) {
+        for (struct curl_slist *i = *l; i; i = i->next)
+            explicit_bzero(i->data, strlen(i->data));
+        curl_slist_free_all(*l);
+        *l = NULL;
+        return -ENOMEM;
+    }
+    *l = n;
+    return 0;
+}
+
+/* A short printable copy of an AWS error's __type ("…#AccessDeniedException"). */
+static void error_type(const char *t, char *out, size_t n)
+{
+    const char *hash = t ? strrchr(t, '#') : NULL;
+    t = hash ? hash + 1 : t ? t : "";
+    size_t k = 0;
+    for (; *t && k + 1 < n; t++)
+        if (isalnum((unsigned char)*t))
+            out[k++] = *t;
+    out[k] = '\0';
+}
+
+int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, char **ret_user, char **ret_pass,
+                 struct wc_error *e)
 {
     struct creds cr;
     int r = creds_get(&ctx->creds, NULL, region, &cr, e);
-    if (r < 0)
-        return wc_err_prefix(e, "ECR needs the node's AWS credentials for ecr:GetAuthorizationToken, or the volume a "
-                             "Secret with username and password: ");
+    if (r < 0) /* not creds_get's advice: an S3 Secret would not help here */
+        return wc_err(e, r, "an ECR registry and no Secret: this plugin has no AWS credentials to ask "
+                      "ecr:GetAuthorizationToken with (give it an IAM role: IRSA, EKS Pod Identity or an instance "
+                      "profile), or give the volume a Secret with username and password");
     char endpoint[256], host[256];
     const char *ep = getenv("AWS_ENDPOINT_URL_ECR");
     if (ep && *ep)
         snprintf(endpoint, sizeof(endpoint), "%s", ep);
     else
-        snprintf(endpoint, sizeof(endpoint), "https://api.ecr.%s.amazonaws.com%s", region,
+        snprintf(endpoint, sizeof(endpoint), "https://%s.%s.amazonaws.com%s", fips ? "ecr-fips" : "api.ecr", region,
                  strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
     const char *h = strstr(endpoint, "://");
     snprintf(host, sizeof(host), "%.*s", (int)strcspn(h ? h + 3 : endpoint, "/"), h ? h + 3 : endpoint);
@@ -126,15 +157,14 @@ int s3_ecr_token(struct s3_ctx *ctx, const char *region, char **ret_user, char *
     }
     char line[SIGV4_AUTH_MAX + CREDS_FIELD_MAX + 64];
     struct curl_slist *l = NULL;
-    l = curl_slist_append(l, "Content-Type: application/x-amz-json-1.1");
-    l = curl_slist_append(l, "X-Amz-Target: " ECR_TARGET);
+    int ok = append(&l, "Content-Type: application/x-amz-json-1.1") == 0 && append(&l, "X-Amz-Target: " ECR_TARGET) == 0;
     snprintf(line, sizeof(line), "X-Amz-Date: %s", sr.amz_date);
-    l = curl_slist_append(l, line);
+    ok = ok && append(&l, line) == 0;
     snprintf(line, sizeof(line), "Authorization: %s", sr.authorization);
-    l = curl_slist_append(l, line);
+    ok = ok && append(&l, line) == 0;
     if (sr.security_token) {
         snprintf(line, sizeof(line), "X-Amz-Security-Token: %s", sr.security_token);
-        l = curl_slist_append(l, line);
+        ok = ok && append(&l, line) == 0;
     }
     explicit_bzero(line, sizeof(line));
     sigv4_result_free(&sr);
@@ -143,7 +173,7 @@ int s3_ecr_token(struct s3_ctx *ctx, const char *region, char **ret_user, char *
     CURL *c = curl_easy_init();
     long status = 0;
     CURLcode cc = CURLE_FAILED_INIT;
-    if (c && l) {
+    if (c && ok) {
         curl_easy_setopt(c, CURLOPT_URL, endpoint);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, l);
         curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
@@ -162,17 +192,23 @@ int s3_ecr_token(struct s3_ctx *ctx, const char *region, char **ret_user, char *
     for (struct curl_slist *i = l; i; i = i->next)
         explicit_bzero(i->data, strlen(i->data));
     curl_slist_free_all(l);
-    if (cc != CURLE_OK)
-        r = wc_err(e, -EAGAIN, "ecr:GetAuthorizationToken at %s: %s", endpoint, curl_easy_strerror(cc));
+    if (!ok)
+        r = -ENOMEM;
+    else if (cc != CURLE_OK)
+        r = wc_err(e, -EAGAIN, "ecr:GetAuthorizationToken at %s: %s (nodes in a private VPC need the ecr.api "
+                   "interface endpoint as well as ecr.dkr)", host, curl_easy_strerror(cc));
     else if (status != 200) {
+        /* the type only: ECR's message names the caller's role and session */
         json_error_t je;
         json_t *j _cleanup_json_ = out.p ? json_loadb(out.p, out.n, 0, &je) : NULL;
-        const char *type = json_string_value(json_object_get(j, "__type"));
-        const char *msg = json_string_value(json_object_get(j, "message"));
-        r = wc_err(e, status == 400 || status == 403 ? -EACCES : status >= 500 ? -EAGAIN : -EPROTO,
-                   "ecr:GetAuthorizationToken at %s answered HTTP %ld%s%.80s%s%.200s%s", endpoint, status,
-                   type ? " " : "", type ? type : "", msg ? ": " : "", msg ? msg : "",
-                   status == 400 || status == 403 ? " (the node's role needs ecr:GetAuthorizationToken)" : "");
+        char type[80];
+        error_type(json_string_value(json_object_get(j, "__type")), type, sizeof(type));
+        int denied = strcmp(type, "AccessDeniedException") == 0 || status == 403;
+        int again = status >= 500 || strstr(type, "Throttl") != NULL;
+        r = wc_err(e, denied ? -EACCES : again ? -EAGAIN : -EPROTO, "ecr:GetAuthorizationToken at %s answered HTTP "
+                   "%ld %s%s", host, status, type[0] ? type : "(no error type)",
+                   denied ? ": this plugin's IAM role needs ecr:GetAuthorizationToken (and ecr:BatchGetImage, "
+                            "ecr:GetDownloadUrlForLayer on the repository)" : "");
     } else {
         r = parse_token(out.p ? out.p : "", out.n, ret_user, ret_pass, e);
     }

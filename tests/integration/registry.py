@@ -324,6 +324,8 @@ class FakeEcrApi:
                         "AmazonEC2ContainerRegistry_V20150921.GetAuthorizationToken":
                     api.bad.append(f"{akid} {service} {self.headers.get('X-Amz-Target')}")
                     return self.reply(403, b'{"__type":"InvalidSignatureException","message":"bad signature"}')
+                if region != "us-east-1" or self.headers.get("Host") != self.server_name:
+                    api.bad.append(f"region {region}, host {self.headers.get('Host')}")
                 api.calls += 1
                 if api.deny:
                     return self.reply(400, b'{"__type":"AccessDeniedException","message":"User: arn:aws:sts::1:'
@@ -339,6 +341,7 @@ class FakeEcrApi:
         ctx.load_cert_chain(str(tls[1]), str(tls[2]))
         self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True, do_handshake_on_connect=False)
         self.endpoint = f"https://127.0.0.1:{self.srv.server_address[1]}"
+        H.server_name = f"127.0.0.1:{self.srv.server_address[1]}"
         threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
     def stop(self):

@@ -310,12 +310,18 @@ def test_fake_ecr_a_registry_of_ecr_logs_in_with_the_nodes_role(work):
         r = ecr_fill(work / "copy")
         assert r.returncode == 0, r.stderr
         assert sha256_tree(work / "copy") == hashes(files)
-        assert api.calls >= 1 and api.bad == [], api.bad
+        assert api.calls == 1 and api.bad == [], (api.calls, api.bad)  # one login for the fill's 16 connections
         assert password not in r.stderr + r.stdout
         api.deny = True
         r = ecr_fill(work / "denied")
         assert r.returncode == 1 and "AccessDeniedException" in r.stderr, r.stderr
         assert "needs ecr:GetAuthorizationToken" in r.stderr, r.stderr
+        assert "node-role-secret" not in r.stderr and "AKIDNODEROLE" not in r.stderr, r.stderr
+        # the same registry under its address, no ECR host: the node's keys are never used
+        api.deny, calls = False, api.calls
+        r = fill(env, f"oci://{reg.host}/models/m:v1", work / "plain", check=False)
+        assert r.returncode == 1 and "wants a user name and password" in r.stderr, r.stderr
+        assert api.calls == calls
     finally:
         reg.stop()
         api.stop()

@@ -76,8 +76,8 @@ static void oci_sources_are_judged_by_their_repository(void **state)
     assert_int_equal(check(&p, "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/m:v1", 1, 1, NULL, 0), 0);
     assert_int_equal(check(&p, "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/m:v1", 0, 0, NULL, 0), 0);
     policy_fini(&p);
-    assert_int_equal(policy_init(&p, ecr, ecr, true, &e), 0); /* inlineVolumes.nodeCredentials */
-    assert_int_equal(check(&p, "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/m:v1", 1, 0, NULL, 0), 0);
+    assert_int_equal(policy_init(&p, ecr, ecr, true, &e), 0); /* inlineVolumes.nodeCredentials lends S3, not ECR */
+    assert_int_equal(check(&p, "oci://123456789012.dkr.ecr.us-east-1.amazonaws.com/m:v1", 1, 0, NULL, 0), -EPERM);
     policy_fini(&p);
     assert_int_equal(policy_init(&p, "oci://reg.example/models:v1", NULL, false, &e), -EINVAL);
     assert_non_null(strstr(e.msg, "not a tag or digest"));

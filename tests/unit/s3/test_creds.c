@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "s3/client.h"
 #include "s3/creds.h"
 
 #define STS_OK                                                                                                   \
@@ -106,6 +107,28 @@ static void a_volume_secret_comes_first(void **state)
     creds_cache_fini(&cache);
 }
 
+/* Only an ECR host gets the node's ECR token: nothing that merely looks like one. */
+static void ecr_hosts_are_told_exactly(void **state)
+{
+    char region[64];
+    assert_int_equal(s3_ecr_host("123456789012.dkr.ecr.us-east-1.amazonaws.com", region, sizeof(region)), 1);
+    assert_string_equal(region, "us-east-1");
+    assert_int_equal(s3_ecr_host("123456789012.dkr.ecr.us-east-1.amazonaws.com:443", region, sizeof(region)), 1);
+    assert_int_equal(s3_ecr_host("123456789012.dkr.ecr-fips.us-gov-west-1.amazonaws.com", region, sizeof(region)), 2);
+    assert_string_equal(region, "us-gov-west-1");
+    assert_int_equal(s3_ecr_host("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", region, sizeof(region)), 1);
+    static const char *const not_ecr[] = {
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com.", "123456789012.dkr.ecr.us-east-1.amazonaws.com.evil",
+        "123456789012.dkr.ecr.us-east-1.amazonaws.co", "12345678901.dkr.ecr.us-east-1.amazonaws.com",
+        "1234567890123.dkr.ecr.us-east-1.amazonaws.com", "123456789012.dkr.ecr..amazonaws.com",
+        "123456789012.dkr.ecr.US-EAST-1.amazonaws.com", "x123456789012.dkr.ecr.us-east-1.amazonaws.com",
+        "123456789012.dkr.ecr.us-east-1.evil.com", "evil.com", "127.0.0.1:5000", "",
+    };
+    for (size_t i = 0; i < sizeof(not_ecr) / sizeof(not_ecr[0]); i++)
+        if (s3_ecr_host(not_ecr[i], region, sizeof(region)) != 0)
+            fail_msg("%s taken for an ECR host", not_ecr[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -114,6 +137,7 @@ int main(void)
         cmocka_unit_test(hostile_sts_bodies_are_refused),
         cmocka_unit_test(imds_and_pod_identity_json_parse),
         cmocka_unit_test(a_volume_secret_comes_first),
+        cmocka_unit_test(ecr_hosts_are_told_exactly),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
