@@ -263,22 +263,6 @@ class FakeRegistry:
         self.srv.server_close()
 
 
-def make_ca_for(d, names):
-    """A CA of our own and a server certificate for 127.0.0.1 and the DNS
-    names given: (ca.pem, server.pem, server.key) under d."""
-    d = Path(d)
-    d.mkdir(parents=True, exist_ok=True)
-    run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
-    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
-        "-subj", "/CN=warmcache test CA", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
-    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
-        "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1," + ",".join(f"DNS:{n}" for n in names) + "\n")
-    run("openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
-        "-CAcreateserial", "-days", "2", "-extfile", str(d / "san.ext"), "-out", str(d / "server.pem"))
-    return d / "ca.pem", d / "server.pem", d / "server.key"
-
-
 class FakeEcrApi:
     """ECR's GetAuthorizationToken on 127.0.0.1 over TLS (a fake: ECR's API
     is not something to run here). It checks what ECR checks: the target,

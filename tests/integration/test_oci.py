@@ -286,9 +286,10 @@ def test_fake_ecr_a_registry_of_ecr_logs_in_with_the_nodes_role(work):
     FakeRegistry that wants Basic AWS:<token>, reached under the ECR host
     name through /etc/hosts in a mount namespace of the fill's own (the
     host's /etc/hosts is not touched)."""
-    from registry import FakeEcrApi, make_ca_for
+    from conftest import make_ca
+    from registry import FakeEcrApi
     import base64
-    tls = make_ca_for(work / "ecr-tls", [ECR_HOST])
+    tls = make_ca(work / "ecr-tls", [ECR_HOST])
     password = "ecr-" + os.urandom(12).hex()
     api = FakeEcrApi(tls, "AKIDNODEROLE", "node-role-secret", password)
     reg = FakeRegistry(work, name="ecr", ca=tls)
