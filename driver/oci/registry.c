@@ -5,6 +5,7 @@
  * redirects followed by hand so the registry's Authorization never leaves
  * its host. */
 #include "oci/internal.h"
+#include "base/fsutil.h"
 #include "base/macros.h"
 
 #include <ctype.h>
@@ -645,16 +646,6 @@ void oci_client_free(struct oci_client *c)
     free(c);
 }
 
-static void sha256_hex(const void *p, size_t n, char out[OCI_DIGEST_LEN + 1])
-{
-    unsigned char md[32];
-    unsigned int ml = 0;
-    EVP_Digest(p, n, md, &ml, EVP_sha256(), NULL);
-    memcpy(out, "sha256:", 7);
-    for (int i = 0; i < 32; i++)
-        sprintf(out + 7 + 2 * i, "%02x", md[i]);
-}
-
 #define ACCEPT_MANIFESTS "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, " \
     "application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json"
 
@@ -684,8 +675,8 @@ static int fetch_manifest(struct oci_client *c, const char *ref, const atomic_in
         free(rs.buf);
         return r;
     }
-    char got[OCI_DIGEST_LEN + 1];
-    sha256_hex(rs.buf ? rs.buf : "", rs.n, got);
+    char got[OCI_DIGEST_LEN + 1] = "sha256:";
+    sha256_hex(rs.buf ? rs.buf : "", rs.n, got + 7);
     const char *want = oci_digest_ok(ref, strlen(ref)) ? ref : rs.digest[0] ? rs.digest : NULL;
     if (want && strcmp(got, want) != 0) {
         free(rs.buf);

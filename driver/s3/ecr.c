@@ -11,6 +11,7 @@
  */
 #include "s3/client.h"
 #include "base/buf.h"
+#include "base/fsutil.h"
 #include "base/macros.h"
 #include "s3/internal.h"
 #include "s3/sigv4.h"
@@ -138,12 +139,8 @@ int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, char **ret_us
     const char *h = strstr(endpoint, "://");
     snprintf(host, sizeof(host), "%.*s", (int)strcspn(h ? h + 3 : endpoint, "/"), h ? h + 3 : endpoint);
     static const char body[] = "{}";
-    char sha[65];
-    unsigned char md[32];
-    unsigned int ml = 0;
-    EVP_Digest(body, strlen(body), md, &ml, EVP_sha256(), NULL);
-    for (int i = 0; i < 32; i++)
-        sprintf(sha + 2 * i, "%02x", md[i]);
+    char sha[SHA256_HEX_LEN + 1];
+    sha256_hex(body, strlen(body), sha);
     const struct sigv4_header hs[] = {{"host", host}, {"content-type", "application/x-amz-json-1.1"},
                                       {"x-amz-target", ECR_TARGET}};
     const struct sigv4_request rq = {.method = "POST", .path = "/", .headers = hs, .n_headers = ARRAY_SIZE(hs),
