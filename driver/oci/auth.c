@@ -5,9 +5,9 @@
  * user:password, or "username" and "password" stand apart. */
 #include "oci/oci.h"
 #include "base/macros.h"
+#include "base/userpass.h"
 
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,31 +38,6 @@ static int dup_pair(const char *u, const char *p, char **ret_user, char **ret_pa
     return 0;
 }
 
-/* base64 of user:password, decoded and split (the password may hold ':') */
-static int split_auth(const char *b64, char **ret_user, char **ret_pass)
-{
-    size_t n = strlen(b64);
-    if (n == 0 || n > 8192 || n % 4)
-        return -EINVAL;
-    _cleanup_free_ unsigned char *raw = malloc(n / 4 * 3 + 1);
-    if (!raw)
-        return -ENOMEM;
-    int got = EVP_DecodeBlock(raw, (const unsigned char *)b64, (int)n);
-    if (got < 0)
-        return -EINVAL;
-    while (got > 0 && b64[n - 1] == '=' && n--) /* EVP_DecodeBlock counts the padding as bytes */
-        got--;
-    raw[got] = '\0';
-    char *colon = memchr(raw, ':', (size_t)got);
-    int r = -EINVAL;
-    if (colon && colon != (char *)raw && strlen((char *)raw) == (size_t)got) {
-        *colon = '\0';
-        r = dup_pair((char *)raw, colon + 1, ret_user, ret_pass);
-    }
-    explicit_bzero(raw, (size_t)got);
-    return r;
-}
-
 int oci_docker_config_auth(const char *json, size_t len, const char *host, char **ret_user, char **ret_pass,
                            struct wc_error *e)
 {
@@ -90,7 +65,7 @@ int oci_docker_config_auth(const char *json, size_t len, const char *host, char 
         const char *u = json_string_value(json_object_get(v, "username"));
         const char *p = json_string_value(json_object_get(v, "password"));
         if (a && *a) {
-            int r = split_auth(a, ret_user, ret_pass);
+            int r = strlen(a) > 8192 ? -EINVAL : userpass_decode(a, ret_user, ret_pass);
             if (r == -ENOMEM)
                 return r;
             if (r < 0)

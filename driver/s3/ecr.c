@@ -13,12 +13,12 @@
 #include "base/buf.h"
 #include "base/fsutil.h"
 #include "base/macros.h"
+#include "base/userpass.h"
 #include "s3/internal.h"
 #include "s3/sigv4.h"
 
 #include <ctype.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,32 +64,9 @@ static int parse_token(const char *body, size_t len, char **ret_user, char **ret
     size_t n = tok ? strlen(tok) : 0;
     if (!n || n % 4 || n > 16384)
         return wc_err(e, -EPROTO, "ecr:GetAuthorizationToken answered without a token");
-    _cleanup_free_ unsigned char *raw = malloc(n / 4 * 3 + 1);
-    if (!raw)
-        return -ENOMEM;
-    int got = EVP_DecodeBlock(raw, (const unsigned char *)tok, (int)n);
-    for (size_t k = n; got > 0 && k > 0 && tok[k - 1] == '='; k--)
-        got--;
-    int r = -EPROTO;
-    if (got > 0) {
-        raw[got] = '\0';
-        char *colon = strchr((char *)raw, ':');
-        if (colon && colon != (char *)raw && (size_t)got == strlen((char *)raw)) {
-            *colon = '\0';
-            char *u = strdup((char *)raw), *p = strdup(colon + 1);
-            if (u && p) {
-                *ret_user = u;
-                *ret_pass = p;
-                r = 0;
-            } else {
-                free(u);
-                free(p);
-                r = -ENOMEM;
-            }
-        }
-        explicit_bzero(raw, (size_t)got);
-    }
-    return r == -EPROTO ? wc_err(e, r, "ecr:GetAuthorizationToken answered a token that is not user:password") : r;
+    int r = userpass_decode(tok, ret_user, ret_pass);
+    return r == -EINVAL ? wc_err(e, -EPROTO, "ecr:GetAuthorizationToken answered a token that is not "
+                                 "user:password") : r;
 }
 
 /* Appends to *l; on failure (out of memory) the list is wiped and freed:
