@@ -250,13 +250,16 @@ static void secret_buf_free(char **p)
     free(*p);
 }
 
-/* key=value lines; the strings live in *ret_buf (freed by the caller with
- * secret_buf_free). */
-static int read_secret_file(const char *path, struct source_spec *s, char **ret_buf)
+/* A file of secrets whole, at most SECRET_FILE_MAX - 1 bytes ("-" is
+ * standard input when stdin_ok), into *ret_buf (freed by the caller with
+ * secret_buf_free, written even on failure once allocated) and its length;
+ * opt and why name it in the messages. */
+static int read_secrets(const char *opt, const char *path, int stdin_ok, const char *why, char **ret_buf,
+                        size_t *ret_n)
 {
-    FILE *f = streq(path, "-") ? stdin : fopen(path, "re");
+    FILE *f = stdin_ok && streq(path, "-") ? stdin : fopen(path, "re");
     if (!f) {
-        fprintf(stderr, "warmcachectl: fill: --secret-file %s: %s\n", path, strerror(errno));
+        fprintf(stderr, "warmcachectl: fill: --%s %s: %s\n", opt, path, strerror(errno));
         return -1;
     }
     char *buf = calloc(1, SECRET_FILE_MAX);
@@ -267,11 +270,22 @@ static int read_secret_file(const char *path, struct source_spec *s, char **ret_
     if (!buf)
         return -1;
     *ret_buf = buf;
-    if (more) { /* cut, the last key would be wrong without a word */
-        fprintf(stderr, "warmcachectl: fill: --secret-file %s: larger than %d KiB; it holds a few keys\n", path,
-                SECRET_FILE_MAX >> 10);
+    if (more) { /* cut, what was read would be wrong without a word */
+        fprintf(stderr, "warmcachectl: fill: --%s %s: larger than %d KiB%s\n", opt, path, SECRET_FILE_MAX >> 10, why);
         return -1;
     }
+    *ret_n = n;
+    return 0;
+}
+
+/* key=value lines; the strings live in *ret_buf (freed by the caller with
+ * secret_buf_free). */
+static int read_secret_file(const char *path, struct source_spec *s, char **ret_buf)
+{
+    size_t n;
+    if (read_secrets("secret-file", path, 1, "; it holds a few keys", ret_buf, &n) < 0)
+        return -1;
+    char *buf = *ret_buf;
     for (char *line = buf, *next; line && line < buf + n; line = next) {
         next = strchr(line, '\n');
         if (next)
@@ -295,23 +309,10 @@ static int read_secret_file(const char *path, struct source_spec *s, char **ret_
  * oci:// sources; the buffer is freed with secret_buf_free. */
 static int read_docker_config(const char *path, struct source_spec *s, char **ret_buf)
 {
-    FILE *f = fopen(path, "re");
-    if (!f) {
-        fprintf(stderr, "warmcachectl: fill: --docker-config %s: %s\n", path, strerror(errno));
+    size_t n;
+    if (read_secrets("docker-config", path, 0, "", ret_buf, &n) < 0)
         return -1;
-    }
-    char *buf = calloc(1, SECRET_FILE_MAX);
-    size_t n = buf ? fread(buf, 1, SECRET_FILE_MAX - 1, f) : 0;
-    int more = buf && n == SECRET_FILE_MAX - 1 && fgetc(f) != EOF;
-    fclose(f);
-    if (!buf)
-        return -1;
-    *ret_buf = buf;
-    if (more) {
-        fprintf(stderr, "warmcachectl: fill: --docker-config %s: larger than %d KiB\n", path, SECRET_FILE_MAX >> 10);
-        return -1;
-    }
-    s->docker_config = buf;
+    s->docker_config = *ret_buf;
     return 0;
 }
 
