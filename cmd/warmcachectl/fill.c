@@ -154,7 +154,13 @@ static int fill(const char *dir_arg, struct fill_opts *o)
         }
     }
     char copy[PATH_MAX];
+    uint64_t files = l.n, bytes = l.bytes; /* the copy's: an image's tree is not its layers */
     if (r == 0) {
+        json_t *m _cleanup_json_ = store_meta(st, cid);
+        if (m) {
+            files = (uint64_t)json_integer_value(json_object_get(m, "files"));
+            bytes = (uint64_t)json_integer_value(json_object_get(m, "bytes"));
+        }
         store_path(st, copy, sizeof(copy), "content/%s", cid);
         rmdir(dir); /* empty or absent, checked above */
         if (rename(copy, dir) < 0)
@@ -175,8 +181,8 @@ static int fill(const char *dir_arg, struct fill_opts *o)
                      ((double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_usec) / 1e6;
         if (o->json) {
             json_t *j _cleanup_json_ = json_pack(
-                "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I}", "source", src->url, "dir", dir, "files",
-                (json_int_t)l.n, "bytes", (json_int_t)l.bytes, "fetched_bytes", (json_int_t)fetched, "resumed_bytes",
+                "{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:I}", "source", src->url, "dir", dir,
+                "files", (json_int_t)files, "bytes", (json_int_t)bytes, "objects", (json_int_t)l.n, "fetched_bytes", (json_int_t)fetched, "resumed_bytes",
                 (json_int_t)atomic_load(&p.bytes_resumed), "retries", (json_int_t)atomic_load(&p.retries),
                 "checksummed_files", (json_int_t)atomic_load(&p.files_checksummed), "seconds", secs, "cpu_seconds",
                 cpu, "peak_rss_kib", (json_int_t)ru.ru_maxrss);
@@ -184,10 +190,10 @@ static int fill(const char *dir_arg, struct fill_opts *o)
             printf("%s\n", out ? out : "{}");
         } else {
             char b[32], rate[32];
-            fmt_bytes(l.bytes, b, sizeof(b));
+            fmt_bytes(bytes, b, sizeof(b));
             fmt_rate(secs > 0 ? (double)fetched / secs : 0, rate, sizeof(rate));
-            printf("filled %s into %s: %zu files, %s in %.1fs (%s), %" PRIu64 " retried requests\n", src->url, dir, l.n,
-                   b, secs, rate, (uint64_t)atomic_load(&p.retries));
+            printf("filled %s into %s: %" PRIu64 " files, %s in %.1fs (%s), %" PRIu64 " retried requests\n", src->url,
+                   dir, files, b, secs, rate, (uint64_t)atomic_load(&p.retries));
         }
     }
     listing_free(&l);
@@ -203,7 +209,7 @@ static void fill_usage(FILE *f)
     fprintf(f,
         "usage: warmcachectl fill SOURCE DIR [options]\n"
         "  Fills DIR (new or empty) with a verified copy of SOURCE (s3://bucket/prefix/, file:///dir/ or\n"
-        "  oci://registry/repository:tag or @sha256:digest, an artifact of files), with\n"
+        "  oci://registry/repository:tag or @sha256:digest: an artifact or a container image), with\n"
         "  the node plugin's engine and no plugin or cluster. Killed, the same command resumes.\n"
         "options:\n"
         "  -p region=R | -p endpoint=URL | -p addressingStyle=path|virtual   S3 options, as in a StorageClass\n"

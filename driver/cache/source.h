@@ -51,6 +51,15 @@ struct fill_sink {
 
 struct source;
 
+/* What lay_out writes with: room() claims store space before bytes more
+ * are written; bytes counts what it wrote. */
+struct source_layout {
+    int (*room)(void *ctx, uint64_t bytes, struct wc_error *e);
+    void *ctx;
+    const atomic_int *cancel;
+    _Atomic uint64_t bytes, files;
+};
+
 /* One listed object: its key relative to the source (through pathkey_check),
  * size and version tag. A negative return stops the listing with that value. */
 typedef int (*source_object_fn)(void *ctx, const char *key, size_t len, uint64_t size, const char *etag);
@@ -65,6 +74,14 @@ struct source_ops {
     /* optional: the checksum the source keeps for a whole object (alg
      * CKSUM_NONE: none); the store verifies each file against it */
     int (*checksum)(struct source *s, const struct listing_entry *ent, struct cksum *ret, struct wc_error *e);
+    /* optional: turns a partial copy whose every listed object is whole
+     * into the tree pods see (oci://: applies its archive layers in order).
+     * Returns 1 when it wrote the tree (the store then counts its files
+     * and removes the staging directory below), 0 when the listing is the
+     * tree. Run again over a tree it left half made (a kill), it gives the
+     * same tree. */
+    int (*lay_out)(struct source *s, const struct listing *l, int dirfd, struct source_layout *o, struct wc_error *e);
+    const char *staging;  /* with lay_out: the top directory its objects are listed under */
     void (*free)(struct source *s);
 };
 

@@ -11,10 +11,12 @@
 #include "oci/oci.h"
 #include "s3/client.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct oci_source {
     struct source base;
@@ -37,10 +39,43 @@ static int ocisrc_list(struct source *s, source_object_fn fn, void *ctx, const a
     struct oci_source *os = (struct oci_source *)s;
     struct oci_manifest m = {0};
     int r = oci_resolve(os->client, cancel, &m, e);
-    for (size_t i = 0; r == 0 && i < m.n; i++)
-        r = fn(ctx, m.v[i].path, strlen(m.v[i].path), m.v[i].size, m.v[i].digest);
+    for (size_t i = 0; r == 0 && i < m.n; i++) {
+        char key[OCI_LAYER_KEY_MAX];
+        if (m.v[i].unpack)
+            oci_layer_key(i, m.v[i].unpack, key);
+        const char *k = m.v[i].unpack ? key : m.v[i].path;
+        r = fn(ctx, k, strlen(k), m.v[i].size, m.v[i].digest);
+    }
     oci_manifest_free(&m);
     return r;
+}
+
+/* Archives land in OCI_LAYERS_DIR as blobs (fetched, resumed and verified
+ * as files are); once all are whole they are applied in the manifest's
+ * order (their keys sort so) onto the copy's root, files placed already. */
+static int ocisrc_lay_out(struct source *s, const struct listing *l, int dirfd, struct source_layout *o,
+                          struct wc_error *e)
+{
+    (void)s;
+    int any = 0;
+    struct oci_unpack u = {.root = dirfd, .reserved = OCI_LAYERS_DIR, .room = o->room, .room_ctx = o->ctx,
+                           .cancel = o->cancel, .files = &o->files, .bytes = &o->bytes};
+    for (size_t i = 0; i < l->n; i++) {
+        unsigned flags = oci_layer_key_flags(l->v[i].key);
+        if (!flags)
+            continue;
+        any = 1;
+        _cleanup_close_ int fd = openat(dirfd, l->v[i].key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return wc_err_errno(e, -errno, "store: opening layer %s", l->v[i].etag);
+        char what[OCI_DIGEST_LEN + 16];
+        snprintf(what, sizeof(what), "layer %.19s", l->v[i].etag); /* "sha256:" and 12 hex digits */
+        u.flags = flags;
+        int r = oci_unpack(fd, &u, what, e);
+        if (r < 0)
+            return r;
+    }
+    return any;
 }
 
 struct xfer {
@@ -112,6 +147,8 @@ static const struct source_ops oci_ops = {
     .list = ocisrc_list,
     .transfer = ocisrc_transfer,
     .checksum = ocisrc_checksum,
+    .lay_out = ocisrc_lay_out,
+    .staging = OCI_LAYERS_DIR,
     .free = ocisrc_free,
 };
 

@@ -244,17 +244,35 @@ void store_set_watermarks(struct store *s, int high_pct, int low_pct)
     s->low_pct = low_pct < high_pct ? low_pct : high_pct;
 }
 
+struct tally {
+    uint64_t files, bytes;
+};
+
+/* What a copy holds on disk: the listing's files, or the tree a source
+ * laid out from them (archives applied). */
+struct tree_size {
+    uint64_t files, bytes;
+    int laid_out;
+};
+
 static int write_meta(struct store *s, struct source *src, const struct listing *l, const char *cid,
-                      double seconds, uint64_t fetched, uint64_t checksummed, struct wc_error *e)
+                      const struct tree_size *ts, double seconds, uint64_t fetched, uint64_t checksummed,
+                      struct wc_error *e)
 {
     char digest[LISTING_DIGEST_LEN + 1], p[PATH_MAX];
     listing_digest(l, digest);
     time_t now = time(NULL);
     json_t *m _cleanup_json_ = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:f, s:s}",
         "content_id", cid, "source", src->url, "listing_digest", digest,
-        "files", (json_int_t)l->n, "bytes", (json_int_t)l->bytes,
+        "files", (json_int_t)ts->files, "bytes", (json_int_t)ts->bytes,
         "filled_at", (json_int_t)now, "last_used", (json_int_t)now,
-        "fill_seconds", seconds, "verified", "size and source version (ETag) of every file, and the source's checksum of every file that has one");
+        "fill_seconds", seconds, "verified", ts->laid_out ?
+        "size and checksum of every object listed (a layer's sha256 before it was applied)" :
+        "size and source version (ETag) of every file, and the source's checksum of every file that has one");
+    if (m && ts->laid_out) {
+        json_object_set_new(m, "objects", json_integer((json_int_t)l->n));
+        json_object_set_new(m, "object_bytes", json_integer((json_int_t)l->bytes));
+    }
     if (m) {
         json_object_set_new(m, "fetched_bytes", json_integer((json_int_t)fetched));
         json_object_set_new(m, "checksummed_files", json_integer((json_int_t)checksummed));
@@ -269,7 +287,7 @@ static int write_meta(struct store *s, struct source *src, const struct listing 
 
 /* What a fill is filling, so that a restarted plugin can resume it. */
 static int write_journal(struct store *s, struct source *src, const struct listing *l, const char *cid,
-                         struct wc_error *e)
+                         int laid_out, struct wc_error *e)
 {
     char digest[LISTING_DIGEST_LEN + 1], p[PATH_MAX];
     listing_digest(l, digest);
@@ -283,6 +301,8 @@ static int write_journal(struct store *s, struct source *src, const struct listi
         json_object_set_new(j, "endpoint", json_string(src->endpoint));
     if (j && src->addressing)
         json_object_set_new(j, "addressing", json_string(src->addressing));
+    if (j && laid_out) /* the tree is made and durable: the staging objects may be gone */
+        json_object_set_new(j, "laid_out", json_true());
     _cleanup_free_ char *txt = j ? json_dumps(j, JSON_COMPACT) : NULL;
     if (!txt)
         return -ENOMEM;
@@ -304,6 +324,90 @@ static uint64_t partial_bytes(const char *partial, const struct listing *l)
     return have;
 }
 
+static void already_here(const struct listing *l, struct fill_progress *p);
+
+/* The fill journal of cid says its tree was laid out from this listing. */
+static int journal_laid_out(const struct store *s, const struct listing *l, const char *cid)
+{
+    char p[PATH_MAX], digest[LISTING_DIGEST_LEN + 1];
+    store_path(s, p, sizeof(p), "meta/%s.fill.json", cid);
+    json_t *j _cleanup_json_ = json_load_file(p, 0, NULL);
+    const char *d = json_string_value(json_object_get(j, "listing_digest"));
+    listing_digest(l, digest);
+    return d && streq(d, digest) && json_is_true(json_object_get(j, "laid_out"));
+}
+
+struct layout_room {
+    struct store *s;
+    const char *what;
+    const struct source_layout *o;
+    uint64_t step, until;    /* claimed until o->bytes reaches until */
+    struct store_reservation res;
+    int held;
+};
+
+/* Room for a tree whose size nobody knows before it is written: claimed
+ * as it grows, a step at a time (evicting as a fill's room is). */
+static int layout_room(void *ctx, uint64_t bytes, struct wc_error *e)
+{
+    struct layout_room *lr = ctx;
+    uint64_t now = atomic_load(&lr->o->bytes);
+    if (now + bytes <= lr->until)
+        return 0;
+    if (lr->held)
+        store_release_room(lr->s, &lr->res);
+    lr->held = 0;
+    uint64_t need = bytes > lr->step ? bytes : lr->step;
+    lr->res = (struct store_reservation){.done = &lr->o->bytes};
+    int r = store_make_room(lr->s, need, lr->what, &lr->res, e);
+    if (r < 0)
+        return r;
+    lr->held = 1;
+    lr->until = now + need;
+    return 0;
+}
+
+static int count_tree(int dfd, unsigned depth, struct tally *t);
+
+/* After every object is whole: the source's tree (archives applied), made
+ * durable and journaled before the staging objects go. */
+static int lay_out(struct store *s, struct source *src, const struct listing *l, const char *cid,
+                   const char *partial, int done_before, const atomic_int *cancel, struct tree_size *ts,
+                   struct wc_error *e)
+{
+    _cleanup_close_ int dfd = open(partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return wc_err_errno(e, -errno, "store: opening %s", partial);
+    int r = 1;
+    if (!done_before) {
+        struct source_layout o = {.room = layout_room, .cancel = cancel};
+        struct layout_room lr = {.s = s, .what = src->url, .o = &o, .step = l->bytes < (64ull << 20) ? l->bytes : 64ull << 20};
+        o.ctx = &lr;
+        r = src->ops->lay_out(src, l, dfd, &o, e);
+        if (lr.held)
+            store_release_room(s, &lr.res);
+        if (r < 0)
+            return r;
+        if (r == 0)
+            return 0; /* the listing is the tree */
+        if (syncfs(dfd) < 0)
+            return wc_err_errno(e, -errno, "store: syncing %s", partial);
+        if ((r = write_journal(s, src, l, cid, 1, e)) < 0)
+            return r;
+    }
+    char staging[PATH_MAX];
+    snprintf(staging, sizeof(staging), "%s/%s", partial, src->ops->staging ? src->ops->staging : "");
+    if (src->ops->staging && (r = fs_rm_rf(staging)) < 0)
+        return wc_err_errno(e, r, "store: removing %s", staging);
+    fs_fsync_path(partial);
+    struct tally t = {0};
+    int fd = dup(dfd);
+    if ((r = fd < 0 ? -errno : count_tree(fd, 0, &t)) < 0)
+        return wc_err_errno(e, r, "store: counting the files of %s", partial);
+    *ts = (struct tree_size){t.files, t.bytes, 1};
+    return 0;
+}
+
 static int fill_locked(struct store *s, struct source *src, const struct listing *l, const char *cid,
                        const atomic_int *cancel, struct fill_progress *p, struct wc_error *e)
 {
@@ -317,17 +421,26 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
         return wc_err_errno(e, r, "store: creating the fill directories under %s", s->root);
     p->bytes_total = l->bytes;
     p->files_total = l->n;
-    struct store_reservation room = {.done = &p->bytes_done, .resumed = &p->bytes_resumed};
-    if ((r = store_make_room(s, l->bytes - partial_bytes(partial, l), src->url, &room, e)) < 0)
-        return r;
+    /* killed after its tree was made: only the last steps are left */
+    int laid = src->ops->lay_out && fs_is_dir(partial) && journal_laid_out(s, l, cid);
     double t0 = mono_s();
-    if ((r = write_journal(s, src, l, cid, e)) == 0)
-        r = fill_transfer(s, src, l, partial, tmpdir, s->part_size, cancel, p, e);
-    store_release_room(s, &room);
-    if (r < 0)
+    if (laid) {
+        already_here(l, p);
+    } else {
+        struct store_reservation room = {.done = &p->bytes_done, .resumed = &p->bytes_resumed};
+        if ((r = store_make_room(s, l->bytes - partial_bytes(partial, l), src->url, &room, e)) < 0)
+            return r;
+        if ((r = write_journal(s, src, l, cid, 0, e)) == 0)
+            r = fill_transfer(s, src, l, partial, tmpdir, s->part_size, cancel, p, e);
+        store_release_room(s, &room);
+        if (r < 0)
+            return r;
+    }
+    struct tree_size ts = {l->n, l->bytes, 0};
+    if (src->ops->lay_out && (r = lay_out(s, src, l, cid, partial, laid, cancel, &ts, e)) < 0)
         return r;
     uint64_t fetched = atomic_load(&p->bytes_done) - atomic_load(&p->bytes_resumed);
-    if ((r = write_meta(s, src, l, cid, mono_s() - t0, fetched, atomic_load(&p->files_checksummed), e)) < 0)
+    if ((r = write_meta(s, src, l, cid, &ts, mono_s() - t0, fetched, atomic_load(&p->files_checksummed), e)) < 0)
         return r;
     if (rename(partial, final) < 0)
         return wc_err_errno(e, -errno, "store: publishing the copy %s", final);
@@ -673,10 +786,6 @@ json_t *store_reconcile(struct store *s)
 }
 
 /* ---- re-verification ------------------------------------------------------ */
-
-struct tally {
-    uint64_t files, bytes;
-};
 
 /* Counts the regular files under dirfd (which it closes) and their bytes;
  * a failure to read is returned as its errno, never taken for damage. */

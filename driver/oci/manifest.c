@@ -1,13 +1,15 @@
-/* Manifests and indexes as a registry sends them, read as a list of files.
+/* Manifests and indexes as a registry sends them, read as files and
+ * archives.
  *
  * Which layers are files, and where they go: a ModelPack layer
  * (org.cncf.model.filepath) of a raw media type is the file at that path;
  * an oras layer (org.opencontainers.image.title) is the file of that name
- * whatever its media type, as `oras pull` writes it, unless oras marked it
- * a directory archive (io.deis.oras.content.unpack). Archives (tar layers:
- * container images, ModelPack tar layers, oras directories) are refused
- * with a message saying so, never skipped: a copy without them would be
- * missing files its author pushed. */
+ * whatever its media type, as `oras pull` writes it. Archives, applied at
+ * the copy's root in manifest order (unpack.c): ModelPack tar layers, a
+ * directory oras packed (io.deis.oras.content.unpack), a container image's
+ * layers (with whiteouts). What warmcache cannot place (zstd, foreign
+ * layers, unknown media types) is refused with a message saying so, never
+ * skipped: a copy without it would be missing files its author pushed. */
 #include "oci/oci.h"
 #include "base/macros.h"
 #include "base/pathkey.h"
@@ -61,8 +63,23 @@ static int ends_with(const char *s, const char *suffix)
     return n >= m && memcmp(s + n - m, suffix, m) == 0;
 }
 
-/* The layer's path, or NULL with e set when it is not a file we can place. */
-static const char *layer_path(json_t *l, size_t i, struct wc_error *e)
+/* What a tar media type's suffix says: OCI_UNPACK_TAR (| GZIP), or 0 with e set. */
+static unsigned tar_kind(const char *mt, size_t i, struct wc_error *e)
+{
+    if (ends_with(mt, ".tar") || ends_with(mt, ".diff.tar"))
+        return OCI_UNPACK_TAR;
+    if (ends_with(mt, ".tar+gzip") || ends_with(mt, ".tar.gzip"))
+        return OCI_UNPACK_TAR | OCI_UNPACK_GZIP;
+    if (ends_with(mt, "+zstd"))
+        return wc_err(e, -ENOTSUP, "manifest: layer %zu (%.100s) is compressed with zstd, which warmcache does not "
+                      "read so far: push it with gzip or uncompressed layers", i, mt), 0;
+    return wc_err(e, -ENOTSUP, "manifest: layer %zu has media type \"%.100s\", which is not a tar layer warmcache "
+                  "reads", i, mt), 0;
+}
+
+/* The layer as a file (*ret_path) or an archive (*ret_unpack); -ENOTSUP with
+ * a message for what warmcache cannot place. */
+static int classify(json_t *l, size_t i, const char **ret_path, unsigned *ret_unpack, struct wc_error *e)
 {
     const char *mt = str_of(l, "mediaType");
     json_t *ann = json_object_get(l, "annotations");
@@ -70,23 +87,33 @@ static const char *layer_path(json_t *l, size_t i, struct wc_error *e)
     const char *unpack = str_of(ann, "io.deis.oras.content.unpack");
     if (!mt)
         mt = "";
-    if (fp) {
-        if (!ends_with(mt, ".raw"))
-            return wc_err(e, -ENOTSUP, "manifest: layer %zu (%.200s, %.100s) is a ModelPack archive layer; warmcache "
-                          "reads raw layers (.raw media types) only so far: pack the model with raw layers", i, fp, mt),
-                   NULL;
-        return fp;
+    unsigned kind = 0;
+    if (fp && ends_with(mt, ".raw")) {
+        *ret_path = fp;
+    } else if (fp) { /* a ModelPack tar layer: the file or directory at fp, as modctl packed it */
+        if (!(kind = tar_kind(mt, i, e)))
+            return e->code;
+    } else if (title && unpack && strcmp(unpack, "true") == 0) { /* a directory oras packed */
+        if (!(kind = tar_kind(mt, i, e)))
+            return e->code;
+    } else if (title) {
+        *ret_path = title; /* a file, whatever its media type, as oras pull writes it */
+    } else if (strstr(mt, "nondistributable") || strstr(mt, "foreign")) {
+        return wc_err(e, -ENOTSUP, "manifest: layer %zu (%.100s) is a foreign layer, which registries do not serve",
+                      i, mt);
+    } else if (strncmp(mt, "application/vnd.oci.image.layer.", 32) == 0 ||
+               strncmp(mt, "application/vnd.docker.image.rootfs.", 36) == 0) {
+        if (!(kind = tar_kind(mt, i, e)))
+            return e->code;
+        kind |= OCI_UNPACK_WHITEOUTS; /* a container image's layer */
+    } else {
+        return wc_err(e, -ENOTSUP, "manifest: layer %zu (%.100s) has no file name (org.opencontainers.image.title "
+                      "or org.cncf.model.filepath) and is not an image layer: warmcache cannot place it", i, mt);
     }
-    if (title) {
-        if (unpack && strcmp(unpack, "true") == 0)
-            return wc_err(e, -ENOTSUP, "manifest: layer %zu (%.200s) is a directory oras packed as an archive; "
-                          "warmcache reads files only so far: push the directory's files (oras push REF dir/*)",
-                          i, title), NULL;
-        return title;
-    }
-    return wc_err(e, -ENOTSUP, "manifest: layer %zu (%.100s) has no file name (org.opencontainers.image.title or "
-                  "org.cncf.model.filepath): it is a container image layer, which warmcache does not read so far; "
-                  "push the model as an artifact of files (oras push, or a ModelPack with raw layers)", i, mt), NULL;
+    *ret_unpack = kind;
+    if (kind)
+        *ret_path = NULL;
+    return 0;
 }
 
 static int parse_layers(json_t *layers, struct oci_manifest *m, struct wc_error *e)
@@ -106,15 +133,53 @@ static int parse_layers(json_t *layers, struct oci_manifest *m, struct wc_error 
             return r;
         if ((total += o->size) > BLOB_MAX) /* each is at most BLOB_MAX: the sum cannot wrap first */
             return wc_err(e, -EFBIG, "manifest: its layers add up to more than 1 PiB");
-        const char *path = layer_path(l, i, e);
-        if (!path)
-            return e->code;
-        if ((r = pathkey_check(path, strlen(path), e)) < 0)
+        const char *path = NULL;
+        if ((r = classify(l, i, &path, &o->unpack, e)) < 0)
+            return r;
+        if (path && (r = pathkey_check(path, strlen(path), e)) < 0)
             return wc_err_prefix(e, "manifest: layer %zu: ", i);
-        if (!(o->path = strdup(path)))
+        size_t rl = strlen(OCI_LAYERS_DIR);
+        if (path && strncmp(path, OCI_LAYERS_DIR, rl) == 0 && (path[rl] == '\0' || path[rl] == '/'))
+            return wc_err(e, -EINVAL, "manifest: layer %zu: %s is the name of warmcache's own directory in a "
+                          "copy", i, OCI_LAYERS_DIR);
+        if (path && !(o->path = strdup(path)))
             return -ENOMEM;
         m->n++;
     }
+    return 0;
+}
+
+static const struct {
+    const char *suffix;
+    unsigned flags;
+} key_kinds[] = {
+    {".tar", OCI_UNPACK_TAR},
+    {".tgz", OCI_UNPACK_TAR | OCI_UNPACK_GZIP},
+    {".image.tar", OCI_UNPACK_TAR | OCI_UNPACK_WHITEOUTS},
+    {".image.tgz", OCI_UNPACK_TAR | OCI_UNPACK_GZIP | OCI_UNPACK_WHITEOUTS},
+};
+
+void oci_layer_key(size_t i, unsigned unpack, char out[OCI_LAYER_KEY_MAX])
+{
+    const char *suffix = ".tar";
+    for (size_t k = 0; k < sizeof(key_kinds) / sizeof(key_kinds[0]); k++)
+        if (key_kinds[k].flags == unpack)
+            suffix = key_kinds[k].suffix;
+    snprintf(out, OCI_LAYER_KEY_MAX, OCI_LAYERS_DIR "/%06zu%s", i, suffix);
+}
+
+unsigned oci_layer_key_flags(const char *key)
+{
+    size_t n = strlen(OCI_LAYERS_DIR);
+    if (strncmp(key, OCI_LAYERS_DIR "/", n + 1) != 0)
+        return 0;
+    const char *p = key + n + 1;
+    size_t digits = strspn(p, "0123456789");
+    if (digits != 6)
+        return 0;
+    for (size_t k = 0; k < sizeof(key_kinds) / sizeof(key_kinds[0]); k++)
+        if (streq(p + digits, key_kinds[k].suffix))
+            return key_kinds[k].flags;
     return 0;
 }
 

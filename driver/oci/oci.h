@@ -41,9 +41,27 @@ int oci_digest_ok(const char *d, size_t n);
  * ids add the listing's digest, so two tags of one artifact are one copy). */
 int oci_identity(const char *url, char *out, size_t n, struct wc_error *e);
 
-/* One file of an artifact: a layer with a path. */
+/* What a layer is: a file at its path, or a tar archive applied at the
+ * root (OCI_UNPACK_* flags: container image layers with whiteouts,
+ * ModelPack tar layers, directories oras packed). */
+#define OCI_UNPACK_TAR 1
+#define OCI_UNPACK_GZIP 2
+#define OCI_UNPACK_WHITEOUTS 4
+
+/* The directory of a copy the archives of an artifact are fetched into,
+ * applied from in order, and then removed; no file may be named so. */
+#define OCI_LAYERS_DIR ".warmcache-layers"
+#define OCI_LAYER_KEY_MAX 64
+/* The listing key of layer i when it is an archive ("DIR/000003.image.tgz":
+ * its place in the manifest and how to apply it), and back: the flags of
+ * a key, 0 when it names no archive. */
+void oci_layer_key(size_t i, unsigned unpack, char out[OCI_LAYER_KEY_MAX]);
+unsigned oci_layer_key_flags(const char *key);
+
+/* One layer of an artifact. */
 struct oci_layer {
-    char *path;                       /* checked by pathkey_check */
+    char *path;                       /* a file's, checked by pathkey_check; NULL for an archive */
+    unsigned unpack;                  /* 0 for a file, else OCI_UNPACK_TAR | ... */
     char digest[OCI_DIGEST_LEN + 1];
     uint64_t size;
 };
@@ -107,3 +125,19 @@ struct oci_transfer {
 };
 #define OCI_RETRIES 5
 int oci_transfer_run(struct oci_client *c, const struct oci_transfer *t, struct wc_error *e);
+
+/* Applies one tar layer (read from layer_fd, gzip when flags say) onto
+ * the tree at root, as a runtime applies an image's layers in order:
+ * see unpack.c for what an entry may and may not do. room(), when set, is
+ * asked before each file is written with its size (the store claims
+ * space). Gives the same tree when run again over one it left half made. */
+struct oci_unpack {
+    int root;                         /* the tree's directory */
+    const char *reserved;             /* a name at the root no entry may touch (the layers' own directory) */
+    unsigned flags;                   /* OCI_UNPACK_* */
+    int (*room)(void *ctx, uint64_t bytes, struct wc_error *e);
+    void *room_ctx;
+    const atomic_int *cancel;
+    _Atomic uint64_t *files, *bytes;  /* optional: what it writes is added to them */
+};
+int oci_unpack(int layer_fd, struct oci_unpack *u, const char *what, struct wc_error *e);

@@ -1,6 +1,6 @@
 /* Manifests and indexes off the network, references and docker configs
  * from users. The parsers must never crash; every file handed on has a
- * safe relative path and a sha256 digest; an index gives a digest to fetch
+ * safe relative path (an archive none) and a sha256 digest; an index gives a digest to fetch
  * and no files. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,9 +20,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (next[0] && (m.n || !oci_digest_ok(next, strlen(next))))
             abort();
         for (size_t i = 0; i < m.n; i++)
-            if (pathkey_check(m.v[i].path, strlen(m.v[i].path), &e) != 0 ||
+            if ((m.v[i].unpack ? m.v[i].path != NULL || !(m.v[i].unpack & OCI_UNPACK_TAR)
+                               : pathkey_check(m.v[i].path, strlen(m.v[i].path), &e) != 0) ||
                 !oci_digest_ok(m.v[i].digest, strlen(m.v[i].digest)))
-                abort();
+                abort(); /* a file has a safe path; an archive has none and is a tar */
     }
     oci_manifest_free(&m);
     struct oci_ref r;

@@ -12,8 +12,8 @@ if ! command -v clang >/dev/null; then
 fi
 cmake -S "$root" -B "$root/build-fuzz" -G Ninja -DCMAKE_C_COMPILER=clang -DWC_FUZZ=ON -DWC_TESTS=OFF \
       -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$root/build-fuzz" --target fuzz_pathkey fuzz_params fuzz_csi_request fuzz_s3_xml fuzz_creds fuzz_selector fuzz_kube fuzz_oci_manifest
-for t in pathkey params csi_request s3_xml creds selector kube oci_manifest; do
+cmake --build "$root/build-fuzz" --target fuzz_pathkey fuzz_params fuzz_csi_request fuzz_s3_xml fuzz_creds fuzz_selector fuzz_kube fuzz_oci_manifest fuzz_oci_layer
+for t in pathkey params csi_request s3_xml creds selector kube oci_manifest oci_layer; do
   out="$root/tests/fuzz/out/$t"; mkdir -p "$out"
   cp -n "$root/tests/fuzz/corpus/$t/"* "$out/" 2>/dev/null || true
   echo "fuzz: $t for ${secs}s"

@@ -137,6 +137,29 @@ def push(reg, repo, tags, files, modelpack=True, auth=None):
     return digest(body)
 
 
+IMAGE_LAYER = "application/vnd.oci.image.layer.v1.tar"
+
+
+def image_manifest(layers, config=b'{"architecture": "amd64", "os": "linux"}'):
+    """The manifest JSON (bytes) of layers [(bytes, mediaType, annotations or None)]."""
+    ls = [{"mediaType": mt, "digest": digest(b), "size": len(b), **({"annotations": a} if a else {})}
+          for b, mt, a in layers]
+    return json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": digest(config),
+                                  "size": len(config)}, "layers": ls}).encode(), config
+
+
+def push_image(reg, repo, tag, layers):
+    """An image (or any manifest of layers [(bytes, mediaType, annotations)]) under tag; its digest."""
+    ctx = ssl.create_default_context(cafile=str(reg.ca))
+    body, config = image_manifest(layers)
+    for data in [config, *(b for b, _, _ in layers)]:
+        push_blob(reg.host, repo, data, ctx)
+    _request("PUT", f"https://{reg.host}/v2/{repo}/manifests/{tag}", body,
+             {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}, ctx=ctx)
+    return digest(body)
+
+
 class FakeRegistry:
     """A registry of our own over TLS on 127.0.0.1 (a fake, for what real
     registries do not do). manifests {reference: bytes}, blobs {digest: bytes}.
@@ -251,6 +274,15 @@ class FakeRegistry:
         for data in files.values():
             self.blobs[digest(data)] = data
         self.blobs.update(blobs or {})
+        self.manifests[ref] = body
+        self.manifests[digest(body)] = body
+        return digest(body)
+
+    def serve_image(self, ref, layers):
+        """layers [(bytes, mediaType, annotations)] as one manifest at ref; its digest."""
+        body, config = image_manifest(layers)
+        for data in [config, *(b for b, _, _ in layers)]:
+            self.blobs[digest(data)] = data
         self.manifests[ref] = body
         self.manifests[digest(body)] = body
         return digest(body)

@@ -190,15 +190,15 @@ def test_fake_registry_a_manifest_that_lies_about_sizes_fails_clearly(fake, work
         assert not (work / d / "w.bin").exists()
 
 
-def test_fake_registry_escaping_paths_and_archives_are_refused(fake, work):
+def test_fake_registry_escaping_paths_and_unreadable_layers_are_refused(fake, work):
     fake.serve("up", {"../../etc/cron.d/evil": b"* * * * * root id\n"})
     r = fill(fake.env(), f"oci://{fake.host}/m:up", work / "a", check=False)
     assert r.returncode == 1 and "layer 0" in r.stderr and ".." in r.stderr, r.stderr
     assert not list(work.rglob("evil")) and not os.path.exists("/etc/cron.d/evil")
-    m = {"layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(b"x"), "size": 1}]}
-    fake.manifests["image"] = json.dumps(m).encode()
-    r = fill(fake.env(), f"oci://{fake.host}/m:image", work / "b", check=False)
-    assert r.returncode == 1 and "container image layer" in r.stderr, r.stderr
+    m = {"layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": digest(b"x"), "size": 1}]}
+    fake.manifests["zstd"] = json.dumps(m).encode()
+    r = fill(fake.env(), f"oci://{fake.host}/m:zstd", work / "b", check=False)
+    assert r.returncode == 1 and "layer 0" in r.stderr and "zstd" in r.stderr, r.stderr
 
 
 def test_fake_registry_an_endless_manifest_is_cut(fake, work):

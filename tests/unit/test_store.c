@@ -69,6 +69,42 @@ static void fake_free(struct source *s) { (void)s; }
 static const struct source_ops fake_ops = {
     .scheme = "fake", .list = fake_list, .transfer = fake_transfer, .free = fake_free};
 
+/* A source whose listed objects are staged and then laid out as another
+ * tree (as oci:// applies archives): each stage/<i> becomes tree/<i>.out. */
+struct layer_fake {
+    struct fake f;
+    int lay_outs;       /* calls */
+    int fail_lay_out;   /* the first call fails after writing one file */
+};
+
+static int layer_fake_lay_out(struct source *s, const struct listing *l, int dirfd, struct source_layout *o,
+                              struct wc_error *e)
+{
+    struct layer_fake *lf = (struct layer_fake *)s;
+    lf->lay_outs++;
+    mkdirat(dirfd, "tree", 0755);
+    for (size_t i = 0; i < l->n; i++) {
+        assert_true(faccessat(dirfd, l->v[i].key, F_OK, AT_SYMLINK_NOFOLLOW) == 0); /* staged, whole */
+        char out[64];
+        snprintf(out, sizeof(out), "tree/%zu.out", i);
+        assert_int_equal(o->room(o->ctx, 3, e), 0);
+        int fd = openat(dirfd, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "out", 3), 3);
+        close(fd);
+        atomic_fetch_add(&o->bytes, 3);
+        if (lf->fail_lay_out) {
+            lf->fail_lay_out = 0;
+            return wc_err(e, -EIO, "injected failure while laying out");
+        }
+    }
+    return 1;
+}
+
+static const struct source_ops layer_fake_ops = {
+    .scheme = "fake", .list = fake_list, .transfer = fake_transfer, .lay_out = layer_fake_lay_out,
+    .staging = "stage", .free = fake_free};
+
 static char root[PATH_MAX];
 
 static int setup(void **state)
@@ -357,6 +393,68 @@ static void a_fill_that_cannot_fit_evicts_nothing(void **state)
 }
 
 /* S3 counts requests, not bytes: large files take larger parts by default */
+static void staged_objects_are_laid_out_once_and_a_kill_resumes_either_side(void **state)
+{
+    const char *cid = "0000000000000000000000000000000a";
+    struct store *s;
+    struct wc_error e = {0};
+    struct listing l = {0};
+    for (int i = 0; i < 3; i++) {
+        char k[32];
+        snprintf(k, sizeof(k), "stage/%d", i);
+        assert_int_equal(listing_add(&l, k, strlen(k), 5000, "etag"), 0);
+    }
+    assert_int_equal(listing_finalize(&l, &e), 0);
+    struct layer_fake lf = {.f = {.base = {.ops = &layer_fake_ops, .url = "fake://x/"}, .fail_at = -1},
+                            .fail_lay_out = 1};
+    struct fill_progress p = {0};
+    assert_int_equal(store_open(root, &s, &e), 0);
+    /* killed while laying out: the staged objects stay, nothing is fetched again */
+    assert_int_equal(store_fill(s, &lf.f.base, &l, cid, NULL, &p, &e), -EIO);
+    assert_false(store_content_ready(s, cid));
+    assert_int_equal(lf.f.fetched, 3);
+    struct fill_progress p2 = {0};
+    assert_int_equal(store_fill(s, &lf.f.base, &l, cid, NULL, &p2, &e), 0);
+    assert_int_equal(lf.f.fetched, 3);
+    assert_int_equal(lf.lay_outs, 2);
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/content/%s/stage", root, cid);
+    assert_int_equal(access(path, F_OK), -1); /* the staging directory goes once the tree is made */
+    snprintf(path, sizeof(path), "%s/content/%s/tree/2.out", root, cid);
+    assert_int_equal(access(path, F_OK), 0);
+    json_t *m = store_meta(s, cid); /* the copy is the tree: what store_verify checks */
+    assert_int_equal(json_integer_value(json_object_get(m, "files")), 3);
+    assert_int_equal(json_integer_value(json_object_get(m, "bytes")), 9);
+    assert_int_equal(json_integer_value(json_object_get(m, "objects")), 3);
+    json_decref(m);
+    assert_int_equal(store_verify(s, cid, &e), 0);
+
+    /* killed after the tree was made and journaled, its staging gone: the
+     * next fill neither fetches nor lays out again, and publishes the tree */
+    const char *cid2 = "0000000000000000000000000000000b";
+    struct layer_fake lf2 = {.f = {.base = {.ops = &layer_fake_ops, .url = "fake://x/"}, .fail_at = -1},
+                             .fail_lay_out = 1};
+    struct fill_progress p3 = {0};
+    assert_int_equal(store_fill(s, &lf2.f.base, &l, cid2, NULL, &p3, &e), -EIO);
+    char journal[PATH_MAX], partial[PATH_MAX];
+    snprintf(journal, sizeof(journal), "%s/meta/%s.fill.json", root, cid2);
+    snprintf(partial, sizeof(partial), "%s/content/%s.partial", root, cid2);
+    json_t *j = json_load_file(journal, 0, NULL);
+    assert_non_null(j);
+    json_object_set_new(j, "laid_out", json_true());
+    assert_int_equal(json_dump_file(j, journal, 0), 0);
+    json_decref(j);
+    snprintf(path, sizeof(path), "%s/stage", partial);
+    assert_int_equal(fs_rm_rf(path), 0);
+    assert_int_equal(store_fill(s, &lf2.f.base, &l, cid2, NULL, &p3, &e), 0);
+    assert_int_equal(lf2.f.fetched, 3);
+    assert_int_equal(lf2.lay_outs, 1);
+    assert_true(store_content_ready(s, cid2));
+    assert_int_equal(access(journal, F_OK), -1);
+    listing_free(&l);
+    store_free(s);
+}
+
 static void large_files_take_larger_parts(void **state)
 {
     assert_int_equal(fill_part_size(0, 100 << 20), FILL_PART_SIZE);
@@ -374,6 +472,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(failed_fill_is_invisible_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(resume_skips_written_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(cancel_stops_fill, setup, teardown),
+        cmocka_unit_test_setup_teardown(staged_objects_are_laid_out_once_and_a_kill_resumes_either_side, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(verify_out_of_fds_is_no_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_copy_in_use_stays, setup, teardown),
         cmocka_unit_test_setup_teardown(leases_and_reservations, setup, teardown),

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "oci/oci.h"
+#include "base/pathkey.h"
 
 #define D1 "sha256:ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
 #define D2 "sha256:3e23e8160039594a33894f6564e1b1348bbd7a0088d42c4acb73eeaed59c009d"
@@ -110,6 +111,43 @@ static void oras_and_modelpack_layers_are_files(void **state)
     oci_manifest_free(&m);
 }
 
+/* Image layers, ModelPack tar layers and oras directories are archives,
+ * keyed so that they sort in manifest order and say how to apply them. */
+static void archives_are_keyed_in_order_with_how_to_apply_them(void **state)
+{
+    const char *json = "{\"layers\":["
+        "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" D1 "\",\"size\":9},"
+        "{\"mediaType\":\"application/vnd.docker.image.rootfs.diff.tar.gzip\",\"digest\":\"" D2 "\",\"size\":9},"
+        "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"" D3 "\",\"size\":9},"
+        "{\"mediaType\":\"application/vnd.cncf.model.weight.v1.tar\",\"digest\":\"" D1 "\",\"size\":9,"
+        "\"annotations\":{\"org.cncf.model.filepath\":\"tokenizer\"}},"
+        "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" D2 "\",\"size\":9,"
+        "\"annotations\":{\"org.opencontainers.image.title\":\"dir\",\"io.deis.oras.content.unpack\":\"true\"}}]}";
+    static const unsigned want[] = {
+        OCI_UNPACK_TAR | OCI_UNPACK_GZIP | OCI_UNPACK_WHITEOUTS, OCI_UNPACK_TAR | OCI_UNPACK_GZIP | OCI_UNPACK_WHITEOUTS,
+        OCI_UNPACK_TAR | OCI_UNPACK_WHITEOUTS, OCI_UNPACK_TAR, OCI_UNPACK_TAR | OCI_UNPACK_GZIP,
+    };
+    struct oci_manifest m;
+    char next[OCI_DIGEST_LEN + 1], prev[OCI_LAYER_KEY_MAX] = "";
+    struct wc_error e = {0};
+    assert_int_equal(parse(json, &m, next, &e), 0);
+    assert_int_equal(m.n, 5);
+    for (size_t i = 0; i < m.n; i++) {
+        assert_null(m.v[i].path);
+        assert_int_equal(m.v[i].unpack, want[i]);
+        char key[OCI_LAYER_KEY_MAX];
+        oci_layer_key(i, m.v[i].unpack, key);
+        assert_int_equal(oci_layer_key_flags(key), want[i]);
+        assert_true(strcmp(prev, key) < 0);
+        assert_int_equal(pathkey_check(key, strlen(key), &e), 0);
+        memcpy(prev, key, sizeof(key));
+    }
+    oci_manifest_free(&m);
+    assert_int_equal(oci_layer_key_flags(".warmcache-layers/000001.zip"), 0);
+    assert_int_equal(oci_layer_key_flags("warmcache-layers/000001.tar"), 0);
+    assert_int_equal(oci_layer_key_flags(".warmcache-layers/1.tar"), 0);
+}
+
 static void an_index_names_this_platform(void **state)
 {
     const char *json = "{\"manifests\":["
@@ -144,13 +182,15 @@ static void hostile_manifests_are_refused(void **state)
         {"{\"digest\":\"" D1 "\",\"size\":-1,\"annotations\":{\"org.opencontainers.image.title\":\"a\"}}",
          -EBADMSG, "size -1"},
         {"{\"digest\":\"" D1 "\",\"annotations\":{\"org.opencontainers.image.title\":\"a\"}}", -EBADMSG, "no digest or size"},
-        {"{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" D1 "\",\"size\":1}",
-         -ENOTSUP, "container image layer"},
-        {"{\"mediaType\":\"application/vnd.cncf.model.weight.v1.tar\",\"digest\":\"" D1 "\",\"size\":1,"
-         "\"annotations\":{\"org.cncf.model.filepath\":\"w\"}}", -ENOTSUP, "raw layers"},
-        {"{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" D1 "\",\"size\":1,"
-         "\"annotations\":{\"org.opencontainers.image.title\":\"dir\",\"io.deis.oras.content.unpack\":\"true\"}}",
-         -ENOTSUP, "oras packed"},
+        {"{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\",\"digest\":\"" D1 "\",\"size\":1}",
+         -ENOTSUP, "zstd"},
+        {"{\"mediaType\":\"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip\",\"digest\":\"" D1 "\","
+         "\"size\":1}", -ENOTSUP, "foreign layer"},
+        {"{\"mediaType\":\"application/x-something\",\"digest\":\"" D1 "\",\"size\":1}", -ENOTSUP, "cannot place it"},
+        {"{\"mediaType\":\"application/vnd.cncf.model.weight.v1.zip\",\"digest\":\"" D1 "\",\"size\":1,"
+         "\"annotations\":{\"org.cncf.model.filepath\":\"w\"}}", -ENOTSUP, "not a tar layer"},
+        {"{\"digest\":\"" D1 "\",\"size\":1,\"annotations\":{\"org.opencontainers.image.title\":"
+         "\".warmcache-layers/000000.tar\"}}", -EINVAL, "warmcache's own directory"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char json[2048];
@@ -206,6 +246,7 @@ int main(void)
         cmocka_unit_test(bad_references_are_refused),
         cmocka_unit_test(identity_leaves_out_the_tag),
         cmocka_unit_test(oras_and_modelpack_layers_are_files),
+        cmocka_unit_test(archives_are_keyed_in_order_with_how_to_apply_them),
         cmocka_unit_test(an_index_names_this_platform),
         cmocka_unit_test(hostile_manifests_are_refused),
         cmocka_unit_test(docker_configs_give_the_registrys_entry),
