@@ -28,10 +28,10 @@ struct oci_source {
 };
 
 /* An ECR registry challenged a volume without a Secret: the node's token. */
-static int ecr_login(void *ctx, char **ret_user, char **ret_pass, struct wc_error *e)
+static int ecr_login(void *ctx, int again, char **ret_user, char **ret_pass, struct wc_error *e)
 {
     struct oci_source *os = ctx;
-    return s3_ecr_token(os->aws, os->region, os->fips, ret_user, ret_pass, e);
+    return s3_ecr_token(os->aws, os->region, os->fips, again, ret_user, ret_pass, e);
 }
 
 static int ocisrc_list(struct source *s, source_object_fn fn, void *ctx, const atomic_int *cancel, struct wc_error *e)

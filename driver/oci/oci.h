@@ -90,8 +90,8 @@ struct oci_options {
     const char *docker_config;       /* a .dockerconfigjson: its entry for the registry, when no username */
     /* optional: a user name and password asked for when the registry
      * challenges and the volume gave none (ECR: a token from the node's
-     * role); asked again when the registry refuses what it gave */
-    int (*login)(void *ctx, char **ret_user, char **ret_pass, struct wc_error *e);
+     * role); again set when the registry refused what it gave last */
+    int (*login)(void *ctx, int again, char **ret_user, char **ret_pass, struct wc_error *e);
     void *login_ctx;
     const char *ca_file;             /* the CAs a registry's certificate is checked against; NULL: the system's */
     unsigned stall_seconds;          /* a transfer under 1 KiB/s this long is cut and retried; 0: 30 */

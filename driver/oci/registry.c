@@ -417,7 +417,7 @@ static int bearer(struct oci_client *c, const char *ch, struct wc_error *e)
 static int login(struct oci_client *c, struct wc_error *e)
 {
     char *u = NULL, *p = NULL;
-    int r = c->login(c->login_ctx, &u, &p, e);
+    int r = c->login(c->login_ctx, c->logged_in, &u, &p, e);
     if (r < 0)
         return r;
     pthread_mutex_lock(&c->auth_lock);
@@ -561,9 +561,11 @@ int oci_send(struct oci_client *c, CURL *h, const struct oci_req *rq, struct oci
             explicit_bzero(auth, strlen(auth));
         if (rs->progress && rs->written && (cc != CURLE_OK || rs->written != rs->want))
             atomic_fetch_sub(rs->progress, rs->written); /* fetched again whole on a retry */
-        /* a 401, or (ECR, its token expired) a 403 to a login of our own: answered once */
-        if (cc == CURLE_OK && (rs->status == 401 || (rs->status == 403 && c->logged_in)) && home && !answered) {
-            answered = 1;
+        /* a 401, or (ECR, its token expired) a 403 to a login of our own: answered once, or
+         * twice with a login (what it gave first may be a kept token that has just expired) */
+        if (cc == CURLE_OK && (rs->status == 401 || (rs->status == 403 && c->logged_in)) && home &&
+            answered < (c->login ? 2 : 1)) {
+            answered++;
             int r = answer(c, rs, gen, e);
             if (r < 0)
                 return e->code ? wc_err_prefix(e, "%s: ", what) : wc_err(e, r, "%s: out of memory", what);

@@ -488,6 +488,7 @@ int s3_ctx_new(struct s3_ctx **ret)
     if (!c)
         return -ENOMEM;
     pthread_mutex_init(&c->budget_lock, NULL);
+    pthread_mutex_init(&c->ecr_lock, NULL);
     creds_cache_init(&c->creds);
     s3_rates_init(&c->rates);
     /* the AWS SDKs' variable: a private CA of an S3-compatible endpoint (or of a TLS-inspecting proxy) */
@@ -505,6 +506,8 @@ void s3_ctx_free(struct s3_ctx *c)
     creds_cache_fini(&c->creds);
     s3_rates_fini(&c->rates);
     pthread_mutex_destroy(&c->budget_lock);
+    s3_ecr_forget(c);
+    pthread_mutex_destroy(&c->ecr_lock);
     free(c);
 }
 

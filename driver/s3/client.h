@@ -113,9 +113,13 @@ void s3_collect(void *ctx, struct obs_text *t);
 int s3_ecr_host(const char *host, char *region, size_t n);
 /* The user name and password of the node's ECR registries, from
  * ecr:GetAuthorizationToken signed with the context's credentials chain
- * (AWS_ENDPOINT_URL_ECR: another endpoint). */
-int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, char **ret_user, char **ret_pass,
+ * (AWS_ENDPOINT_URL_ECR: another endpoint). The answer is kept in the
+ * context and given to later fills until an hour before it expires (ECR's
+ * last 12 hours); again: the last one was refused, ask anew. */
+int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, int again, char **ret_user, char **ret_pass,
                  struct wc_error *e);
+/* Wipes the passwords the context keeps. */
+void s3_ecr_forget(struct s3_ctx *ctx);
 
 /* The whole object's checksum as S3 stores it (HEAD with checksum mode, as
  * long as its ETag is still etag); alg CKSUM_NONE if it has none. */

@@ -7,7 +7,9 @@
  * (oci/) only asks for a user name and password.
  *
  * The token is for the caller's account registries; it is good for 12
- * hours, and the oci client asks again when the registry refuses it.
+ * hours. It is kept in the S3 context, so every fill of the process uses
+ * one until an hour before it ends, and a new one is asked when a
+ * registry refuses it (the oci client says so).
  */
 #include "s3/client.h"
 #include "base/buf.h"
@@ -55,11 +57,14 @@ int s3_ecr_host(const char *host, char *region, size_t n)
     return fips ? 2 : 1;
 }
 
-static int parse_token(const char *body, size_t len, char **ret_user, char **ret_pass, struct wc_error *e)
+static int parse_token(const char *body, size_t len, char **ret_user, char **ret_pass, time_t *ret_expires,
+                       struct wc_error *e)
 {
     json_error_t je;
     json_t *j _cleanup_json_ = json_loadb(body, len, 0, &je);
     json_t *d = json_array_get(json_object_get(j, "authorizationData"), 0);
+    json_t *exp = json_object_get(d, "expiresAt"); /* seconds since the epoch, as a number */
+    *ret_expires = json_is_number(exp) ? (time_t)json_number_value(exp) : 0;
     const char *tok = json_string_value(json_object_get(d, "authorizationToken"));
     size_t n = tok ? strlen(tok) : 0;
     if (!n || n % 4 || n > 16384)
@@ -97,8 +102,8 @@ static void error_type(const char *t, char *out, size_t n)
     out[k] = '\0';
 }
 
-int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, char **ret_user, char **ret_pass,
-                 struct wc_error *e)
+static int fetch_token(struct s3_ctx *ctx, const char *region, int fips, const char *endpoint, char **ret_user,
+                       char **ret_pass, time_t *ret_expires, struct wc_error *e)
 {
     struct creds cr;
     int r = creds_get(&ctx->creds, NULL, region, &cr, e);
@@ -106,13 +111,7 @@ int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, char **ret_us
         return wc_err(e, r, "an ECR registry and no Secret: this plugin has no AWS credentials to ask "
                       "ecr:GetAuthorizationToken with (give it an IAM role: IRSA, EKS Pod Identity or an instance "
                       "profile), or give the volume a Secret with username and password");
-    char endpoint[256], host[256];
-    const char *ep = getenv("AWS_ENDPOINT_URL_ECR");
-    if (ep && *ep)
-        snprintf(endpoint, sizeof(endpoint), "%s", ep);
-    else
-        snprintf(endpoint, sizeof(endpoint), "https://%s.%s.amazonaws.com%s", fips ? "ecr-fips" : "api.ecr", region,
-                 strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+    char host[256];
     const char *h = strstr(endpoint, "://");
     snprintf(host, sizeof(host), "%.*s", (int)strcspn(h ? h + 3 : endpoint, "/"), h ? h + 3 : endpoint);
     static const char body[] = "{}";
@@ -184,8 +183,87 @@ int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, char **ret_us
                    denied ? ": this plugin's IAM role needs ecr:GetAuthorizationToken (and ecr:BatchGetImage, "
                             "ecr:GetDownloadUrlForLayer on the repository)" : "");
     } else {
-        r = parse_token(out.p ? out.p : "", out.n, ret_user, ret_pass, e);
+        r = parse_token(out.p ? out.p : "", out.n, ret_user, ret_pass, ret_expires, e);
     }
     wc_buf_wipe(&out);
+    return r;
+}
+
+/* Reused until this close to its end: a fill that starts with it should
+ * not see it expire (if one does, the registry's refusal asks anew). */
+#define ECR_REFRESH_S 3600
+
+static void token_clear(struct ecr_token *t)
+{
+    for (char **p = (char *[]){t->user, t->pass, NULL}; *p; p++)
+        explicit_bzero(*p, strlen(*p));
+    free(t->user);
+    free(t->pass);
+    *t = (struct ecr_token){0};
+}
+
+void s3_ecr_forget(struct s3_ctx *ctx)
+{
+    for (size_t i = 0; i < ECR_TOKENS_MAX; i++)
+        if (ctx->ecr[i].user)
+            token_clear(&ctx->ecr[i]);
+}
+
+static int dup2_strs(const char *u, const char *p, char **ret_user, char **ret_pass)
+{
+    char *a = strdup(u), *b = strdup(p);
+    if (!a || !b) {
+        free(a);
+        if (b)
+            explicit_bzero(b, strlen(b));
+        free(b);
+        return -ENOMEM;
+    }
+    *ret_user = a;
+    *ret_pass = b;
+    return 0;
+}
+
+int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, int again, char **ret_user, char **ret_pass,
+                 struct wc_error *e)
+{
+    char endpoint[256], key[sizeof(((struct ecr_token *)0)->key)];
+    const char *ep = getenv("AWS_ENDPOINT_URL_ECR");
+    if (ep && *ep)
+        snprintf(endpoint, sizeof(endpoint), "%s", ep);
+    else
+        snprintf(endpoint, sizeof(endpoint), "https://%s.%s.amazonaws.com%s", fips ? "ecr-fips" : "api.ecr", region,
+                 strncmp(region, "cn-", 3) == 0 ? ".cn" : "");
+    snprintf(key, sizeof(key), "%s %d %s", region, fips, endpoint);
+    time_t now = time(NULL);
+    pthread_mutex_lock(&ctx->ecr_lock);
+    struct ecr_token *slot = NULL, *oldest = &ctx->ecr[0];
+    for (size_t i = 0; i < ECR_TOKENS_MAX && !slot; i++) {
+        if (ctx->ecr[i].user && strcmp(ctx->ecr[i].key, key) == 0)
+            slot = &ctx->ecr[i];
+        else if (ctx->ecr[i].expires < oldest->expires)
+            oldest = &ctx->ecr[i];
+    }
+    int r;
+    if (slot && !again && slot->expires - now > ECR_REFRESH_S) {
+        r = dup2_strs(slot->user, slot->pass, ret_user, ret_pass);
+    } else {
+        char *u = NULL, *p = NULL;
+        time_t expires = 0;
+        r = fetch_token(ctx, region, fips, endpoint, &u, &p, &expires, e);
+        if (r == 0 && (r = dup2_strs(u, p, ret_user, ret_pass)) == 0) {
+            struct ecr_token *t = slot ? slot : oldest;
+            if (t->user)
+                token_clear(t);
+            *t = (struct ecr_token){.user = u, .pass = p, .expires = expires};
+            snprintf(t->key, sizeof(t->key), "%s", key);
+            u = p = NULL;
+        }
+        if (p)
+            explicit_bzero(p, strlen(p));
+        free(u);
+        free(p);
+    }
+    pthread_mutex_unlock(&ctx->ecr_lock);
     return r;
 }

@@ -7,6 +7,7 @@
 
 #include <curl/curl.h>
 #include <pthread.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdint.h>
 
@@ -20,6 +21,15 @@
 #define S3_RETRIES 6
 
 /* The S3 layer's process state, made once and handed to every client. */
+/* An ECR password the node's role was given, kept for the fills after it
+ * (ecr.c): by region, FIPS or not, and the endpoint asked. */
+#define ECR_TOKENS_MAX 8
+struct ecr_token {
+    char key[320];
+    char *user, *pass;
+    time_t expires;
+};
+
 struct s3_ctx {
     struct s3_stats stats;
     pthread_mutex_t budget_lock;   /* guards the budget */
@@ -29,6 +39,8 @@ struct s3_ctx {
     struct creds_cache creds;
     struct s3_rates rates;         /* per prefix, after SlowDown (rate.h) */
     char ca_file[4096];            /* AWS_CA_BUNDLE: the CAs an https endpoint is checked against; "": the system's */
+    pthread_mutex_t ecr_lock;      /* one GetAuthorizationToken at a time; guards ecr */
+    struct ecr_token ecr[ECR_TOKENS_MAX];
 };
 
 struct s3_client {

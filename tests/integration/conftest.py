@@ -55,9 +55,10 @@ class Driver:
         here = ",".join([f"file://{self.work}/", *self.allow, "s3://"])
         return [f"--allowed-sources={here}", f"--inline-sources={here}", "--inline-node-credentials"]
 
-    def start(self, *extra, env=None, policy=None):
+    def start(self, *extra, env=None, policy=None, wrap=()):
         """env: variables to set (None values unset); the instance metadata
-        service is off unless a test sets it up (no probe of 169.254.169.254)."""
+        service is off unless a test sets it up (no probe of 169.254.169.254).
+        wrap: a command the plugin is run under (it must exec it)."""
         self.mark = len(self.log_lines()) if self.log.exists() else 0
         self.logf = open(self.log, "a")
         full = dict(os.environ, AWS_EC2_METADATA_DISABLED="true")
@@ -67,7 +68,7 @@ class Driver:
             else:
                 full[k] = v
         self.proc = subprocess.Popen(
-            [str(DRIVER), f"--endpoint=unix://{self.sock}", f"--store-root={self.store}",
+            [*wrap, str(DRIVER), f"--endpoint=unix://{self.sock}", f"--store-root={self.store}",
              f"--state-dir={self.work / 'state'}", "--node-id=it-node",
              *(self.policy_flags() if policy is None else policy), *extra],
             stderr=self.logf, stdout=self.logf, env=full)

@@ -306,7 +306,7 @@ class FakeEcrApi:
         from botocore.auth import SigV4Auth
         from botocore.awsrequest import AWSRequest
         from botocore.credentials import Credentials
-        self.calls, self.bad, self.deny = 0, [], False
+        self.calls, self.bad, self.deny, self.password = 0, [], False, password
         api = self
 
         class H(http.server.BaseHTTPRequestHandler):
@@ -347,7 +347,7 @@ class FakeEcrApi:
                     return self.reply(400, b'{"__type":"AccessDeniedException","message":"User: arn:aws:sts::1:'
                                            b'assumed-role/node is not authorized to perform: ecr:GetAuthorizationToken"}')
                 import base64
-                tok = base64.b64encode(f"AWS:{password}".encode()).decode()
+                tok = base64.b64encode(f"AWS:{api.password}".encode()).decode()
                 self.reply(200, json.dumps({"authorizationData": [{"authorizationToken": tok,
                                                                    "expiresAt": time.time() + 43200}]}).encode())
 

@@ -326,3 +326,54 @@ def test_fake_ecr_a_registry_of_ecr_logs_in_with_the_nodes_role(work):
     finally:
         reg.stop()
         api.stop()
+
+
+def test_fake_ecr_the_plugin_logs_in_once_for_many_fills_and_again_when_refused(work):
+    """The node's ECR password is kept for the fills after the first (ECR's
+    last 12 hours), and asked anew when the registry refuses it (rotated).
+    Fakes named so, as above; the plugin runs in a mount namespace of its
+    own with the ECR host name in its /etc/hosts."""
+    from conftest import make_ca
+    from registry import FakeEcrApi
+    import base64
+    tls = make_ca(work / "ecr-tls", [ECR_HOST])
+    api = FakeEcrApi(tls, "AKIDNODEROLE", "node-role-secret", "ecr-" + os.urandom(12).hex())
+    reg = FakeRegistry(work, name="ecr", ca=tls)
+    d = None
+    try:
+        arts = {t: {"w.bin": os.urandom(1 << 20), "t.txt": t.encode()} for t in ("v1", "v2", "v3")}
+        for t, files in arts.items():
+            reg.serve(t, files)
+        reg.basic = "Basic " + base64.b64encode(f"AWS:{api.password}".encode()).decode()
+        hosts = work / "hosts"
+        hosts.write_text(open("/etc/hosts").read() + f"\n127.0.0.1 {ECR_HOST}\n")
+        wrap = ["unshare", "-m", "--propagation", "private", "sh", "-c",
+                f'mount --bind {hosts} /etc/hosts && exec "$@"', "sh"]
+        base = f"oci://{ECR_HOST}:{reg.port}/models/m"
+        d = Driver(work, allow=[f"oci://{ECR_HOST}:{reg.port}/"]).start(wrap=wrap, env={
+            "SSL_CERT_FILE": str(tls[0]), "AWS_CA_BUNDLE": str(tls[0]), "AWS_ENDPOINT_URL_ECR": api.endpoint,
+            "AWS_ACCESS_KEY_ID": "AKIDNODEROLE", "AWS_SECRET_ACCESS_KEY": "node-role-secret"})
+
+        def stage(tag):
+            vol = d.create(f"pvc-{tag}", f"{base}:{tag}")
+            d.ctl("stage", "-f", vol, work / f"s-{tag}")  # the mount is in the plugin's namespace
+            copies = {c["source"]: c for c in d.ctl("status", "--json")["copies"]}
+            c = copies[f"{base}:{tag}"]
+            assert c["state"] == "ready", c
+            return sha256_tree(d.store / "content" / c["content_id"])
+
+        assert stage("v1") == hashes(arts["v1"])
+        assert stage("v2") == hashes(arts["v2"])
+        assert api.calls == 1 and api.bad == [], (api.calls, api.bad)  # one login for both fills
+        api.password = "ecr-" + os.urandom(12).hex()  # rotated: the registry refuses the kept one
+        reg.basic = "Basic " + base64.b64encode(f"AWS:{api.password}".encode()).decode()
+        assert stage("v3") == hashes(arts["v3"])
+        assert api.calls == 2, api.calls
+        assert api.password not in d.log.read_text()
+        assert d.stop() == 0
+        d = None
+    finally:
+        if d:
+            d.stop()
+        reg.stop()
+        api.stop()
