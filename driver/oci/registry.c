@@ -331,13 +331,25 @@ static const char *domain_of(const char *host, size_t n, size_t *ret_n)
     return host + i;
 }
 
+/* An address, not a name: IPv4 digits and dots, or an IPv6 literal. */
+static int is_address(const char *host, size_t n)
+{
+    return n > 0 && (host[0] == '[' || strspn(host, "0123456789.") >= n);
+}
+
+/* The realm is the registry's own: the same domain, or for a registry at
+ * an address the same address (two addresses sharing their last two
+ * numbers are not one party's). */
 static int realm_is_home(const struct oci_client *c, const char *realm)
 {
     const char *h = realm + 8; /* after https:// */
-    size_t hl = strcspn(h, "/:?#"), rl = strcspn(c->ref.host, ":");
+    size_t hl = h[0] == '[' ? strcspn(h, "]") + 1 : strcspn(h, "/:?#");
+    size_t rl = c->ref.host[0] == '[' ? strcspn(c->ref.host, "]") + 1 : strcspn(c->ref.host, ":");
+    if (is_address(h, hl) || is_address(c->ref.host, rl))
+        return hl == rl && strncasecmp(h, c->ref.host, hl) == 0;
     size_t dl, rdl;
     const char *d = domain_of(h, hl, &dl), *rd = domain_of(c->ref.host, rl, &rdl);
-    return dl == rdl && strncasecmp(d, rd, dl) == 0 && memchr(h, '@', hl) == NULL;
+    return dl == rdl && strncasecmp(d, rd, dl) == 0;
 }
 
 /* A token from the challenge's realm for pulling this repository. */
@@ -349,6 +361,9 @@ static int bearer(struct oci_client *c, const char *ch, struct wc_error *e)
     if (strncmp(realm, "https://", 8) != 0)
         return wc_err(e, -EPROTO, "registry %s sends for tokens to \"%.200s\", which is not https://: refused "
                       "(credentials would travel in the clear)", c->ref.host, realm);
+    if (memchr(realm + 8, '@', strcspn(realm + 8, "/?#")))
+        return wc_err(e, -EPROTO, "registry %s sends for tokens to a URL with a user part: refused (its host "
+                      "is not what it seems to be)", c->ref.host);
     challenge_param(ch, "service", service, sizeof(service));
     /* our own scope, whatever the challenge asked: a pull of this repository */
     char scope[OCI_REPO_MAX + 32];

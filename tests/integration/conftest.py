@@ -219,7 +219,7 @@ def partial_dir_of(store):
 
 def make_ca(d, names=()):
     """A CA of our own and a server certificate for 127.0.0.1 (and the DNS
-    names given) signed by it (openssl): (ca.pem, server.pem, server.key) under d."""
+    names or IPv4 addresses given) signed by it (openssl): (ca.pem, server.pem, server.key) under d."""
     d = Path(d)
     d.mkdir(parents=True, exist_ok=True)
     run = lambda *a: subprocess.run(a, check=True, capture_output=True)  # noqa: E731
@@ -227,7 +227,8 @@ def make_ca(d, names=()):
         "-subj", "/CN=warmcache test CA", "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"))
     run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", "/CN=127.0.0.1",
         "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"))
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1" + "".join(f",DNS:{n}" for n in names) + "\n")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1" + "".join(
+        f",IP:{n}" if n.replace(".", "").isdigit() else f",DNS:{n}" for n in names) + "\n")
     run("openssl", "x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"), "-CAkey", str(d / "ca.key"),
         "-CAcreateserial", "-days", "2", "-extfile", str(d / "san.ext"), "-out", str(d / "server.pem"))
     return d / "ca.pem", d / "server.pem", d / "server.key"

@@ -41,16 +41,97 @@ def digest(b):
     return "sha256:" + hashlib.sha256(b).hexdigest()
 
 
-class Registry:
-    """docker-registry serving https on 127.0.0.1; user=(name, password) puts it behind htpasswd."""
+def _b64url(b):
+    import base64
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 
-    def __init__(self, root, user=None):
+
+class TokenServer:
+    """The distribution spec's token server, our own (Debian packages the
+    registry but no token issuer): it takes Basic user:password at /token,
+    records what each request carried (self.seen), and hands out a JWT the
+    registry verifies itself (RS256, signed with openssl by a key whose
+    self-signed certificate is the registry's rootcertbundle) granting the
+    actions the scope asks for. Anonymous requests are refused (401)."""
+
+    def __init__(self, root, tls, user, service="warmcache-registry", issuer="warmcache-test-issuer"):
+        root = Path(root) / "token"
+        root.mkdir(parents=True, exist_ok=True)
+        self.key, self.cert = root / "sign.key", root / "sign.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                        "/CN=warmcache token signer", "-keyout", str(self.key), "-out", str(self.cert)],
+                       check=True, capture_output=True)
+        der = subprocess.run(["openssl", "x509", "-in", str(self.cert), "-outform", "DER"], check=True,
+                             capture_output=True).stdout
+        import base64
+        self.x5c = base64.b64encode(der).decode()
+        self.service, self.issuer, self.user, self.seen = service, issuer, user, []
+        want = "Basic " + base64.b64encode(f"{user[0]}:{user[1]}".encode()).decode()
+        srv = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                from urllib.parse import parse_qs, urlparse
+                q = parse_qs(urlparse(self.path).query)
+                srv.seen.append((self.path, dict(self.headers)))
+                if self.headers.get("Authorization") != want:
+                    self.send_response(401)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                access = []
+                for sc in q.get("scope", []):
+                    typ, name, actions = sc.split(":")
+                    access.append({"type": typ, "name": name, "actions": actions.split(",")})
+                body = json.dumps({"token": srv.sign(access), "expires_in": 300}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.srv.daemon_threads = True
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(tls[1]), str(tls[2]))
+        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True, do_handshake_on_connect=False)
+        self.realm = f"https://127.0.0.1:{self.srv.server_address[1]}/token"
+        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
+
+    def sign(self, access):
+        now = int(time.time())
+        head = _b64url(json.dumps({"typ": "JWT", "alg": "RS256", "x5c": [self.x5c]}).encode())
+        claims = _b64url(json.dumps({"iss": self.issuer, "sub": self.user[0], "aud": self.service, "exp": now + 300,
+                                     "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(),
+                                     "access": access}).encode())
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(self.key)], input=f"{head}.{claims}".encode(),
+                             check=True, capture_output=True).stdout
+        return f"{head}.{claims}.{_b64url(sig)}"
+
+    def stop(self):
+        self.srv.shutdown()
+        self.srv.server_close()
+
+
+class Registry:
+    """docker-registry serving https on 127.0.0.1; user=(name, password) puts it
+    behind htpasswd, or with token=True behind the token flow (TokenServer)."""
+
+    def __init__(self, root, user=None, token=False):
         root = Path(root)
         self.ca, cert, key = make_ca(root / "reg-tls")
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         auth = ""
-        if user:
+        self.tokens = None
+        if token:
+            self.tokens = TokenServer(root, (self.ca, cert, key), user)
+            auth = (f"auth:\n  token:\n    realm: {self.tokens.realm}\n    service: {self.tokens.service}\n"
+                    f"    issuer: {self.tokens.issuer}\n    rootcertbundle: {self.tokens.cert}\n")
+        elif user:
             line = subprocess.run(["htpasswd", "-Bbn", user[0], user[1]], check=True, capture_output=True).stdout
             (root / "htpasswd").write_bytes(line.strip() + b"\n")
             auth = f"auth:\n  htpasswd:\n    realm: warmcache-test\n    path: {root / 'htpasswd'}\n"
@@ -83,6 +164,8 @@ class Registry:
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
+        if self.tokens:
+            self.tokens.stop()
 
 
 def _request(method, url, body=None, headers=None, ctx=None, auth=None):
@@ -169,7 +252,7 @@ class FakeRegistry:
     endless: a manifest reference whose body never ends. Every request's
     path and headers land in self.seen."""
 
-    def __init__(self, root, name="fake", ca=None):
+    def __init__(self, root, name="fake", ca=None, addr="127.0.0.1"):
         root = Path(root)
         self.ca, cert, key = ca if ca else make_ca(root / f"{name}-tls")
         self.cert, self.key = cert, key
@@ -181,6 +264,7 @@ class FakeRegistry:
         self.error_forever = False  # answer manifests 500 with a body that never ends
         self.token = "tok-" + os.urandom(8).hex()
         self.user = None
+        self.realm = None          # with bearer: the realm the challenge names (default: this server's /token)
         fake = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -207,7 +291,7 @@ class FakeRegistry:
                 if fake.basic and not path.startswith("/storage/") and self.headers.get("Authorization") != fake.basic:
                     return self.send(401, b"", [("WWW-Authenticate", 'Basic realm="fake"')])
                 if fake.bearer and self.headers.get("Authorization") != f"Bearer {fake.token}":
-                    realm = f"https://127.0.0.1:{fake.port}/token"
+                    realm = fake.realm or f"https://127.0.0.1:{fake.port}/token"
                     return self.send(401, b'{"errors":[{"code":"UNAUTHORIZED"}]}', [(
                         "WWW-Authenticate", f'Bearer realm="{realm}",service="fake",scope="repository:x:pull"')])
                 parts = path.split("/")
@@ -257,10 +341,10 @@ class FakeRegistry:
                     return self.send(206, body[a:b + 1], [("Content-Range", f"bytes {a}-{b}/{len(body)}")])
                 return self.send(200, body)
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.srv = http.server.ThreadingHTTPServer((addr, 0), Handler)
         self.srv.daemon_threads = True
         self.port = self.srv.server_address[1]
-        self.host = f"127.0.0.1:{self.port}"
+        self.host = f"{addr}:{self.port}"
         tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         tls.load_cert_chain(str(cert), str(key))
         # the handshake in each connection's own thread, not the one that accepts

@@ -110,6 +110,38 @@ def test_a_registry_behind_a_password_takes_the_secret(work):
         reg.stop()
 
 
+def test_a_registry_behind_the_token_flow_gives_a_pull_token_for_the_secret(work):
+    """docker-registry with token auth: the 401 names a realm (a token
+    server of the test's own, whose JWT the registry verifies); the fill
+    asks it for repository:REPO:pull with the Secret, then pulls with the
+    token. Without the Secret, or with a wrong one, the message says what
+    to fix."""
+    user = ("puller", "pw-" + os.urandom(8).hex())
+    reg = Registry(work, user=user, token=True)
+    try:
+        files = model_files()
+        src = work / "tree"
+        for k, v in files.items():
+            (src / k).parent.mkdir(parents=True, exist_ok=True)
+            (src / k).write_bytes(v)
+        reg.oras("push", f"{reg.host}/models/tok:v1", *files.keys(), cwd=src, user=user)
+        url = f"oci://{reg.host}/models/tok:v1"
+        reg.tokens.seen.clear()
+        r = fill(reg.env(), url, work / "copy", "--secret", f"username={user[0]}", "--secret", f"password={user[1]}")
+        assert sha256_tree(work / "copy") == hashes(files)
+        # one token for the fill's connections, for pulling this repository only, asked with the Secret
+        assert [p for p, _ in reg.tokens.seen] == ["/token?service=warmcache-registry&scope=repository%3Amodels%2Ftok%3Apull"]
+        assert reg.tokens.seen[0][1].get("Authorization", "").startswith("Basic ")
+        assert user[1] not in r.stdout + r.stderr
+        r = fill(reg.env(), url, work / "anon", check=False)
+        assert r.returncode == 1 and "refused an anonymous pull" in r.stderr, r.stderr
+        r = fill(reg.env(), url, work / "wrong", "--secret", f"username={user[0]}", "--secret", "password=nope",
+                 check=False)
+        assert r.returncode == 1 and "401" in r.stderr and "nope" not in r.stderr, r.stderr
+    finally:
+        reg.stop()
+
+
 def test_two_tags_of_one_artifact_are_one_copy_in_the_plugin(registry, work):
     files = model_files()
     push(registry, "models/tiny-llm", ["v1", "stable"], files)
@@ -251,6 +283,41 @@ def test_fake_registry_bearer_tokens_stay_home_when_blobs_redirect(fake, work):
         assert "X-Amz-Signature" not in r.stderr, "a presigned URL's signature must not reach a message"
     finally:
         storage.stop()
+
+
+def test_fake_registry_a_realm_at_another_address_never_gets_the_password(work):
+    """A registry at an IP address whose Bearer realm is another address
+    (127.1.0.1, whose last two labels are 127.0.0.1's): not the registry's
+    own, so the token is asked anonymously and the Secret stays home."""
+    from conftest import make_ca
+    tls = make_ca(work / "realm-tls", ["127.1.0.1", "registry.example.test", "evil.example.test"])
+    reg = FakeRegistry(work, name="home", ca=tls)
+    other = FakeRegistry(work, name="other", ca=tls, addr="127.1.0.1")
+    try:
+        reg.serve("v1", {"w.bin": b"w"})
+        reg.bearer, reg.realm = True, f"https://127.1.0.1:{other.port}/token"
+        pw = "pw-" + os.urandom(8).hex()
+        r = fill(reg.env(), f"oci://{reg.host}/m:v1", work / "a", "--secret", "username=u", "--secret",
+                 f"password={pw}", check=False)
+        asked = [h for p, h in other.seen if p.startswith("/token")]
+        assert asked, r.stderr
+        assert all("Authorization" not in h for h in asked), asked
+        assert r.returncode == 1
+        # by name: a realm whose user part spells the registry's domain is still another host's
+        names = work / "hosts"
+        names.write_text(open("/etc/hosts").read() + "\n127.0.0.1 registry.example.test\n"
+                         "127.1.0.1 evil.example.test\n")
+        reg.realm = f"https://registry.example.test:x@evil.example.test:{other.port}/token"
+        other.seen.clear()
+        cmd = (f"mount --bind {names} /etc/hosts && exec {CTL} fill oci://registry.example.test:{reg.port}/m:v1 "
+               f"{work / 'b'} --secret username=u --secret password={pw}")
+        r = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", cmd], env=reg.env(),
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "a URL with a user part: refused" in r.stderr, r.stderr
+        assert other.seen == [], other.seen
+    finally:
+        reg.stop()
+        other.stop()
 
 
 def test_fake_registry_a_range_answered_with_the_whole_blob_is_refused_clearly(fake, work):
