@@ -9,6 +9,7 @@ FROM ${BASE} AS build
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       cmake ninja-build pkg-config gcc libc6-dev libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
       libjansson-dev libcurl4-openssl-dev libmount-dev libblkid-dev libssl-dev libexpat1-dev libisal-dev \
+      libzstd-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./
@@ -21,7 +22,7 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DWC_TESTS=OFF -DWC
 
 FROM ${BASE}
 RUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libgrpc29 libprotobuf-c1 libjansson4 libmount1 libblkid1 libssl3 libcurl4 libexpat1 libisal2 \
+      libgrpc29 libprotobuf-c1 libjansson4 libmount1 libblkid1 libssl3 libcurl4 libexpat1 libisal2 libzstd1 \
       mdadm xfsprogs e2fsprogs util-linux ca-certificates \
     && apt-get clean && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/cache/debconf/*-old /usr/share/doc/* /usr/share/man/*
 COPY --from=build /build/warmcache-csi /build/warmcachectl /usr/local/bin/

@@ -46,11 +46,11 @@ apt_install() {
 # mkfs.ext4 for the writable layers' loop images)
 apt_install cmake ninja-build pkg-config gcc make libgrpc-dev protobuf-c-compiler libprotobuf-c-dev \
             libjansson-dev libcurl4-openssl-dev libmount-dev libblkid-dev libcmocka-dev libssl-dev libexpat1-dev \
-            libisal-dev xfsprogs e2fsprogs util-linux mount procps python3 openssl
+            libisal-dev libzstd-dev xfsprogs e2fsprogs util-linux mount procps python3 openssl
 if want test; then
   # etcd for kube-apiserver; a kubelet's node: containerd, runc, the CNI
   # loopback plugin, busybox for the test image (../shared/notes/real-kubelet.md)
-  apt_install python3-pytest etcd-server containerd runc containernetworking-plugins busybox-static
+  apt_install python3-pytest etcd-server containerd runc containernetworking-plugins busybox-static zstd
 fi
 if want e2e; then
   apt_install buildah podman debootstrap

@@ -7,8 +7,8 @@
  * whatever its media type, as `oras pull` writes it. Archives, applied at
  * the copy's root in manifest order (unpack.c): ModelPack tar layers, a
  * directory oras packed (io.deis.oras.content.unpack), a container image's
- * layers (with whiteouts). What warmcache cannot place (zstd, foreign
- * layers, unknown media types) is refused with a message saying so, never
+ * layers (with whiteouts); plain, gzip or zstd. What warmcache cannot place
+ * (foreign layers, unknown media types) is refused with a message saying so, never
  * skipped: a copy without it would be missing files its author pushed. */
 #include "oci/oci.h"
 #include "base/macros.h"
@@ -70,9 +70,8 @@ static unsigned tar_kind(const char *mt, size_t i, struct wc_error *e)
         return OCI_UNPACK_TAR;
     if (ends_with(mt, ".tar+gzip") || ends_with(mt, ".tar.gzip"))
         return OCI_UNPACK_TAR | OCI_UNPACK_GZIP;
-    if (ends_with(mt, "+zstd"))
-        return wc_err(e, -ENOTSUP, "manifest: layer %zu (%.100s) is compressed with zstd, which warmcache does not "
-                      "read so far: push it with gzip or uncompressed layers", i, mt), 0;
+    if (ends_with(mt, ".tar+zstd"))
+        return OCI_UNPACK_TAR | OCI_UNPACK_ZSTD;
     return wc_err(e, -ENOTSUP, "manifest: layer %zu has media type \"%.100s\", which is not a tar layer warmcache "
                   "reads", i, mt), 0;
 }
@@ -157,6 +156,8 @@ static const struct {
     {".tgz", OCI_UNPACK_TAR | OCI_UNPACK_GZIP},
     {".image.tar", OCI_UNPACK_TAR | OCI_UNPACK_WHITEOUTS},
     {".image.tgz", OCI_UNPACK_TAR | OCI_UNPACK_GZIP | OCI_UNPACK_WHITEOUTS},
+    {".tzst", OCI_UNPACK_TAR | OCI_UNPACK_ZSTD},
+    {".image.tzst", OCI_UNPACK_TAR | OCI_UNPACK_ZSTD | OCI_UNPACK_WHITEOUTS},
 };
 
 void oci_layer_key(size_t i, unsigned unpack, char out[OCI_LAYER_KEY_MAX])

@@ -47,6 +47,7 @@ int oci_identity(const char *url, char *out, size_t n, struct wc_error *e);
 #define OCI_UNPACK_TAR 1
 #define OCI_UNPACK_GZIP 2
 #define OCI_UNPACK_WHITEOUTS 4
+#define OCI_UNPACK_ZSTD 8
 
 /* The directory of a copy the archives of an artifact are fetched into,
  * applied from in order, and then removed; no file may be named so. */
@@ -126,7 +127,7 @@ struct oci_transfer {
 #define OCI_RETRIES 5
 int oci_transfer_run(struct oci_client *c, const struct oci_transfer *t, struct wc_error *e);
 
-/* Applies one tar layer (read from layer_fd, gzip when flags say) onto
+/* Applies one tar layer (read from layer_fd, gzip or zstd as flags say) onto
  * the tree at root, as a runtime applies an image's layers in order:
  * see unpack.c for what an entry may and may not do. room(), when set, is
  * asked before each file is written with its size (the store claims

@@ -1,5 +1,5 @@
 /*
- * Applying one tar layer (plain or gzip) onto a directory tree, as a
+ * Applying one tar layer (plain, gzip or zstd) onto a directory tree, as a
  * container runtime applies an image's layers: in order, each entry
  * replacing what lies at its path, whiteouts removing what lower layers put
  * there. The layer's bytes were verified against its digest, but its author
@@ -32,6 +32,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <isa-l/igzip_lib.h>
+#include <zstd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,11 +43,14 @@
 #define META_MAX (1u << 20)          /* a PAX header or GNU long name */
 #define ENTRIES_MAX 2000000          /* paths one layer may write or hold as parents */
 
-/* ---- the byte stream: the blob, inflated when gzip ------------------------ */
+/* ---- the byte stream: the blob, inflated when gzip or zstd --------------- */
 
 struct stream {
     int fd, gzip, in_eof;
     struct inflate_state st;
+    ZSTD_DStream *zs;                /* zstd: its frames one after another */
+    ZSTD_inBuffer zin;
+    size_t zlast;                    /* the last ZSTD_decompressStream's hint: 0 at a frame's end */
     unsigned char *in, *out;
     size_t pos, len;                 /* unread bytes of out */
 };
@@ -63,10 +67,38 @@ static int read_some(int fd, unsigned char *buf, size_t n, size_t *ret, struct w
     return 0;
 }
 
+static int refill_zstd(struct stream *s, struct wc_error *e)
+{
+    while (s->len == 0) {
+        if (s->zin.pos == s->zin.size && !s->in_eof) {
+            size_t n;
+            int r = read_some(s->fd, s->in, BUF, &n, e);
+            if (r < 0)
+                return r;
+            s->in_eof = n == 0;
+            s->zin = (ZSTD_inBuffer){s->in, n, 0};
+        }
+        if (s->zin.pos == s->zin.size && s->in_eof) {
+            if (s->zlast != 0)
+                return wc_err(e, -EBADMSG, "the layer's zstd stream ends early");
+            return 0;
+        }
+        ZSTD_outBuffer out = {s->out, BUF, 0};
+        size_t r = ZSTD_decompressStream(s->zs, &out, &s->zin);
+        if (ZSTD_isError(r))
+            return wc_err(e, -EBADMSG, "the layer is not valid zstd (%s)", ZSTD_getErrorName(r));
+        s->zlast = r;
+        s->len = out.pos;
+    }
+    return 0;
+}
+
 /* More bytes into out; 0 bytes at the end of the stream. */
 static int refill(struct stream *s, struct wc_error *e)
 {
     s->pos = s->len = 0;
+    if (s->zs)
+        return refill_zstd(s, e);
     if (!s->gzip)
         return read_some(s->fd, s->out, BUF, &s->len, e);
     while (s->len == 0) {
@@ -827,9 +859,14 @@ static int run(struct unpacker *k, struct wc_error *e)
 int oci_unpack(int layer_fd, struct oci_unpack *u, const char *what, struct wc_error *e)
 {
     struct unpacker k = {.u = u, .what = what, .dirfd = -1, .s = {.fd = layer_fd, .gzip = !!(u->flags & OCI_UNPACK_GZIP)}};
+    int packed = k.s.gzip || (u->flags & OCI_UNPACK_ZSTD);
     k.s.out = malloc(BUF);
-    k.s.in = k.s.gzip ? malloc(BUF) : NULL;
-    int r = !k.s.out || (k.s.gzip && !k.s.in) ? -ENOMEM : 0;
+    k.s.in = packed ? malloc(BUF) : NULL;
+    if (u->flags & OCI_UNPACK_ZSTD)
+        k.s.zs = ZSTD_createDStream();
+    int r = !k.s.out || (packed && !k.s.in) || ((u->flags & OCI_UNPACK_ZSTD) && !k.s.zs) ? -ENOMEM : 0;
+    if (r == 0 && k.s.zs && ZSTD_isError(ZSTD_initDStream(k.s.zs)))
+        r = -ENOMEM;
     if (r == 0 && k.s.gzip) {
         isal_inflate_init(&k.s.st);
         k.s.st.crc_flag = ISAL_GZIP;
@@ -843,6 +880,7 @@ int oci_unpack(int layer_fd, struct oci_unpack *u, const char *what, struct wc_e
         free(k.whiteouts[i]);
     free(k.whiteouts);
     set_free(&k.written);
+    ZSTD_freeDStream(k.s.zs);
     free(k.s.in);
     free(k.s.out);
     if (r == -ENOMEM && !e->code)

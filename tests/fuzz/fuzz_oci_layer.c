@@ -1,8 +1,8 @@
 /* Tar layers off a registry, applied onto a scratch tree (oci/unpack.c):
  * whatever the bytes, nothing lands outside the tree, and what lands in
  * it is files, directories and links that stay inside, with no setuid
- * bit. Input starting with gzip's magic is applied as a gzip layer, all
- * with whiteouts. */
+ * bit. Input starting with gzip's or zstd's magic is applied as such a
+ * layer, all with whiteouts. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -77,7 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int root = open(tree, O_RDONLY | O_DIRECTORY);
     struct oci_unpack u = {.root = root, .reserved = OCI_LAYERS_DIR,
                            .flags = OCI_UNPACK_TAR | OCI_UNPACK_WHITEOUTS |
-                                    (size >= 2 && data[0] == 0x1f && data[1] == 0x8b ? OCI_UNPACK_GZIP : 0)};
+                                    (size >= 2 && data[0] == 0x1f && data[1] == 0x8b ? OCI_UNPACK_GZIP : 0) |
+                                    (size >= 4 && !memcmp(data, "\x28\xb5\x2f\xfd", 4) ? OCI_UNPACK_ZSTD : 0)};
     struct wc_error e = {0};
     oci_unpack(lfd, &u, "layer", &e);
     close(lfd);

@@ -227,10 +227,11 @@ def test_fake_registry_escaping_paths_and_unreadable_layers_are_refused(fake, wo
     r = fill(fake.env(), f"oci://{fake.host}/m:up", work / "a", check=False)
     assert r.returncode == 1 and "layer 0" in r.stderr and ".." in r.stderr, r.stderr
     assert not list(work.rglob("evil")) and not os.path.exists("/etc/cron.d/evil")
-    m = {"layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd", "digest": digest(b"x"), "size": 1}]}
-    fake.manifests["zstd"] = json.dumps(m).encode()
-    r = fill(fake.env(), f"oci://{fake.host}/m:zstd", work / "b", check=False)
-    assert r.returncode == 1 and "layer 0" in r.stderr and "zstd" in r.stderr, r.stderr
+    m = {"layers": [{"mediaType": "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip", "digest": digest(b"x"),
+                     "size": 1}]}
+    fake.manifests["foreign"] = json.dumps(m).encode()
+    r = fill(fake.env(), f"oci://{fake.host}/m:foreign", work / "b", check=False)
+    assert r.returncode == 1 and "layer 0" in r.stderr and "foreign layer" in r.stderr, r.stderr
 
 
 def test_fake_registry_an_endless_manifest_is_cut(fake, work):

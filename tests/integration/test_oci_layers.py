@@ -21,7 +21,7 @@ import pytest
 from conftest import CTL, Driver, sha256_tree
 from registry import IMAGE_LAYER, FakeRegistry, Registry, push_image
 
-GZ = IMAGE_LAYER + "+gzip"
+GZ, ZST = IMAGE_LAYER + "+gzip", IMAGE_LAYER + "+zstd"
 
 
 def F(name, data, mode=0o644):
@@ -38,6 +38,10 @@ def L(name, target):
 
 def H(name, target):
     return ("h", name, target, 0o644)
+
+
+def zstd(b):
+    return subprocess.run(["zstd", "-q", "-c", "-3"], input=b, capture_output=True, check=True).stdout
 
 
 def tar(entries, gz=False, fmt=tarfile.PAX_FORMAT):
@@ -103,6 +107,7 @@ def image():
     ])
     model = tar([D("models"), F("models/config.json", cfg), F("models/model.safetensors", shard),
                  F(f"{long_dir}/w.bin", deep)], gz=True)
+    tok = zstd(tar([F("models/tokenizer.json", b'{"v": 1}'), F("models/.wh.config.json", b"")]))
     want = {
         "etc": ("d", 0o755), "etc/config.yaml": ("f", h(b"a: 1\n"), 0o644),
         "etc/localtime": ("l", "../usr/share/zoneinfo/UTC"), "etc/os-release": ("l", "../usr/lib/os-release"),
@@ -110,11 +115,11 @@ def image():
         "bin/run2": ("f", h(b"#!/bin/sh\necho hi\n"), 0o755), "lib": ("l", "usr/lib"),
         "old": ("d", 0o755), "old/new": ("f", h(b"new"), 0o644), "old/sub": ("d", 0o755),
         "old/sub/d": ("f", h(b"d"), 0o644), "replaced": ("d", 0o755), "replaced/x": ("f", h(b"x"), 0o644),
-        "models": ("d", 0o755), "models/config.json": ("f", h(cfg), 0o644),
+        "models": ("d", 0o755), "models/tokenizer.json": ("f", h(b'{"v": 1}'), 0o644),
         "models/model.safetensors": ("f", h(shard), 0o644), long_dir: ("d", 0o755),
         f"{long_dir}/w.bin": ("f", h(deep), 0o644),
     }
-    return [(base, GZ, None), (upper, IMAGE_LAYER, None), (model, GZ, None)], want
+    return [(base, GZ, None), (upper, IMAGE_LAYER, None), (model, GZ, None), (tok, ZST, None)], want
 
 
 @pytest.fixture
@@ -139,7 +144,7 @@ def test_a_container_image_is_applied_layer_by_layer_with_whiteouts(registry, wo
     got = tree(work / "copy")
     assert got == want, {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
     assert os.stat(work / "copy/bin/run").st_ino == os.stat(work / "copy/bin/run2").st_ino, "a hard link stays one"
-    assert out["objects"] == 3 and out["checksummed_files"] == 3, "each layer checked against its digest"
+    assert out["objects"] == 4 and out["checksummed_files"] == 4, "each layer checked against its digest"
     assert out["files"] == sum(1 for v in want.values() if v[0] == "f")
     assert out["bytes"] == sum(os.lstat(work / "copy" / k).st_size for k, v in want.items() if v[0] == "f")
 
@@ -153,11 +158,13 @@ def test_modelpack_tar_layers_and_raw_layers_make_one_tree(registry, work):
          "application/vnd.cncf.model.weight.v1.tar", ann("tokenizer")),
         (tar([F("config.json", b"{}")], gz=True), "application/vnd.cncf.model.weight.config.v1.tar+gzip",
          ann("config.json")),
+        (zstd(tar([F("README.md", b"# m\n")])), "application/vnd.cncf.model.doc.v1.tar+zstd", ann("README.md")),
     ]
     push_image(registry, "models/mp", "v1", layers)
     fill(registry.env(), f"oci://{registry.host}/models/mp:v1", work / "copy")
     assert sha256_tree(work / "copy") == {"model.safetensors": h(shard), "tokenizer/tokenizer.json": h(tok),
-                                         "tokenizer/merges.txt": h(b"a b\n"), "config.json": h(b"{}")}
+                                         "tokenizer/merges.txt": h(b"a b\n"), "config.json": h(b"{}"),
+                                         "README.md": h(b"# m\n")}
 
 
 def test_a_directory_oras_packed_lands_as_oras_pull_writes_it(registry, work):
@@ -258,7 +265,9 @@ def test_fake_registry_damaged_layer_streams_fail_clearly(fake, work):
     raw = bytearray(tar([F("a.bin", b"x" * 1000)]))
     raw[148:156] = b"0000000\0"
     assert "checksum" in hostile(fake, work, "badsum", bytes(raw), IMAGE_LAYER)
-    assert "zstd" in hostile(fake, work, "zstd", b"x", IMAGE_LAYER + "+zstd")
+    z = zstd(tar([F("a.bin", os.urandom(1 << 20))]))
+    assert "zstd stream ends early" in hostile(fake, work, "zcut", z[: len(z) // 2], ZST)
+    assert "not valid zstd" in hostile(fake, work, "notzstd", b"\x28\xb5\x2f\xfd" + os.urandom(5000), ZST)
 
 
 def test_fake_registry_a_layer_that_unpacks_past_the_store_fails_naming_sizes(fake, work):

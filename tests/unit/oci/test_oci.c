@@ -119,19 +119,21 @@ static void archives_are_keyed_in_order_with_how_to_apply_them(void **state)
         "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" D1 "\",\"size\":9},"
         "{\"mediaType\":\"application/vnd.docker.image.rootfs.diff.tar.gzip\",\"digest\":\"" D2 "\",\"size\":9},"
         "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"" D3 "\",\"size\":9},"
+        "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\",\"digest\":\"" D3 "\",\"size\":9},"
         "{\"mediaType\":\"application/vnd.cncf.model.weight.v1.tar\",\"digest\":\"" D1 "\",\"size\":9,"
         "\"annotations\":{\"org.cncf.model.filepath\":\"tokenizer\"}},"
         "{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+gzip\",\"digest\":\"" D2 "\",\"size\":9,"
         "\"annotations\":{\"org.opencontainers.image.title\":\"dir\",\"io.deis.oras.content.unpack\":\"true\"}}]}";
     static const unsigned want[] = {
         OCI_UNPACK_TAR | OCI_UNPACK_GZIP | OCI_UNPACK_WHITEOUTS, OCI_UNPACK_TAR | OCI_UNPACK_GZIP | OCI_UNPACK_WHITEOUTS,
-        OCI_UNPACK_TAR | OCI_UNPACK_WHITEOUTS, OCI_UNPACK_TAR, OCI_UNPACK_TAR | OCI_UNPACK_GZIP,
+        OCI_UNPACK_TAR | OCI_UNPACK_WHITEOUTS, OCI_UNPACK_TAR | OCI_UNPACK_ZSTD | OCI_UNPACK_WHITEOUTS, OCI_UNPACK_TAR,
+        OCI_UNPACK_TAR | OCI_UNPACK_GZIP,
     };
     struct oci_manifest m;
     char next[OCI_DIGEST_LEN + 1], prev[OCI_LAYER_KEY_MAX] = "";
     struct wc_error e = {0};
     assert_int_equal(parse(json, &m, next, &e), 0);
-    assert_int_equal(m.n, 5);
+    assert_int_equal(m.n, 6);
     for (size_t i = 0; i < m.n; i++) {
         assert_null(m.v[i].path);
         assert_int_equal(m.v[i].unpack, want[i]);
@@ -182,8 +184,8 @@ static void hostile_manifests_are_refused(void **state)
         {"{\"digest\":\"" D1 "\",\"size\":-1,\"annotations\":{\"org.opencontainers.image.title\":\"a\"}}",
          -EBADMSG, "size -1"},
         {"{\"digest\":\"" D1 "\",\"annotations\":{\"org.opencontainers.image.title\":\"a\"}}", -EBADMSG, "no digest or size"},
-        {"{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+zstd\",\"digest\":\"" D1 "\",\"size\":1}",
-         -ENOTSUP, "zstd"},
+        {"{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar+lz4\",\"digest\":\"" D1 "\",\"size\":1}",
+         -ENOTSUP, "not a tar layer"},
         {"{\"mediaType\":\"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip\",\"digest\":\"" D1 "\","
          "\"size\":1}", -ENOTSUP, "foreign layer"},
         {"{\"mediaType\":\"application/x-something\",\"digest\":\"" D1 "\",\"size\":1}", -ENOTSUP, "cannot place it"},
