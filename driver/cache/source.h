@@ -52,12 +52,13 @@ struct fill_sink {
 struct source;
 
 /* What lay_out writes with: room() claims store space before bytes more
- * are written; bytes counts what it wrote. */
+ * are written, and charged counts what of it is used since; bytes and
+ * files count what it wrote. */
 struct source_layout {
     int (*room)(void *ctx, uint64_t bytes, struct wc_error *e);
     void *ctx;
     const atomic_int *cancel;
-    _Atomic uint64_t bytes, files;
+    _Atomic uint64_t bytes, files, charged;
 };
 
 /* One listed object: its key relative to the source (through pathkey_check),

@@ -8,6 +8,7 @@
  */
 #include "cache/source.h"
 #include "base/macros.h"
+#include "base/pathkey.h"
 #include "oci/oci.h"
 #include "s3/client.h"
 
@@ -28,10 +29,10 @@ struct oci_source {
 };
 
 /* An ECR registry challenged a volume without a Secret: the node's token. */
-static int ecr_login(void *ctx, int again, char **ret_user, char **ret_pass, struct wc_error *e)
+static int ecr_login(void *ctx, const char *refused, char **ret_user, char **ret_pass, struct wc_error *e)
 {
     struct oci_source *os = ctx;
-    return s3_ecr_token(os->aws, os->region, os->fips, again, ret_user, ret_pass, e);
+    return s3_ecr_token(os->aws, os->region, os->fips, refused, ret_user, ret_pass, e);
 }
 
 static int ocisrc_list(struct source *s, source_object_fn fn, void *ctx, const atomic_int *cancel, struct wc_error *e)
@@ -39,43 +40,57 @@ static int ocisrc_list(struct source *s, source_object_fn fn, void *ctx, const a
     struct oci_source *os = (struct oci_source *)s;
     struct oci_manifest m = {0};
     int r = oci_resolve(os->client, cancel, &m, e);
+    /* with an archive, every layer is staged and laid out in order (ocisrc_lay_out) */
+    int staged = 0;
+    for (size_t i = 0; i < m.n; i++)
+        staged |= m.v[i].unpack != 0;
     for (size_t i = 0; r == 0 && i < m.n; i++) {
-        char key[OCI_LAYER_KEY_MAX];
-        if (m.v[i].unpack)
-            oci_layer_key(i, m.v[i].unpack, key);
-        const char *k = m.v[i].unpack ? key : m.v[i].path;
+        char key[OCI_LAYER_KEY_MAX + PATHKEY_MAX];
+        if (staged)
+            oci_layer_key(i, m.v[i].unpack, m.v[i].path, key, sizeof(key));
+        const char *k = staged ? key : m.v[i].path;
         r = fn(ctx, k, strlen(k), m.v[i].size, m.v[i].digest);
     }
     oci_manifest_free(&m);
     return r;
 }
 
-/* Archives land in OCI_LAYERS_DIR as blobs (fetched, resumed and verified
- * as files are); once all are whole they are applied in the manifest's
- * order (their keys sort so) onto the copy's root, files placed already. */
+/* An artifact with archives has all its layers in OCI_LAYERS_DIR (fetched,
+ * resumed and verified as files are); once all are whole, the tree is
+ * made from nothing, each layer in the manifest's order (their keys sort
+ * so): a file linked in at its path, an archive applied. Starting from an
+ * empty tree each time is what makes a run after a kill give the same
+ * tree. A tree that cannot be made is taken away again (its layers stay). */
 static int ocisrc_lay_out(struct source *s, const struct listing *l, int dirfd, struct source_layout *o,
                           struct wc_error *e)
 {
     (void)s;
-    int any = 0;
+    unsigned flags;
+    const char *path;
+    if (l->n == 0 || !oci_layer_key_parse(l->v[0].key, &flags, &path))
+        return 0; /* files only: placed by the fill where they belong */
     struct oci_unpack u = {.root = dirfd, .reserved = OCI_LAYERS_DIR, .room = o->room, .room_ctx = o->ctx,
-                           .cancel = o->cancel, .files = &o->files, .bytes = &o->bytes};
-    for (size_t i = 0; i < l->n; i++) {
-        unsigned flags = oci_layer_key_flags(l->v[i].key);
-        if (!flags)
+                           .cancel = o->cancel, .files = &o->files, .bytes = &o->bytes, .charged = &o->charged};
+    int r = oci_tree_reset(dirfd, OCI_LAYERS_DIR, e);
+    for (size_t i = 0; r == 0 && i < l->n; i++) {
+        if (!oci_layer_key_parse(l->v[i].key, &flags, &path))
             continue;
-        any = 1;
-        _cleanup_close_ int fd = openat(dirfd, l->v[i].key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-            return wc_err_errno(e, -errno, "store: opening layer %s", l->v[i].etag);
         char what[OCI_DIGEST_LEN + 16];
         snprintf(what, sizeof(what), "layer %.19s", l->v[i].etag); /* "sha256:" and 12 hex digits */
-        u.flags = flags;
-        int r = oci_unpack(fd, &u, what, e);
-        if (r < 0)
-            return r;
+        if (!flags) {
+            r = oci_place_file(&u, l->v[i].key, path, what, e);
+        } else {
+            _cleanup_close_ int fd = openat(dirfd, l->v[i].key, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+            u.flags = flags;
+            r = fd < 0 ? wc_err_errno(e, -errno, "store: opening %s", what) : oci_unpack(fd, &u, what, e);
+        }
     }
-    return any;
+    if (r < 0) {
+        struct wc_error ignored;
+        oci_tree_reset(dirfd, OCI_LAYERS_DIR, &ignored); /* the half tree would hold room nobody claims */
+        return r;
+    }
+    return 1;
 }
 
 struct xfer {

@@ -341,24 +341,35 @@ struct layout_room {
     struct store *s;
     const char *what;
     const struct source_layout *o;
-    uint64_t step, until;    /* claimed until o->bytes reaches until */
+    uint64_t step, until;    /* claimed until o->charged reaches until */
     struct store_reservation res;
     int held;
 };
 
+/* Inodes a store keeps free for everything else (other copies, the
+ * volumes' records, a pod's writable layer). */
+#define INODES_KEPT 10000
+
 /* Room for a tree whose size nobody knows before it is written: claimed
- * as it grows, a step at a time (evicting as a fill's room is). */
+ * as it grows, a step at a time (evicting as a fill's room is). A layout
+ * charges every entry a block and an inode at least; where entries cost no
+ * blocks (a tmpfs's directories), the inodes they take are what runs out. */
 static int layout_room(void *ctx, uint64_t bytes, struct wc_error *e)
 {
     struct layout_room *lr = ctx;
-    uint64_t now = atomic_load(&lr->o->bytes);
+    uint64_t now = atomic_load(&lr->o->charged);
     if (now + bytes <= lr->until)
         return 0;
     if (lr->held)
         store_release_room(lr->s, &lr->res);
     lr->held = 0;
     uint64_t need = bytes > lr->step ? bytes : lr->step;
-    lr->res = (struct store_reservation){.done = &lr->o->bytes};
+    struct statvfs v;
+    if (statvfs(lr->s->root, &v) == 0 && v.f_files > 0 && v.f_favail < need / 4096 + INODES_KEPT)
+        return wc_err(e, -ENOSPC, "the copy of %s needs more files than the node store %s has inodes for (%llu "
+                      "free); free inodes on the node or use a node with a larger store", lr->what, lr->s->root,
+                      (unsigned long long)v.f_favail);
+    lr->res = (struct store_reservation){.done = &lr->o->charged};
     int r = store_make_room(lr->s, need, lr->what, &lr->res, e);
     if (r < 0)
         return r;
@@ -401,7 +412,7 @@ static int lay_out(struct store *s, struct source *src, const struct listing *l,
         return wc_err_errno(e, r, "store: removing %s", staging);
     fs_fsync_path(partial);
     struct tally t = {0};
-    int fd = dup(dfd);
+    int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* its own offset, from the start */
     if ((r = fd < 0 ? -errno : count_tree(fd, 0, &t)) < 0)
         return wc_err_errno(e, r, "store: counting the files of %s", partial);
     *ts = (struct tree_size){t.files, t.bytes, 1};
@@ -422,7 +433,7 @@ static int fill_locked(struct store *s, struct source *src, const struct listing
     p->bytes_total = l->bytes;
     p->files_total = l->n;
     /* killed after its tree was made: only the last steps are left */
-    int laid = src->ops->lay_out && fs_is_dir(partial) && journal_laid_out(s, l, cid);
+    int laid = src->ops->lay_out && journal_laid_out(s, l, cid);
     double t0 = mono_s();
     if (laid) {
         already_here(l, p);

@@ -30,7 +30,7 @@ struct oci_client {
     unsigned failed_gen;
     char failed_msg[512];
     char *auth;                       /* "Authorization: …" the registry asked for; NULL: none yet */
-    int (*login)(void *ctx, int again, char **ret_user, char **ret_pass, struct wc_error *e);
+    int (*login)(void *ctx, const char *refused, char **ret_user, char **ret_pass, struct wc_error *e);
     void *login_ctx;
     int logged_in;                    /* user and pass came from login(): ask it again on a refusal */
 };

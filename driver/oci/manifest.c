@@ -160,27 +160,38 @@ static const struct {
     {".image.tzst", OCI_UNPACK_TAR | OCI_UNPACK_ZSTD | OCI_UNPACK_WHITEOUTS},
 };
 
-void oci_layer_key(size_t i, unsigned unpack, char out[OCI_LAYER_KEY_MAX])
+void oci_layer_key(size_t i, unsigned unpack, const char *path, char *out, size_t n)
 {
+    if (!unpack) {
+        snprintf(out, n, OCI_LAYERS_DIR "/%06zu/%s", i, path);
+        return;
+    }
     const char *suffix = ".tar";
     for (size_t k = 0; k < sizeof(key_kinds) / sizeof(key_kinds[0]); k++)
         if (key_kinds[k].flags == unpack)
             suffix = key_kinds[k].suffix;
-    snprintf(out, OCI_LAYER_KEY_MAX, OCI_LAYERS_DIR "/%06zu%s", i, suffix);
+    snprintf(out, n, OCI_LAYERS_DIR "/%06zu%s", i, suffix);
 }
 
-unsigned oci_layer_key_flags(const char *key)
+int oci_layer_key_parse(const char *key, unsigned *ret_flags, const char **ret_path)
 {
     size_t n = strlen(OCI_LAYERS_DIR);
     if (strncmp(key, OCI_LAYERS_DIR "/", n + 1) != 0)
         return 0;
     const char *p = key + n + 1;
-    size_t digits = strspn(p, "0123456789");
-    if (digits != 6)
+    if (strspn(p, "0123456789") != 6)
         return 0;
+    if (p[6] == '/' && p[7]) {
+        *ret_flags = 0;
+        *ret_path = p + 7;
+        return 1;
+    }
     for (size_t k = 0; k < sizeof(key_kinds) / sizeof(key_kinds[0]); k++)
-        if (streq(p + digits, key_kinds[k].suffix))
-            return key_kinds[k].flags;
+        if (streq(p + 6, key_kinds[k].suffix)) {
+            *ret_flags = key_kinds[k].flags;
+            *ret_path = NULL;
+            return 1;
+        }
     return 0;
 }
 

@@ -53,11 +53,13 @@ int oci_identity(const char *url, char *out, size_t n, struct wc_error *e);
  * applied from in order, and then removed; no file may be named so. */
 #define OCI_LAYERS_DIR ".warmcache-layers"
 #define OCI_LAYER_KEY_MAX 64
-/* The listing key of layer i when it is an archive ("DIR/000003.image.tgz":
- * its place in the manifest and how to apply it), and back: the flags of
- * a key, 0 when it names no archive. */
-void oci_layer_key(size_t i, unsigned unpack, char out[OCI_LAYER_KEY_MAX]);
-unsigned oci_layer_key_flags(const char *key);
+/* The listing key of layer i of an artifact that has archives, all its
+ * layers staged in DIR and laid out in order: an archive's
+ * ("DIR/000003.image.tgz": how to apply it) or a file's ("DIR/000004/PATH";
+ * n: at least OCI_LAYER_KEY_MAX + strlen(path)); and back: 1 when key is
+ * staged, with the archive's flags or the file's path (flags 0). */
+void oci_layer_key(size_t i, unsigned unpack, const char *path, char *out, size_t n);
+int oci_layer_key_parse(const char *key, unsigned *ret_flags, const char **ret_path);
 
 /* One layer of an artifact. */
 struct oci_layer {
@@ -91,8 +93,9 @@ struct oci_options {
     const char *docker_config;       /* a .dockerconfigjson: its entry for the registry, when no username */
     /* optional: a user name and password asked for when the registry
      * challenges and the volume gave none (ECR: a token from the node's
-     * role); again set when the registry refused what it gave last */
-    int (*login)(void *ctx, int again, char **ret_user, char **ret_pass, struct wc_error *e);
+     * role); refused: the password it gave last, which the registry refused
+     * (NULL the first time) */
+    int (*login)(void *ctx, const char *refused, char **ret_user, char **ret_pass, struct wc_error *e);
     void *login_ctx;
     const char *ca_file;             /* the CAs a registry's certificate is checked against; NULL: the system's */
     unsigned stall_seconds;          /* a transfer under 1 KiB/s this long is cut and retried; 0: 30 */
@@ -140,5 +143,13 @@ struct oci_unpack {
     void *room_ctx;
     const atomic_int *cancel;
     _Atomic uint64_t *files, *bytes;  /* optional: what it writes is added to them */
+    _Atomic uint64_t *charged;        /* optional: what room() granted, as it is used */
+    uint64_t entries;                 /* entries so far (a copy has at most 10 million) */
 };
 int oci_unpack(int layer_fd, struct oci_unpack *u, const char *what, struct wc_error *e);
+/* Empties the tree at root but for its reserved name: where laying out
+ * starts, so that a run after a kill makes the tree a first run makes. */
+int oci_tree_reset(int root, const char *reserved, struct wc_error *e);
+/* Links the staged file (a path under root) in at path, by the rules and
+ * the walk an archive's entry takes (what it replaces, what it may not). */
+int oci_place_file(struct oci_unpack *u, const char *staged, const char *path, const char *what, struct wc_error *e);

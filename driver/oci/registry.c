@@ -432,7 +432,7 @@ static int bearer(struct oci_client *c, const char *ch, struct wc_error *e)
 static int login(struct oci_client *c, struct wc_error *e)
 {
     char *u = NULL, *p = NULL;
-    int r = c->login(c->login_ctx, c->logged_in, &u, &p, e);
+    int r = c->login(c->login_ctx, c->logged_in ? c->pass : NULL, &u, &p, e); /* only this thread writes them */
     if (r < 0)
         return r;
     pthread_mutex_lock(&c->auth_lock);

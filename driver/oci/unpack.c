@@ -36,12 +36,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define BUF (1u << 20)
 #define META_MAX (1u << 20)          /* a PAX header or GNU long name */
 #define ENTRIES_MAX 2000000          /* paths one layer may write or hold as parents */
+#define PATH_BYTES_MAX (256u << 20)  /* and their bytes: what whiteouts need kept in memory */
+#define FILL_ENTRIES_MAX 10000000    /* entries of all the layers of one copy */
+#define BLOCK 4096                   /* what an entry costs the store at least: a block (and an inode) */
 
 /* ---- the byte stream: the blob, inflated when gzip or zstd --------------- */
 
@@ -193,20 +198,21 @@ static int stream_copy(struct stream *s, int fd, uint64_t n, const atomic_int *c
 struct pathset {
     char **k;
     uint8_t *mark;
-    size_t cap, n;
+    size_t cap, n, bytes;
+    uint64_t seed;                   /* random: a layer's names cannot be made to collide */
 };
 
-static size_t hash_of(const char *p)
+static size_t hash_of(uint64_t seed, const char *p)
 {
-    size_t h = 1469598103934665603ull;
+    uint64_t h = 1469598103934665603ull ^ seed;
     for (; *p; p++)
         h = (h ^ (unsigned char)*p) * 1099511628211ull;
-    return h;
+    return (size_t)(h ^ (h >> 29));
 }
 
 static size_t slot_of(const struct pathset *s, const char *p)
 {
-    size_t i = hash_of(p) & (s->cap - 1);
+    size_t i = hash_of(s->seed, p) & (s->cap - 1);
     while (s->k[i] && !streq(s->k[i], p))
         i = (i + 1) & (s->cap - 1);
     return i;
@@ -217,7 +223,7 @@ static int set_mark(struct pathset *s, const char *p, uint8_t mark)
     if (2 * (s->n + 1) > s->cap) {
         if (s->n >= ENTRIES_MAX)
             return -E2BIG;
-        struct pathset g = {.cap = s->cap ? s->cap * 2 : 1024};
+        struct pathset g = {.cap = s->cap ? s->cap * 2 : 1024, .seed = s->seed, .bytes = s->bytes};
         g.k = calloc(g.cap, sizeof(*g.k));
         g.mark = calloc(g.cap, 1);
         if (!g.k || !g.mark) {
@@ -238,6 +244,8 @@ static int set_mark(struct pathset *s, const char *p, uint8_t mark)
     }
     size_t i = slot_of(s, p);
     if (!s->k[i]) {
+        if ((s->bytes += strlen(p) + 1) > PATH_BYTES_MAX)
+            return -E2BIG;
         if (!(s->k[i] = strdup(p)))
             return -ENOMEM;
         s->n++;
@@ -260,7 +268,7 @@ static void set_free(struct pathset *s)
         free(s->k[i]);
     free(s->k);
     free(s->mark);
-    *s = (struct pathset){0};
+    *s = (struct pathset){.seed = s->seed};
 }
 
 /* p and its parents, as written by this layer. */
@@ -305,8 +313,9 @@ static int rm_at(int at, const char *name, unsigned depth)
         return -errno;
     DIR *d = fdopendir(fd);
     if (!d) {
+        int r = -errno;
         close(fd);
-        return -ENOMEM;
+        return r;
     }
     int r = 0;
     struct dirent *de;
@@ -340,8 +349,10 @@ static int open_dir(struct unpacker *k, const char *path, int create, const char
         int sub = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (sub < 0 && errno == ENOENT && create && (mkdirat(fd, c, 0755) == 0 || errno == EEXIST)) {
             sub = openat(fd, c, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-            if (sub >= 0)
-                fchmod(sub, 0755); /* whatever the umask */
+            if (sub >= 0 && fchmod(sub, 0755) < 0) { /* whatever the umask */
+                close(sub);
+                sub = -1;
+            }
         }
         int err = errno;
         if (fd != k->u->root)
@@ -368,11 +379,11 @@ static int clear(struct unpacker *k, int at, const char *name, int keep_dir, str
 {
     struct stat st;
     if (fstatat(at, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-        return errno == ENOENT ? 0 : wc_err_errno(e, -errno, "%s: looking at %s", k->what, name);
+        return errno == ENOENT ? 0 : wc_err_errno(e, -errno, "%s: looking at what an entry replaces", k->what);
     if (S_ISDIR(st.st_mode) && keep_dir)
         return 1;
     int r = S_ISDIR(st.st_mode) ? rm_at(at, name, 0) : unlinkat(at, name, 0) < 0 ? -errno : 0;
-    return r < 0 ? wc_err_errno(e, r, "%s: replacing %s", k->what, name) : 0;
+    return r < 0 ? wc_err_errno(e, r, "%s: replacing what an entry replaces", k->what) : 0;
 }
 
 /* "./a/b/" -> "a/b"; "" for the root; NULL with e set for what may not be a path. */
@@ -469,27 +480,41 @@ struct entry {
     char *path, *link;               /* as the header (or PAX/GNU records) gave them */
 };
 
-static int write_file(struct unpacker *k, int at, const char *base, const struct entry *en, struct wc_error *e)
+static int write_file(struct unpacker *k, int at, const char *base, const struct entry *en, const char *q,
+                      struct wc_error *e)
 {
     struct oci_unpack *u = k->u;
     int r;
-    if (u->room && (r = u->room(u->room_ctx, en->size, e)) < 0)
-        return r;
     if ((r = clear(k, at, base, 0, e)) < 0)
         return r;
     _cleanup_close_ int fd = openat(at, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
                                     en->mode & 0111 ? 0755 : 0644);
     if (fd < 0)
-        return wc_err_errno(e, -errno, "%s: creating %s", k->what, en->path);
+        return wc_err_errno(e, -errno, "%s: creating %s", k->what, q);
     if (fchmod(fd, en->mode & 0111 ? 0755 : 0644) < 0) /* the umask took bits off */
-        return wc_err_errno(e, -errno, "%s: chmod %s", k->what, en->path);
+        return wc_err_errno(e, -errno, "%s: chmod %s", k->what, q);
     if ((r = stream_copy(&k->s, fd, en->size, u->cancel, e)) < 0)
-        return wc_err_prefix(e, "%s: %s: ", k->what, en->path);
+        return wc_err_prefix(e, "%s: %s: ", k->what, q);
     if (u->bytes)
         atomic_fetch_add(u->bytes, en->size);
     if (u->files)
         atomic_fetch_add(u->files, 1);
     return 0;
+}
+
+/* What an entry of size bytes costs the store, claimed before it is written
+ * (blocks, rounded up, and one more for its inode and name), and the cap on
+ * entries: a layer of a million empty directories is small but not cheap. */
+static int charge(struct unpacker *k, uint64_t size, struct wc_error *e)
+{
+    struct oci_unpack *u = k->u;
+    if (++u->entries > FILL_ENTRIES_MAX)
+        return wc_err(e, -E2BIG, "%s: more than %d entries in the layers of one copy", k->what, FILL_ENTRIES_MAX);
+    uint64_t cost = (size + BLOCK - 1) / BLOCK * BLOCK + BLOCK;
+    int r = u->room ? u->room(u->room_ctx, cost, e) : 0;
+    if (r == 0 && u->charged)
+        atomic_fetch_add(u->charged, cost);
+    return r;
 }
 
 static int apply(struct unpacker *k, struct entry *en, struct wc_error *e)
@@ -535,13 +560,17 @@ static int apply(struct unpacker *k, struct entry *en, struct wc_error *e)
     if (!data && en->type != '1' && en->type != '2' && en->type != '5')
         return wc_err(e, -EBADMSG, "%s: entry %s is of tar type '%c', which warmcache does not read", k->what, q,
                       en->type > 0x20 && en->type < 0x7f ? en->type : '?');
+    if ((r = charge(k, data ? en->size : 0, e)) < 0)
+        return r;
     int at = open_dir(k, dir, 1, path, e);
     if (at < 0)
         return at;
-    if ((r = mark_written(&k->written, path, en->type == '5')) < 0)
-        return wc_err(e, r, "%s: more than %d paths in one layer", k->what, ENTRIES_MAX);
+    if ((k->u->flags & OCI_UNPACK_WHITEOUTS) && (r = mark_written(&k->written, path, en->type == '5')) < 0)
+        return r == -E2BIG ? wc_err(e, r, "%s: more than %d paths or %u MiB of names in one layer", k->what,
+                                    ENTRIES_MAX, PATH_BYTES_MAX >> 20)
+                           : wc_err(e, r, "%s: out of memory", k->what);
     if (data)
-        return write_file(k, at, base, en, e);
+        return write_file(k, at, base, en, q, e);
     if (en->type == '5') {
         if ((r = clear(k, at, base, 1, e)) < 0)
             return r;
@@ -595,7 +624,7 @@ static int prune(struct unpacker *k, int fd, const char *dir, unsigned depth)
 {
     if (depth > PATHKEY_MAX)
         return -ELOOP;
-    int dfd = dup(fd);
+    int dfd = openat(fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC); /* its own offset: a dup shares fd's */
     DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
     if (!d) {
         if (dfd >= 0)
@@ -642,16 +671,27 @@ static int apply_whiteouts(struct unpacker *k, struct wc_error *e)
             r = prune(k, fd, path, 0);
             forget_dir(k);
         } else {
-            if (mark_of(&k->written, path) & MARK_ENTRY)
+            uint8_t m = mark_of(&k->written, path);
+            if (m & MARK_ENTRY)
                 continue; /* hides lower layers only */
-            split(path, dir, sizeof(dir), &base);
-            int fd = open_dir(k, dir, 0, path, e);
-            if (fd == -ENOENT)
-                continue;
-            if (fd < 0)
-                return fd;
-            r = rm_at(fd, base, 0);
-            forget_dir(k);
+            if (m & MARK_DIR) { /* the layer wrote under it: only what lower layers put there goes */
+                int fd = open_dir(k, path, 0, path, e);
+                if (fd == -ENOENT)
+                    continue;
+                if (fd < 0)
+                    return fd;
+                r = prune(k, fd, path, 0);
+                forget_dir(k);
+            } else {
+                split(path, dir, sizeof(dir), &base);
+                int fd = open_dir(k, dir, 0, path, e);
+                if (fd == -ENOENT)
+                    continue;
+                if (fd < 0)
+                    return fd;
+                r = rm_at(fd, base, 0);
+                forget_dir(k);
+            }
         }
         if (r < 0)
             return wc_err_errno(e, r, "%s: applying the whiteout of %s", k->what, q);
@@ -712,19 +752,25 @@ static int pax(struct unpacker *k, const char *b, size_t n, char **path, char **
                struct wc_error *e)
 {
     for (size_t i = 0; i < n;) {
-        char *end;
-        unsigned long len = strtoul(b + i, &end, 10);
-        if (end == b + i || *end != ' ' || len == 0 || len > n - i || b[i + len - 1] != '\n')
+        /* the record's length in decimal digits, a space, then key=value and a newline */
+        size_t len = 0, d = i;
+        while (d < n && d - i < 8 && b[d] >= '0' && b[d] <= '9')
+            len = len * 10 + (size_t)(b[d++] - '0');
+        if (d == i || d >= n || b[d] != ' ' || len <= d - i + 1 || len > n - i || b[i + len - 1] != '\n')
             return wc_err(e, -EBADMSG, "%s: a PAX header that is not records", k->what);
-        const char *kv = end + 1, *rec_end = b + i + len - 1, *eq = memchr(kv, '=', (size_t)(rec_end - kv));
+        const char *kv = b + d + 1, *rec_end = b + i + len - 1, *eq = memchr(kv, '=', (size_t)(rec_end - kv));
         if (!eq)
             return wc_err(e, -EBADMSG, "%s: a PAX record without '='", k->what);
         size_t kl = (size_t)(eq - kv), vl = (size_t)(rec_end - eq - 1);
         char **dst = kl == 4 && !memcmp(kv, "path", 4) ? path : kl == 8 && !memcmp(kv, "linkpath", 8) ? link : NULL;
         if (dst) {
-            free(*dst);
-            if (memchr(eq + 1, '\0', vl) || !(*dst = strndup(eq + 1, vl)))
+            if (memchr(eq + 1, '\0', vl))
                 return wc_err(e, -EBADMSG, "%s: a PAX path with a NUL", k->what);
+            char *v = strndup(eq + 1, vl);
+            if (!v)
+                return -ENOMEM;
+            free(*dst);
+            *dst = v;
         } else if (kl == 4 && !memcmp(kv, "size", 4)) {
             char tmp[32];
             snprintf(tmp, sizeof(tmp), "%.*s", (int)(vl < 31 ? vl : 31), eq + 1);
@@ -760,6 +806,14 @@ static int read_meta(struct unpacker *k, uint64_t size, char **ret, struct wc_er
     return 0;
 }
 
+static void free_meta(char **a, char **b, char **c, char **d)
+{
+    for (char **v[] = {a, b, c, d}, ***p = v; p < v + 4; p++) {
+        free(**p);
+        **p = NULL;
+    }
+}
+
 static int run(struct unpacker *k, struct wc_error *e)
 {
     unsigned char h[512];
@@ -793,26 +847,29 @@ static int run(struct unpacker *k, struct wc_error *e)
             r = wc_err(e, -EBADMSG, "%s: a tar header with a size that is not a number", k->what);
             break;
         }
-        if (has_pax_size)
-            size = pax_size;
         char type = (char)h[156];
         uint64_t mode = 0;
         num(h + 100, 8, &mode);
-        if (type == 'x' || type == 'g' || type == 'L' || type == 'K') {
+        if (type == 'x' || type == 'g' || type == 'L' || type == 'K') { /* about the next entry; their own size is theirs */
             char *b = NULL;
             if ((r = read_meta(k, size, &b, e)) < 0)
                 break;
-            if (type == 'x')
+            if (type == 'x') {
                 r = pax(k, b, size, &pax_path, &pax_link, &pax_size, &has_pax_size, e);
-            else if (type == 'L')
-                free(long_path), long_path = strdup(b);
-            else if (type == 'K')
-                free(long_link), long_link = strdup(b);
-            free(b); /* 'g': global records, none of which we use */
+                free(b);
+            } else if (type == 'L' || type == 'K') {
+                char **dst = type == 'L' ? &long_path : &long_link;
+                free(*dst);
+                *dst = b;
+            } else {
+                free(b); /* 'g': global records, none of which we use */
+            }
             if (r < 0)
                 break;
             continue;
         }
+        if (has_pax_size)
+            size = pax_size;
         if (type == 'S' || type == 'M' || type == 'V') {
             r = wc_err(e, -EBADMSG, "%s: a GNU %s entry, which warmcache does not read", k->what,
                        type == 'S' ? "sparse" : type == 'M' ? "multi-volume" : "volume");
@@ -846,13 +903,12 @@ static int run(struct unpacker *k, struct wc_error *e)
             r = stream_read(&k->s, NULL, (512 - size % 512) % 512, e);
         free(en.path);
         free(en.link);
-        free(pax_path), free(pax_link), free(long_path), free(long_link);
-        pax_path = pax_link = long_path = long_link = NULL;
+        free_meta(&pax_path, &pax_link, &long_path, &long_link);
         has_pax_size = 0;
         if (r < 0)
             break;
     }
-    free(pax_path), free(pax_link), free(long_path), free(long_link);
+    free_meta(&pax_path, &pax_link, &long_path, &long_link);
     return r;
 }
 
@@ -867,6 +923,8 @@ int oci_unpack(int layer_fd, struct oci_unpack *u, const char *what, struct wc_e
     int r = !k.s.out || (packed && !k.s.in) || ((u->flags & OCI_UNPACK_ZSTD) && !k.s.zs) ? -ENOMEM : 0;
     if (r == 0 && k.s.zs && ZSTD_isError(ZSTD_initDStream(k.s.zs)))
         r = -ENOMEM;
+    if (r == 0 && getrandom(&k.written.seed, sizeof(k.written.seed), 0) != sizeof(k.written.seed))
+        k.written.seed = (uint64_t)time(NULL) ^ (uint64_t)(uintptr_t)&k; /* no entropy yet: still not the attacker's */
     if (r == 0 && k.s.gzip) {
         isal_inflate_init(&k.s.st);
         k.s.st.crc_flag = ISAL_GZIP;
@@ -885,5 +943,48 @@ int oci_unpack(int layer_fd, struct oci_unpack *u, const char *what, struct wc_e
     free(k.s.out);
     if (r == -ENOMEM && !e->code)
         r = wc_err(e, r, "%s: out of memory", what);
+    return r;
+}
+
+int oci_tree_reset(int root, const char *reserved, struct wc_error *e)
+{
+    int fd = openat(root, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        int r = -errno;
+        if (fd >= 0)
+            close(fd);
+        return wc_err_errno(e, r, "reading the copy to start it again");
+    }
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d)))
+        if (!streq(de->d_name, ".") && !streq(de->d_name, "..") && !streq(de->d_name, reserved))
+            r = rm_at(dirfd(d), de->d_name, 0);
+    closedir(d);
+    return r < 0 ? wc_err_errno(e, r, "emptying the copy to start it again") : 0;
+}
+
+int oci_place_file(struct oci_unpack *u, const char *staged, const char *path, const char *what, struct wc_error *e)
+{
+    struct unpacker k = {.u = u, .what = what, .dirfd = -1};
+    char p[PATHKEY_MAX + 1], sdir[PATHKEY_MAX + 1], dir[PATHKEY_MAX + 1];
+    const char *base, *sbase;
+    if (snprintf(p, sizeof(p), "%s", path) >= (int)sizeof(p) || !clean_path(&k, p, "file", e))
+        return e->code ? e->code : wc_err(e, -ENAMETOOLONG, "%s: a path over %d bytes", what, PATHKEY_MAX);
+    split(staged, sdir, sizeof(sdir), &sbase);
+    split(p, dir, sizeof(dir), &base);
+    int r = charge(&k, 0, e); /* the bytes are the staged file's, claimed by the fill: a name and an inode */
+    _cleanup_close_ int sfd = r < 0 ? -1 : openat(u->root, sdir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (r == 0 && sfd < 0)
+        r = wc_err_errno(e, -errno, "%s: opening the staged file", what);
+    int at = r < 0 ? r : open_dir(&k, dir, 1, p, e);
+    if (at >= 0 && (r = clear(&k, at, base, 0, e)) >= 0)
+        r = linkat(sfd, sbase, at, base, 0) < 0 ? wc_err_errno(e, -errno, "%s: placing %s", what, p) : 0;
+    else if (at < 0)
+        r = at;
+    forget_dir(&k);
+    if (r == 0 && u->files)
+        atomic_fetch_add(u->files, 1);
     return r;
 }

@@ -115,9 +115,10 @@ int s3_ecr_host(const char *host, char *region, size_t n);
  * ecr:GetAuthorizationToken signed with the context's credentials chain
  * (AWS_ENDPOINT_URL_ECR: another endpoint). The answer is kept in the
  * context and given to later fills until an hour before it expires (ECR's
- * last 12 hours); again: the last one was refused, ask anew. */
-int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, int again, char **ret_user, char **ret_pass,
-                 struct wc_error *e);
+ * last 12 hours); refused: a password a registry refused, not to be given
+ * again (a new one is asked, once for all the fills that held it). */
+int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, const char *refused, char **ret_user,
+                 char **ret_pass, struct wc_error *e);
 /* Wipes the passwords the context keeps. */
 void s3_ecr_forget(struct s3_ctx *ctx);
 

@@ -63,13 +63,14 @@ static int parse_token(const char *body, size_t len, char **ret_user, char **ret
     json_error_t je;
     json_t *j _cleanup_json_ = json_loadb(body, len, 0, &je);
     json_t *d = json_array_get(json_object_get(j, "authorizationData"), 0);
-    json_t *exp = json_object_get(d, "expiresAt"); /* seconds since the epoch, as a number */
-    *ret_expires = json_is_number(exp) ? (time_t)json_number_value(exp) : 0;
+    double exp = json_number_value(json_object_get(d, "expiresAt")); /* seconds since the epoch; 0 if absent */
     const char *tok = json_string_value(json_object_get(d, "authorizationToken"));
     size_t n = tok ? strlen(tok) : 0;
     if (!n || n % 4 || n > 16384)
         return wc_err(e, -EPROTO, "ecr:GetAuthorizationToken answered without a token");
     int r = userpass_decode(tok, ret_user, ret_pass);
+    if (r == 0) /* absurd values (or none) count as expired: not kept */
+        *ret_expires = exp > 0 && exp < 1e11 ? (time_t)exp : 0;
     return r == -EINVAL ? wc_err(e, -EPROTO, "ecr:GetAuthorizationToken answered a token that is not "
                                  "user:password") : r;
 }
@@ -224,8 +225,8 @@ static int dup2_strs(const char *u, const char *p, char **ret_user, char **ret_p
     return 0;
 }
 
-int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, int again, char **ret_user, char **ret_pass,
-                 struct wc_error *e)
+int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, const char *refused, char **ret_user,
+                 char **ret_pass, struct wc_error *e)
 {
     char endpoint[256], key[sizeof(((struct ecr_token *)0)->key)];
     const char *ep = getenv("AWS_ENDPOINT_URL_ECR");
@@ -245,7 +246,7 @@ int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, int again, ch
             oldest = &ctx->ecr[i];
     }
     int r;
-    if (slot && !again && slot->expires - now > ECR_REFRESH_S) {
+    if (slot && slot->expires - now > ECR_REFRESH_S && !(refused && strcmp(slot->pass, refused) == 0)) {
         r = dup2_strs(slot->user, slot->pass, ret_user, ret_pass);
     } else {
         char *u = NULL, *p = NULL;

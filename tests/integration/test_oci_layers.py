@@ -100,10 +100,12 @@ def image():
         L("etc/os-release", "../usr/lib/os-release"),
         D("old"), F("old/a", b"a"), F("old/b", b"b"), D("old/sub"), F("old/sub/c", b"c"),
         F("gone.txt", b"bye"), F("replaced", b"a file first"), D("models"), F("models/stale.bin", b"stale"),
+        F("imp/f", b"under a parent the tar never names"), F("keep/lower", b"lower"),
     ], gz=True, fmt=tarfile.GNU_FORMAT)
     upper = tar([
         F(".wh.gone.txt", b""), F("old/.wh..wh..opq", b""), F("old/new", b"new"), D("old/sub"),
         F("old/sub/d", b"d"), D("replaced"), F("replaced/x", b"x"), F("models/.wh.stale.bin", b""),
+        L("imp", "old"), F(".wh.keep", b""), F("keep/child", b"this layer's own"),
     ])
     model = tar([D("models"), F("models/config.json", cfg), F("models/model.safetensors", shard),
                  F(f"{long_dir}/w.bin", deep)], gz=True)
@@ -115,6 +117,7 @@ def image():
         "bin/run2": ("f", h(b"#!/bin/sh\necho hi\n"), 0o755), "lib": ("l", "usr/lib"),
         "old": ("d", 0o755), "old/new": ("f", h(b"new"), 0o644), "old/sub": ("d", 0o755),
         "old/sub/d": ("f", h(b"d"), 0o644), "replaced": ("d", 0o755), "replaced/x": ("f", h(b"x"), 0o644),
+        "imp": ("l", "old"), "keep": ("d", 0o755), "keep/child": ("f", h(b"this layer's own"), 0o644),
         "models": ("d", 0o755), "models/tokenizer.json": ("f", h(b'{"v": 1}'), 0o644),
         "models/model.safetensors": ("f", h(shard), 0o644), long_dir: ("d", 0o755),
         f"{long_dir}/w.bin": ("f", h(deep), 0o644),
@@ -182,7 +185,7 @@ def test_a_directory_oras_packed_lands_as_oras_pull_writes_it(registry, work):
 def test_a_fill_killed_while_applying_layers_resumes_to_the_same_tree(registry, work):
     many = tar([F(f"shards/{i:05d}.bin", os.urandom(4096)) for i in range(12000)], gz=True)
     layers, want = image()
-    layers.insert(1, (many, GZ, None))
+    layers.append((many, GZ, None))  # last: the kill finds every other layer applied, whiteouts and all
     push_image(registry, "models/big", "v1", layers)
     url = f"oci://{registry.host}/models/big:v1"
     fill(registry.env(), url, work / "ref")
@@ -258,6 +261,34 @@ def test_fake_registry_hostile_layer_entries_are_refused_by_name(fake, work, nam
     assert not list(work.rglob("escaped")) and not os.path.exists("/etc/escaped")
 
 
+def test_a_root_opaque_whiteout_leaves_only_its_layer_and_the_copy_counts_it(registry, work):
+    lower = tar([F("a", b"a"), D("d"), F("d/b", b"b")], gz=True)
+    upper = tar([F(".wh..wh..opq", b""), F("c", b"c")])
+    push_image(registry, "models/opq", "v1", [(lower, GZ, None), (upper, IMAGE_LAYER, None)])
+    r = fill(registry.env(), f"oci://{registry.host}/models/opq:v1", work / "copy")
+    assert tree(work / "copy") == {"c": ("f", h(b"c"), 0o644)}
+    out = json.loads(r.stdout)
+    assert out["files"] == 1 and out["bytes"] == 1, out  # what store_verify checks later
+
+
+def pax_layer(records, then=b"x"):
+    """A tar whose first header is PAX data given raw, then a file."""
+    ti = tarfile.TarInfo("././@PaxHeader")
+    ti.type, ti.size = tarfile.XHDTYPE, len(records)
+    raw = ti.tobuf(format=tarfile.USTAR_FORMAT) + records + b"\0" * ((512 - len(records) % 512) % 512)
+    return raw + tar([F("f", then)])
+
+
+@pytest.mark.parametrize("name,records", [
+    ("pax-nul", b"9 path=a\n9 path=\0\n"),
+    ("pax-space", b"\n\n2 abc"),
+    ("pax-short", b"3 a\n"),
+    ("pax-long", b"99999999999 path=a\n"),
+])
+def test_fake_registry_malformed_pax_headers_are_refused(fake, work, name, records):
+    assert "PAX" in hostile(fake, work, name, pax_layer(records), IMAGE_LAYER)
+
+
 def test_fake_registry_damaged_layer_streams_fail_clearly(fake, work):
     good = tar([F("a.bin", os.urandom(1 << 20))], gz=True)
     assert "gzip" in hostile(fake, work, "cut", good[: len(good) // 2])
@@ -286,3 +317,10 @@ def test_fake_registry_a_layer_that_unpacks_past_the_store_fails_naming_sizes(fa
     assert r.returncode == 1, r.stdout
     assert "needs 200" in r.stderr and "free of 48" in r.stderr, r.stderr
     assert not any(small.iterdir()), "the tmpfs went with the fill's namespace"
+    # small entries cost inodes: 100,000 empty directories in a few hundred KiB, into a store of 50,000 inodes
+    dirs = tar([D(f"d/{i:06d}") for i in range(100000)], gz=True)
+    fake.serve_image("dirs", [(dirs, GZ, None)])
+    script = script.replace("size=48m", "size=48m,nr_inodes=50000")
+    r = subprocess.run(["unshare", "-m", "sh", "-c", script, str(CTL), f"oci://{fake.host}/m:dirs", "-", str(small)],
+                       env=fake.env(), capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "has inodes for" in r.stderr, r.stderr

@@ -392,7 +392,6 @@ static void a_fill_that_cannot_fit_evicts_nothing(void **state)
     store_free(s);
 }
 
-/* S3 counts requests, not bytes: large files take larger parts by default */
 static void staged_objects_are_laid_out_once_and_a_kill_resumes_either_side(void **state)
 {
     const char *cid = "0000000000000000000000000000000a";
@@ -451,10 +450,16 @@ static void staged_objects_are_laid_out_once_and_a_kill_resumes_either_side(void
     assert_int_equal(lf2.lay_outs, 1);
     assert_true(store_content_ready(s, cid2));
     assert_int_equal(access(journal, F_OK), -1);
+    m = store_meta(s, cid2); /* the tree as it was left: one file laid out before the kill */
+    assert_int_equal(json_integer_value(json_object_get(m, "files")), 1);
+    assert_int_equal(json_integer_value(json_object_get(m, "bytes")), 3);
+    json_decref(m);
+    assert_int_equal(store_verify(s, cid2, &e), 0);
     listing_free(&l);
     store_free(s);
 }
 
+/* S3 counts requests, not bytes: large files take larger parts by default */
 static void large_files_take_larger_parts(void **state)
 {
     assert_int_equal(fill_part_size(0, 100 << 20), FILL_PART_SIZE);

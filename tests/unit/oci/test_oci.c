@@ -138,16 +138,30 @@ static void archives_are_keyed_in_order_with_how_to_apply_them(void **state)
         assert_null(m.v[i].path);
         assert_int_equal(m.v[i].unpack, want[i]);
         char key[OCI_LAYER_KEY_MAX];
-        oci_layer_key(i, m.v[i].unpack, key);
-        assert_int_equal(oci_layer_key_flags(key), want[i]);
+        oci_layer_key(i, m.v[i].unpack, NULL, key, sizeof(key));
+        unsigned flags = 99;
+        const char *path = "x";
+        assert_int_equal(oci_layer_key_parse(key, &flags, &path), 1);
+        assert_int_equal(flags, want[i]);
+        assert_null(path);
         assert_true(strcmp(prev, key) < 0);
         assert_int_equal(pathkey_check(key, strlen(key), &e), 0);
         memcpy(prev, key, sizeof(key));
     }
     oci_manifest_free(&m);
-    assert_int_equal(oci_layer_key_flags(".warmcache-layers/000001.zip"), 0);
-    assert_int_equal(oci_layer_key_flags("warmcache-layers/000001.tar"), 0);
-    assert_int_equal(oci_layer_key_flags(".warmcache-layers/1.tar"), 0);
+    /* a file staged with them: its path comes back */
+    char key[OCI_LAYER_KEY_MAX + 64];
+    oci_layer_key(7, 0, "tokenizer/tokenizer.json", key, sizeof(key));
+    assert_string_equal(key, ".warmcache-layers/000007/tokenizer/tokenizer.json");
+    unsigned flags = 99;
+    const char *path = NULL;
+    assert_int_equal(oci_layer_key_parse(key, &flags, &path), 1);
+    assert_int_equal(flags, 0);
+    assert_string_equal(path, "tokenizer/tokenizer.json");
+    assert_int_equal(oci_layer_key_parse(".warmcache-layers/000001.zip", &flags, &path), 0);
+    assert_int_equal(oci_layer_key_parse("warmcache-layers/000001.tar", &flags, &path), 0);
+    assert_int_equal(oci_layer_key_parse(".warmcache-layers/1.tar", &flags, &path), 0);
+    assert_int_equal(oci_layer_key_parse(".warmcache-layers/000001/", &flags, &path), 0);
 }
 
 static void an_index_names_this_platform(void **state)
