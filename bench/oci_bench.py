@@ -46,6 +46,8 @@ def main():
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="M shrunk 16x, one run: a smoke test")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    ap.add_argument("--baseline", help="another build's directory: its warmcachectl interleaved with this one's "
+                                       "(printed as warmcache-baseline, not saved)")
     a = ap.parse_args()
     build = (ROOT / a.build) if not Path(a.build).is_absolute() else Path(a.build)
     runs = 1 if a.quick else a.runs
@@ -76,6 +78,9 @@ def main():
             "oras": [ORAS, "pull", "--ca-file", str(reg.ca), "-o", str(out), ref],
             "skopeo": ["skopeo", "copy", "--src-cert-dir", str(certs), f"docker://{ref}", f"dir:{out}"],
         }
+        if a.baseline:
+            tools["warmcache-baseline"] = [str(Path(a.baseline).resolve() / "warmcachectl"), "fill", f"oci://{ref}",
+                                           str(out)]
         names = list(tools)
         times = {t: [] for t in names}
         for rep in range(runs):
@@ -84,7 +89,7 @@ def main():
                 shutil.rmtree(out, ignore_errors=True)
                 subprocess.run(["sync", "-f", str(work)], check=True)
                 wall, cpu, rss = timed(tools[t], env, None)
-                if t == "warmcache" and sha_tree(out) != truth:
+                if t.startswith("warmcache") and sha_tree(out) != truth:
                     raise RuntimeError("warmcache's copy of the oci artifact differs from the pushed tree")
                 times[t].append((wall, cpu, rss))
                 print(f"  M oci   {t:10s} run {rep + 1}: {wall:6.2f} s  {total / GB / wall:5.2f} GB/s  "
@@ -98,7 +103,7 @@ def main():
                          "cpu_s_per_gb": round(cpu / (total / GB), 3),
                          "peak_rss_mib": round(max(x[2] for x in times[t]), 1), "runs": runs,
                          **({"quick": True} if a.quick else {})})
-        best = min((r for r in rows if r["tool"] != "warmcache"), key=lambda r: r["seconds"])
+        best = min((r for r in rows if not r["tool"].startswith("warmcache")), key=lambda r: r["seconds"])
         for r in rows:
             r["vs_fastest_other"] = round(best["seconds"] / r["seconds"], 3)
             r["cpu_vs_fastest_other"] = round(r["cpu_s_per_gb"] / best["cpu_s_per_gb"], 3)
@@ -107,7 +112,7 @@ def main():
         for r in rows:
             print(f"{r['tool']:10s} {r['seconds']:8.2f} {r['gb_per_s']:6.2f} {r['cpu_s_per_gb']:9.2f} "
                   f"{r['peak_rss_mib']:8.1f} {r['vs_fastest_other']:10.2f} {r['cpu_vs_fastest_other']:7.2f}")
-        save(a.out, rows)
+        save(a.out, [r for r in rows if r["tool"] != "warmcache-baseline"])
     finally:
         if reg:
             reg.stop()

@@ -288,43 +288,78 @@ void cksum_buf(const void *p, size_t n, enum cksum_alg a, char out[CKSUM_VALUE_M
     st_final(&s, out);
 }
 
-int cksum_fd(int fd, uint64_t size, enum cksum_alg a, char out[CKSUM_VALUE_MAX], struct wc_error *e)
+struct cksum_stream {
+    struct state st;
+};
+
+int cksum_stream_new(enum cksum_alg a, struct cksum_stream **ret)
+{
+    struct cksum_stream *s = calloc(1, sizeof(*s));
+    if (!s || st_init(&s->st, a) < 0) {
+        cksum_stream_free(s);
+        return -ENOMEM;
+    }
+    *ret = s;
+    return 0;
+}
+
+void cksum_stream_free(struct cksum_stream *s)
+{
+    if (!s)
+        return;
+    EVP_MD_CTX_free(s->st.md);
+    free(s);
+}
+
+void cksum_stream_final(struct cksum_stream *s, char out[CKSUM_VALUE_MAX])
+{
+    st_final(&s->st, out);
+    cksum_stream_free(s);
+}
+
+int cksum_stream_fd(struct cksum_stream *s, int fd, uint64_t off, uint64_t len, struct wc_error *e)
 {
     /* Mapped, not read: the file was just written, its pages are in the page
      * cache, and mapping them costs no copy (reading them would copy every
      * byte once more). pread stays for what cannot be mapped. */
     enum { WINDOW = 8 << 20, CHUNK = 1 << 20 }; /* small windows: mapped pages count as RSS */
-    struct state s;
-    if (st_init(&s, a) < 0)
-        return -ENOMEM;
     struct stat st;
-    if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < size) {
-        EVP_MD_CTX_free(s.md);
+    if (fstat(fd, &st) == 0 && (uint64_t)st.st_size < off + len)
         return wc_err(e, -EIO, "the file is shorter than its listing while checksumming");
-    }
+    long page = sysconf(_SC_PAGESIZE);
     _cleanup_free_ char *buf = NULL;
-    for (uint64_t off = 0; off < size;) {
-        size_t want = size - off < WINDOW ? (size_t)(size - off) : WINDOW;
-        void *m = mmap(NULL, want, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)off);
+    for (uint64_t end = off + len; off < end;) {
+        uint64_t base = off / (uint64_t)page * (uint64_t)page, skip = off - base;
+        size_t want = end - off < WINDOW ? (size_t)(end - off) : WINDOW;
+        void *m = mmap(NULL, want + skip, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, (off_t)base);
         if (m != MAP_FAILED) {
-            st_update(&s, m, want);
-            munmap(m, want);
+            st_update(&s->st, (char *)m + skip, want);
+            munmap(m, want + skip);
             off += want;
             continue;
         }
-        if (!buf && !(buf = malloc(CHUNK))) {
-            EVP_MD_CTX_free(s.md);
+        if (!buf && !(buf = malloc(CHUNK)))
             return -ENOMEM;
-        }
         ssize_t n = RETRY_EINTR(pread(fd, buf, want < CHUNK ? want : CHUNK, (off_t)off));
-        if (n <= 0) {
-            EVP_MD_CTX_free(s.md);
+        if (n <= 0)
             return n < 0 ? wc_err_errno(e, -errno, "reading back for the checksum")
                          : wc_err(e, -EIO, "the file is shorter than its listing while checksumming");
-        }
-        st_update(&s, buf, (size_t)n);
+        st_update(&s->st, buf, (size_t)n);
         off += (uint64_t)n;
     }
-    st_final(&s, out);
+    return 0;
+}
+
+int cksum_fd(int fd, uint64_t size, enum cksum_alg a, char out[CKSUM_VALUE_MAX], struct wc_error *e)
+{
+    struct cksum_stream *s;
+    if (cksum_stream_new(a, &s) < 0)
+        return -ENOMEM;
+    int r = cksum_stream_fd(s, fd, 0, size, e);
+    if (r < 0) {
+        cksum_stream_free(s);
+        return r;
+    }
+    cksum_stream_final(s, out);
     return 0;
 }

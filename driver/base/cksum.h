@@ -32,6 +32,14 @@ const char *cksum_alg_name(enum cksum_alg a);
 /* Checksum of bytes [0, size) of fd into the base64 form S3 uses. */
 int cksum_fd(int fd, uint64_t size, enum cksum_alg a, char out[CKSUM_VALUE_MAX], struct wc_error *e);
 
+/* The same fed in order, a range of a file at a time (a file checked as
+ * its parts land, not read back whole at the end): final frees it. */
+struct cksum_stream;
+int cksum_stream_new(enum cksum_alg a, struct cksum_stream **ret);
+int cksum_stream_fd(struct cksum_stream *s, int fd, uint64_t off, uint64_t len, struct wc_error *e);
+void cksum_stream_final(struct cksum_stream *s, char out[CKSUM_VALUE_MAX]);
+void cksum_stream_free(struct cksum_stream *s);
+
 /* The same over a buffer (tests). */
 void cksum_buf(const void *p, size_t n, enum cksum_alg a, char out[CKSUM_VALUE_MAX]);
 

@@ -15,7 +15,9 @@
  * Before a file is placed, it is checked against the checksum the source
  * keeps for it (CRC32C, CRC64NVME, SHA-256, ... when S3 has one): learnt
  * from the GET when one request fetched the whole object, else asked for
- * with a HEAD. A mismatch drops the file's parts and fails the fill with
+ * with a HEAD. A CRC64NVME is combined from the parts' CRCs; a checksum the
+ * source knows without I/O (an OCI digest) is fed each part in order as it
+ * lands (feed_locked); others read the file back once it is whole. A mismatch drops the file's parts and fails the fill with
  * DATA_LOSS; size and ETag are checked for every file regardless.
  *
  * Resume: whole files in the partial copy are skipped; parts in the journal
@@ -48,6 +50,14 @@ struct fill_file {
     size_t left;     /* parts not yet written */
     int known;       /* want is what the source said (else: ask it before placing) */
     struct cksum want;
+    /* a file of many parts whose checksum does not combine (SHA-256): fed
+     * its parts in order as they land, by the thread that finished the next
+     * one, so nothing is left to read back when its last part is in */
+    struct cksum_stream *hs;
+    uint64_t hashed;  /* parts fed so far */
+    int hashing;      /* a thread is feeding it now */
+    int streamed;     /* got holds the whole file's checksum */
+    char got[CKSUM_VALUE_MAX];
 };
 
 struct filler {
@@ -65,6 +75,7 @@ struct filler {
     uint64_t *first;              /* per file: its first part's number among all parts */
     uint64_t *pcrc;               /* per part: CRC64NVME of its bytes, if pcrc_have */
     uint8_t *pcrc_have;
+    uint8_t *pdone;               /* per part: in the file (written now, or before a kill) */
     int journal;                  /* append-only, one "<file> <part>\n" per written part */
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -163,6 +174,16 @@ static int verify(struct filler *f, size_t file, struct wc_error *e)
         return 0; /* size and ETag only: the source keeps no whole-object checksum for it */
     char tmp[PATH_MAX], got[CKSUM_VALUE_MAX];
     tmp_path(f, file, tmp, sizeof(tmp));
+    if (ff->streamed) {
+        if (!streq(ff->got, ff->want.value)) {
+            unlink(tmp);
+            return wc_err(e, -EBADMSG, "%s: %s of the bytes received is %s, the source says %s: the object does not "
+                          "match its own checksum (damaged in the source or on the way); it is fetched again on the "
+                          "next try", ent->key, cksum_alg_name(ff->want.alg), ff->got, ff->want.value);
+        }
+        atomic_fetch_add(&f->p->files_checksummed, 1);
+        return 0;
+    }
     if (ff->want.alg == CKSUM_CRC64NVME && crc_of_parts(f, file, got)) {
         if (!streq(got, ff->want.value)) {
             unlink(tmp);
@@ -306,6 +327,52 @@ static void sink_part_crc(struct fill_sink *k, size_t part, uint64_t crc)
     pthread_mutex_unlock(&f->lock);
 }
 
+/* Feeds file's checksum the parts that are in, in order, from where it
+ * stopped; one thread at a time (the others find it busy and go on: it
+ * sees their parts before it stops). Called with f->lock held, which it
+ * drops while it reads. When the file is whole and fed, it goes to the
+ * placer, checked already. A read that fails leaves the check to the
+ * placer (read back whole). */
+static int feed_locked(struct filler *f, size_t file, struct wc_error *e)
+{
+    struct fill_file *ff = &f->files[file];
+    if (ff->hashing)
+        return 0;
+    ff->hashing = 1;
+    const struct listing_entry *ent = &f->l->v[file];
+    uint64_t n = f->first[file + 1] - f->first[file], ps = ps_of(f, file);
+    int fd = -1, failed = 0;
+    while (ff->hashed < n && f->pdone[f->first[file] + ff->hashed]) {
+        uint64_t off = ff->hashed * ps, len = ent->size - off < ps ? ent->size - off : ps;
+        pthread_mutex_unlock(&f->lock);
+        char tmp[PATH_MAX];
+        struct wc_error ignored;
+        if (fd < 0) {
+            tmp_path(f, file, tmp, sizeof(tmp));
+            fd = open(tmp, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        }
+        failed = fd < 0 || cksum_stream_fd(ff->hs, fd, off, len, &ignored) < 0;
+        pthread_mutex_lock(&f->lock);
+        if (failed)
+            break;
+        ff->hashed++;
+    }
+    if (fd >= 0)
+        close(fd);
+    ff->hashing = 0;
+    if (failed) {
+        cksum_stream_free(ff->hs);
+        ff->hs = NULL;
+    } else if (ff->hashed == n) {
+        cksum_stream_final(ff->hs, ff->got);
+        ff->hs = NULL;
+        ff->streamed = 1;
+    }
+    if (!ff->hs && ff->left == 0 && enqueue_locked(f, file) < 0)
+        return wc_err(e, -ENOMEM, "out of memory");
+    return 0;
+}
+
 static int sink_done(struct fill_sink *k, size_t part, struct wc_error *e)
 {
     struct filler *f = (struct filler *)k;
@@ -319,12 +386,15 @@ static int sink_done(struct fill_sink *k, size_t part, struct wc_error *e)
     if (write(f->journal, rec, (size_t)n) != n)
         r = wc_err_errno(e, errno ? -errno : -EIO, "store: writing the part journal");
     struct fill_file *ff = &f->files[pt->file];
+    f->pdone[g] = 1;
     if (r == 0 && --ff->left == 0) {
         close(ff->fd);
         ff->fd = -1;
-        if (enqueue_locked(f, pt->file) < 0)
+        if (!ff->hs && enqueue_locked(f, pt->file) < 0)
             r = wc_err(e, -ENOMEM, "out of memory");
     }
+    if (r == 0 && ff->hs)
+        r = feed_locked(f, pt->file, e);
     pthread_mutex_unlock(&f->lock);
     return r;
 }
@@ -395,6 +465,22 @@ static long load_journal(struct filler *f, const uint64_t *first, uint8_t *have,
     return used;
 }
 
+/* A file of many parts whose checksum the source knows without I/O and
+ * that does not combine from its parts' CRCs: checked as it lands. */
+static int src_checksum_known(struct filler *f, size_t file, struct wc_error *e)
+{
+    struct fill_file *ff = &f->files[file];
+    if (!f->src->ops->checksum_known || !f->src->ops->checksum)
+        return 0;
+    int r = f->src->ops->checksum(f->src, &f->l->v[file], &ff->want, e);
+    if (r < 0)
+        return wc_err_prefix(e, "checksum of %s: ", f->l->v[file].key);
+    ff->known = 1;
+    if (ff->want.alg == CKSUM_NONE || ff->want.alg == CKSUM_CRC64NVME || ff->want.composite)
+        return 0;
+    return cksum_stream_new(ff->want.alg, &ff->hs) < 0 ? wc_err(e, -ENOMEM, "out of memory") : 0;
+}
+
 static int plan(struct filler *f, struct wc_error *e)
 {
     const struct listing *l = f->l;
@@ -410,7 +496,8 @@ static int plan(struct filler *f, struct wc_error *e)
     f->files = calloc(l->n ? l->n : 1, sizeof(*f->files));
     f->pcrc = calloc(total ? total : 1, sizeof(*f->pcrc));
     f->pcrc_have = calloc(total ? total : 1, 1);
-    if (!have || !f->parts || !f->files || !f->pcrc || !f->pcrc_have)
+    f->pdone = calloc(total ? total : 1, 1);
+    if (!have || !f->parts || !f->files || !f->pcrc || !f->pcrc_have || !f->pdone)
         return -ENOMEM;
 
     char header[160], bid[64], jpath[PATH_MAX];
@@ -452,11 +539,14 @@ static int plan(struct filler *f, struct wc_error *e)
             if (have[first[i] + k]) {
                 atomic_fetch_add(&p->bytes_done, len);
                 atomic_fetch_add(&p->bytes_resumed, len);
+                f->pdone[first[i] + k] = 1;
                 continue;
             }
             f->parts[f->nparts++] = (struct fill_part){i, off, len};
             f->files[i].left++;
         }
+        if (first[i + 1] - first[i] > 1 && f->files[i].left > 0 && src_checksum_known(f, i, e) < 0)
+            return e->code;
         if (f->files[i].left == 0) {
             /* empty, or every part written before a kill: only the rename is left */
             int fd = open_tmp_locked(f, i, e);
@@ -492,9 +582,11 @@ static void filler_close(struct filler *f)
         pthread_join(f->placer, NULL);
         f->placer_running = 0;
     }
-    for (size_t i = 0; f->files && i < f->l->n; i++)
+    for (size_t i = 0; f->files && i < f->l->n; i++) {
         if (f->files[i].fd >= 0)
             close(f->files[i].fd);
+        cksum_stream_free(f->files[i].hs);
+    }
     if (f->journal >= 0)
         close(f->journal);
     free(f->files);
@@ -503,6 +595,7 @@ static void filler_close(struct filler *f)
     free(f->first);
     free(f->pcrc);
     free(f->pcrc_have);
+    free(f->pdone);
     pthread_mutex_destroy(&f->lock);
     pthread_cond_destroy(&f->cond);
 }

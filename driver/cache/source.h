@@ -75,6 +75,10 @@ struct source_ops {
     /* optional: the checksum the source keeps for a whole object (alg
      * CKSUM_NONE: none); the store verifies each file against it */
     int (*checksum)(struct source *s, const struct listing_entry *ent, struct cksum *ret, struct wc_error *e);
+    /* checksum() needs no I/O (oci://: the digest): the store asks it before
+     * the transfer, and checks a file of many parts as they land in order
+     * instead of reading it back whole when its last part is in */
+    int checksum_known;
     /* optional: turns a partial copy whose every listed object is whole
      * into the tree pods see (oci://: applies its archive layers in order).
      * Returns 1 when it wrote the tree (the store then counts its files

@@ -162,6 +162,7 @@ static const struct source_ops oci_ops = {
     .list = ocisrc_list,
     .transfer = ocisrc_transfer,
     .checksum = ocisrc_checksum,
+    .checksum_known = 1,
     .lay_out = ocisrc_lay_out,
     .staging = OCI_LAYERS_DIR,
     .free = ocisrc_free,

@@ -28,6 +28,7 @@ struct fake {
     int fail_at;        /* the transfer fails at this file (-1: never)... */
     uint64_t fail_off;  /* ...at its part starting here or later */
     int fetched;        /* parts written */
+    int64_t corrupt_off; /* the part starting here gets one byte wrong (0: none) */
 };
 
 static int fake_list(struct source *s, source_object_fn fn, void *ctx, const atomic_int *cancel, struct wc_error *e)
@@ -56,6 +57,8 @@ static int fake_transfer(struct source *s, const struct listing *l, struct fill_
         char buf[16384];
         assert_true(pt->len <= sizeof(buf));
         memset(buf, 'a' + idx % 26, pt->len);
+        if (f->corrupt_off && (int64_t)pt->off == f->corrupt_off)
+            buf[pt->len / 2] ^= 1;
         assert_int_equal(pwrite(fd, buf, pt->len, (off_t)pt->off), (ssize_t)pt->len);
         atomic_fetch_add(&p->bytes_done, pt->len);
         f->fetched++;
@@ -104,6 +107,24 @@ static int layer_fake_lay_out(struct source *s, const struct listing *l, int dir
 static const struct source_ops layer_fake_ops = {
     .scheme = "fake", .list = fake_list, .transfer = fake_transfer, .lay_out = layer_fake_lay_out,
     .staging = "stage", .free = fake_free};
+
+/* A source that knows each file's SHA-256 without I/O (as oci:// does):
+ * the store checks its files of many parts as they land. */
+static int sha_fake_checksum(struct source *s, const struct listing_entry *ent, struct cksum *ret, struct wc_error *e)
+{
+    char *b = malloc(ent->size ? ent->size : 1);
+    assert_non_null(b);
+    memset(b, 'a' + file_index(ent) % 26, ent->size);
+    struct cksum c = {.alg = CKSUM_SHA256};
+    cksum_buf(b, ent->size, CKSUM_SHA256, c.value);
+    free(b);
+    *ret = c;
+    return 0;
+}
+
+static const struct source_ops sha_fake_ops = {
+    .scheme = "fake", .list = fake_list, .transfer = fake_transfer, .checksum = sha_fake_checksum,
+    .checksum_known = 1, .free = fake_free};
 
 static char root[PATH_MAX];
 
@@ -459,6 +480,37 @@ static void staged_objects_are_laid_out_once_and_a_kill_resumes_either_side(void
     store_free(s);
 }
 
+static void sha256_files_are_checked_as_their_parts_land_and_after_a_resume(void **state)
+{
+    const char *cid = "0000000000000000000000000000000c";
+    struct store *s;
+    struct wc_error e = {0};
+    struct listing l = {0};
+    assert_int_equal(listing_add(&l, "shard/0", 7, 40000, "etag"), 0);
+    assert_int_equal(listing_add(&l, "shard/1", 7, 3000, "etag"), 0); /* one part: read back as before */
+    assert_int_equal(listing_finalize(&l, &e), 0);
+    assert_int_equal(store_open(root, &s, &e), 0);
+    store_set_part_size(s, 4096);
+    /* killed after five of shard/0's ten parts: they count when it resumes */
+    struct fake f = {.base = {.ops = &sha_fake_ops, .url = "fake://x/"}, .fail_at = 0, .fail_off = 20000};
+    struct fill_progress p = {0};
+    assert_int_equal(store_fill(s, &f.base, &l, cid, NULL, &p, &e), -ECONNRESET);
+    f.fail_at = -1;
+    struct fill_progress p2 = {0};
+    assert_int_equal(store_fill(s, &f.base, &l, cid, NULL, &p2, &e), 0);
+    assert_int_equal(p2.files_checksummed, 2);
+    assert_true(store_content_ready(s, cid));
+    /* a byte wrong in a part in the middle: refused, naming the algorithm */
+    const char *cid2 = "0000000000000000000000000000000d";
+    struct fake g = {.base = {.ops = &sha_fake_ops, .url = "fake://x/"}, .fail_at = -1, .corrupt_off = 28672};
+    struct fill_progress p3 = {0};
+    assert_int_equal(store_fill(s, &g.base, &l, cid2, NULL, &p3, &e), -EBADMSG);
+    assert_non_null(strstr(e.msg, "shard/0: SHA256 of the bytes received is"));
+    assert_false(store_content_ready(s, cid2));
+    listing_free(&l);
+    store_free(s);
+}
+
 /* S3 counts requests, not bytes: large files take larger parts by default */
 static void large_files_take_larger_parts(void **state)
 {
@@ -478,6 +530,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(resume_skips_written_parts, setup, teardown),
         cmocka_unit_test_setup_teardown(cancel_stops_fill, setup, teardown),
         cmocka_unit_test_setup_teardown(staged_objects_are_laid_out_once_and_a_kill_resumes_either_side, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(sha256_files_are_checked_as_their_parts_land_and_after_a_resume, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(verify_out_of_fds_is_no_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(damaged_copy_in_use_stays, setup, teardown),
