@@ -386,7 +386,8 @@ static int sink_done(struct fill_sink *k, size_t part, struct wc_error *e)
     if (write(f->journal, rec, (size_t)n) != n)
         r = wc_err_errno(e, errno ? -errno : -EIO, "store: writing the part journal");
     struct fill_file *ff = &f->files[pt->file];
-    f->pdone[g] = 1;
+    if (r == 0)
+        f->pdone[g] = 1;
     if (r == 0 && --ff->left == 0) {
         close(ff->fd);
         ff->fd = -1;

@@ -358,14 +358,14 @@ static int layout_room(void *ctx, uint64_t bytes, struct wc_error *e)
 {
     struct layout_room *lr = ctx;
     uint64_t now = atomic_load(&lr->o->charged);
-    if (now + bytes <= lr->until)
+    if (now <= lr->until && bytes <= lr->until - now)
         return 0;
     if (lr->held)
         store_release_room(lr->s, &lr->res);
     lr->held = 0;
     uint64_t need = bytes > lr->step ? bytes : lr->step;
-    struct statvfs v;
-    if (statvfs(lr->s->root, &v) == 0 && v.f_files > 0 && v.f_favail < need / 4096 + INODES_KEPT)
+    struct statvfs v; /* a claim beyond the step is one entry: one inode, however large */
+    if (statvfs(lr->s->root, &v) == 0 && v.f_files > 0 && v.f_favail < lr->step / 4096 + INODES_KEPT)
         return wc_err(e, -ENOSPC, "the copy of %s needs more files than the node store %s has inodes for (%llu "
                       "free); free inodes on the node or use a node with a larger store", lr->what, lr->s->root,
                       (unsigned long long)v.f_favail);
@@ -392,7 +392,10 @@ static int lay_out(struct store *s, struct source *src, const struct listing *l,
     int r = 1;
     if (!done_before) {
         struct source_layout o = {.room = layout_room, .cancel = cancel};
-        struct layout_room lr = {.s = s, .what = src->url, .o = &o, .step = l->bytes < (64ull << 20) ? l->bytes : 64ull << 20};
+        /* a step of the layers' size (a few MiB at least: one claim per entry of a tiny layer of many is
+         * a statvfs each), 64 MiB at most */
+        uint64_t step = l->bytes < (4ull << 20) ? 4ull << 20 : l->bytes < (64ull << 20) ? l->bytes : 64ull << 20;
+        struct layout_room lr = {.s = s, .what = src->url, .o = &o, .step = step};
         o.ctx = &lr;
         r = src->ops->lay_out(src, l, dfd, &o, e);
         if (lr.held)

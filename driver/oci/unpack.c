@@ -47,6 +47,7 @@
 #define PATH_BYTES_MAX (256u << 20)  /* and their bytes: what whiteouts need kept in memory */
 #define FILL_ENTRIES_MAX 10000000    /* entries of all the layers of one copy */
 #define BLOCK 4096                   /* what an entry costs the store at least: a block (and an inode) */
+#define ENTRY_MAX (1ull << 50)       /* an entry's size: a layer's own limit (manifest.c), so no sum wraps */
 
 /* ---- the byte stream: the blob, inflated when gzip or zstd --------------- */
 
@@ -777,7 +778,7 @@ static int pax(struct unpacker *k, const char *b, size_t n, char **path, char **
             char *se;
             errno = 0;
             unsigned long long v = strtoull(tmp, &se, 10);
-            if (errno || *se || se == tmp)
+            if (errno || *se || se == tmp || vl > 20 || strspn(tmp, "0123456789") != strlen(tmp))
                 return wc_err(e, -EBADMSG, "%s: a PAX size that is not a number", k->what);
             *size = v;
             *has_size = 1;
@@ -870,6 +871,10 @@ static int run(struct unpacker *k, struct wc_error *e)
         }
         if (has_pax_size)
             size = pax_size;
+        if (size > ENTRY_MAX) {
+            r = wc_err(e, -EBADMSG, "%s: an entry that claims %llu bytes", k->what, (unsigned long long)size);
+            break;
+        }
         if (type == 'S' || type == 'M' || type == 'V') {
             r = wc_err(e, -EBADMSG, "%s: a GNU %s entry, which warmcache does not read", k->what,
                        type == 'S' ? "sparse" : type == 'M' ? "multi-volume" : "volume");

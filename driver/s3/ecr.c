@@ -69,8 +69,10 @@ static int parse_token(const char *body, size_t len, char **ret_user, char **ret
     if (!n || n % 4 || n > 16384)
         return wc_err(e, -EPROTO, "ecr:GetAuthorizationToken answered without a token");
     int r = userpass_decode(tok, ret_user, ret_pass);
-    if (r == 0) /* absurd values (or none) count as expired: not kept */
-        *ret_expires = exp > 0 && exp < 1e11 ? (time_t)exp : 0;
+    if (r == 0) { /* none counts as expired (not kept); never past ECR's 12 hours */
+        time_t now = time(NULL);
+        *ret_expires = exp <= 0 ? 0 : exp > (double)(now + 43200) ? now + 43200 : (time_t)exp;
+    }
     return r == -EINVAL ? wc_err(e, -EPROTO, "ecr:GetAuthorizationToken answered a token that is not "
                                  "user:password") : r;
 }
@@ -252,7 +254,7 @@ int s3_ecr_token(struct s3_ctx *ctx, const char *region, int fips, const char *r
         char *u = NULL, *p = NULL;
         time_t expires = 0;
         r = fetch_token(ctx, region, fips, endpoint, &u, &p, &expires, e);
-        if (r == 0 && (r = dup2_strs(u, p, ret_user, ret_pass)) == 0) {
+        if (r == 0 && (r = dup2_strs(u, p, ret_user, ret_pass)) == 0 && expires > now) {
             struct ecr_token *t = slot ? slot : oldest;
             if (t->user)
                 token_clear(t);

@@ -289,6 +289,19 @@ def test_fake_registry_malformed_pax_headers_are_refused(fake, work, name, recor
     assert "PAX" in hostile(fake, work, name, pax_layer(records), IMAGE_LAYER)
 
 
+def test_fake_registry_entries_that_claim_huge_sizes_are_refused_before_a_byte(fake, work):
+    """A size near 2^64 (PAX, or GNU base-256) must not wrap the room the
+    store claims: refused as a claim, not written until the stream ends."""
+    err = hostile(fake, work, "pax-huge", pax_layer(b"29 size=18446744073709551615\n") + bytes(1 << 20), IMAGE_LAYER)
+    assert "claims 18446744073709551615 bytes" in err, err
+    assert "PAX size that is not a number" in hostile(fake, work, "pax-neg", pax_layer(b"11 size=-1\n"), IMAGE_LAYER)
+    raw = bytearray(tar([F("f", b"x")]))
+    raw[124:136] = b"\x80" + (1 << 62).to_bytes(11, "big")
+    raw[148:156] = b" " * 8
+    raw[148:156] = f"{sum(raw[:512]):06o}\0 ".encode()
+    assert "claims 4611686018427387904 bytes" in hostile(fake, work, "b256", bytes(raw), IMAGE_LAYER)
+
+
 def test_fake_registry_damaged_layer_streams_fail_clearly(fake, work):
     good = tar([F("a.bin", os.urandom(1 << 20))], gz=True)
     assert "gzip" in hostile(fake, work, "cut", good[: len(good) // 2])
