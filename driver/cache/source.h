@@ -52,13 +52,13 @@ struct fill_sink {
 struct source;
 
 /* What lay_out writes with: room() claims store space before bytes more
- * are written, and charged counts what of it is used since; bytes and
- * files count what it wrote. */
+ * are written, and charged counts what of it is used since (the store
+ * counts the tree's files itself, once it is made). */
 struct source_layout {
     int (*room)(void *ctx, uint64_t bytes, struct wc_error *e);
     void *ctx;
     const atomic_int *cancel;
-    _Atomic uint64_t bytes, files, charged;
+    _Atomic uint64_t charged;
 };
 
 /* One listed object: its key relative to the source (through pathkey_check),

@@ -41,14 +41,11 @@ static int ocisrc_list(struct source *s, source_object_fn fn, void *ctx, const a
     struct oci_manifest m = {0};
     int r = oci_resolve(os->client, cancel, &m, e);
     /* with an archive, every layer is staged and laid out in order (ocisrc_lay_out) */
-    int staged = 0;
-    for (size_t i = 0; i < m.n; i++)
-        staged |= m.v[i].unpack != 0;
     for (size_t i = 0; r == 0 && i < m.n; i++) {
         char key[OCI_LAYER_KEY_MAX + PATHKEY_MAX];
-        if (staged)
+        if (m.staged)
             oci_layer_key(i, m.v[i].unpack, m.v[i].path, key, sizeof(key));
-        const char *k = staged ? key : m.v[i].path;
+        const char *k = m.staged ? key : m.v[i].path;
         r = fn(ctx, k, strlen(k), m.v[i].size, m.v[i].digest);
     }
     oci_manifest_free(&m);
@@ -70,7 +67,7 @@ static int ocisrc_lay_out(struct source *s, const struct listing *l, int dirfd, 
     if (l->n == 0 || !oci_layer_key_parse(l->v[0].key, &flags, &path))
         return 0; /* files only: placed by the fill where they belong */
     struct oci_unpack u = {.root = dirfd, .reserved = OCI_LAYERS_DIR, .room = o->room, .room_ctx = o->ctx,
-                           .cancel = o->cancel, .files = &o->files, .bytes = &o->bytes, .charged = &o->charged};
+                           .cancel = o->cancel, .charged = &o->charged};
     int r = oci_tree_reset(dirfd, OCI_LAYERS_DIR, e);
     for (size_t i = 0; r == 0 && i < l->n; i++) {
         if (!oci_layer_key_parse(l->v[i].key, &flags, &path))

@@ -35,6 +35,7 @@ void oci_manifest_free(struct oci_manifest *m)
     free(m->v);
     m->v = NULL;
     m->n = 0;
+    m->staged = 0;
 }
 
 static const char *str_of(json_t *o, const char *k) { return json_string_value(json_object_get(o, k)); }
@@ -146,10 +147,9 @@ static int parse_layers(json_t *layers, struct oci_manifest *m, struct wc_error 
         m->n++;
     }
     /* with an archive, files are staged as OCI_LAYERS_DIR/NNNNNN/PATH: that too must be a key */
-    int staged = 0;
     for (size_t i = 0; i < m->n; i++)
-        staged |= m->v[i].unpack != 0;
-    for (size_t i = 0; staged && i < m->n; i++)
+        m->staged |= m->v[i].unpack != 0;
+    for (size_t i = 0; m->staged && i < m->n; i++)
         if (m->v[i].path && strlen(m->v[i].path) > PATHKEY_MAX - sizeof(OCI_LAYERS_DIR "/000000/") + 1)
             return wc_err(e, -ENAMETOOLONG, "manifest: layer %zu: a path of %zu bytes; beside archive layers, "
                           "warmcache places files of at most %zu", i, strlen(m->v[i].path),

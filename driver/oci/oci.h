@@ -73,6 +73,7 @@ struct oci_manifest {
     char digest[OCI_DIGEST_LEN + 1];  /* of the image manifest the layers come from */
     struct oci_layer *v;
     size_t n;
+    int staged;                       /* it has an archive: every layer is listed under OCI_LAYERS_DIR */
 };
 void oci_manifest_free(struct oci_manifest *m);
 
@@ -142,7 +143,6 @@ struct oci_unpack {
     int (*room)(void *ctx, uint64_t bytes, struct wc_error *e);
     void *room_ctx;
     const atomic_int *cancel;
-    _Atomic uint64_t *files, *bytes;  /* optional: what it writes is added to them */
     _Atomic uint64_t *charged;        /* optional: what room() granted, as it is used */
     uint64_t entries;                 /* entries so far (a copy has at most 10 million) */
 };

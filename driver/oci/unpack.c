@@ -496,10 +496,6 @@ static int write_file(struct unpacker *k, int at, const char *base, const struct
         return wc_err_errno(e, -errno, "%s: chmod %s", k->what, q);
     if ((r = stream_copy(&k->s, fd, en->size, u->cancel, e)) < 0)
         return wc_err_prefix(e, "%s: %s: ", k->what, q);
-    if (u->bytes)
-        atomic_fetch_add(u->bytes, en->size);
-    if (u->files)
-        atomic_fetch_add(u->files, 1);
     return 0;
 }
 
@@ -660,40 +656,22 @@ static int apply_whiteouts(struct unpacker *k, struct wc_error *e)
     for (size_t i = 0; i < k->n_wh; i++) {
         const char *w = k->whiteouts[i], *path = w + 2;
         char dir[PATHKEY_MAX + 1], q[160];
-        const char *base;
+        const char *base = NULL;
         pathkey_quote(path, strlen(path), q, sizeof(q));
-        int r;
-        if (w[0] == 'o') { /* the directory's lower contents go */
-            int fd = open_dir(k, path, 0, path, e);
-            if (fd == -ENOENT)
-                continue;
-            if (fd < 0)
-                return fd;
-            r = prune(k, fd, path, 0);
-            forget_dir(k);
-        } else {
-            uint8_t m = mark_of(&k->written, path);
-            if (m & MARK_ENTRY)
-                continue; /* hides lower layers only */
-            if (m & MARK_DIR) { /* the layer wrote under it: only what lower layers put there goes */
-                int fd = open_dir(k, path, 0, path, e);
-                if (fd == -ENOENT)
-                    continue;
-                if (fd < 0)
-                    return fd;
-                r = prune(k, fd, path, 0);
-                forget_dir(k);
-            } else {
-                split(path, dir, sizeof(dir), &base);
-                int fd = open_dir(k, dir, 0, path, e);
-                if (fd == -ENOENT)
-                    continue;
-                if (fd < 0)
-                    return fd;
-                r = rm_at(fd, base, 0);
-                forget_dir(k);
-            }
-        }
+        uint8_t m = w[0] == 'o' ? MARK_DIR : mark_of(&k->written, path);
+        if (m & MARK_ENTRY)
+            continue; /* hides lower layers only */
+        /* an opaque directory, or one the layer wrote under: only what lower layers put there goes */
+        int keep = (m & MARK_DIR) != 0;
+        if (!keep)
+            split(path, dir, sizeof(dir), &base);
+        int fd = open_dir(k, keep ? path : dir, 0, path, e);
+        if (fd == -ENOENT)
+            continue;
+        if (fd < 0)
+            return fd;
+        int r = keep ? prune(k, fd, path, 0) : rm_at(fd, base, 0);
+        forget_dir(k);
         if (r < 0)
             return wc_err_errno(e, r, "%s: applying the whiteout of %s", k->what, q);
     }
@@ -989,7 +967,5 @@ int oci_place_file(struct oci_unpack *u, const char *staged, const char *path, c
     else if (at < 0)
         r = at;
     forget_dir(&k);
-    if (r == 0 && u->files)
-        atomic_fetch_add(u->files, 1);
     return r;
 }

@@ -95,7 +95,7 @@ static int layer_fake_lay_out(struct source *s, const struct listing *l, int dir
         assert_true(fd >= 0);
         assert_int_equal(write(fd, "out", 3), 3);
         close(fd);
-        atomic_fetch_add(&o->bytes, 3);
+        atomic_fetch_add(&o->charged, 3);
         if (lf->fail_lay_out) {
             lf->fail_lay_out = 0;
             return wc_err(e, -EIO, "injected failure while laying out");
