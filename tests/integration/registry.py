@@ -24,7 +24,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from conftest import make_ca
+from conftest import CTL, make_ca
 
 ROOT = Path(__file__).resolve().parents[2]
 ORAS = os.environ.get("ORAS", str(ROOT / ".tools" / "bin" / "oras"))
@@ -39,6 +39,24 @@ def free_port():
 
 def digest(b):
     return "sha256:" + hashlib.sha256(b).hexdigest()
+
+
+def fill(env, url, dest, *extra, check=True, timeout=120):
+    """`warmcachectl fill URL DEST --json` in 4 MiB parts."""
+    return subprocess.run([str(CTL), "fill", url, str(dest), "--json", "--part-size", "4", *extra], env=env,
+                          capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def tls_server(handler, cert, key, addr="127.0.0.1"):
+    """handler's HTTPS server on addr (a free port), serving in a thread of its own."""
+    srv = http.server.ThreadingHTTPServer((addr, 0), handler)
+    srv.daemon_threads = True
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(cert), str(key))
+    # the handshake in each connection's own thread, not the one that accepts
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True, do_handshake_on_connect=False)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
 
 
 def _b64url(b):
@@ -93,13 +111,8 @@ class TokenServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(tls[1]), str(tls[2]))
-        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True, do_handshake_on_connect=False)
+        self.srv = tls_server(H, tls[1], tls[2])
         self.realm = f"https://127.0.0.1:{self.srv.server_address[1]}/token"
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
     def sign(self, access):
         now = int(time.time())
@@ -341,15 +354,9 @@ class FakeRegistry:
                     return self.send(206, body[a:b + 1], [("Content-Range", f"bytes {a}-{b}/{len(body)}")])
                 return self.send(200, body)
 
-        self.srv = http.server.ThreadingHTTPServer((addr, 0), Handler)
-        self.srv.daemon_threads = True
+        self.srv = tls_server(Handler, cert, key, addr)
         self.port = self.srv.server_address[1]
         self.host = f"{addr}:{self.port}"
-        tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        tls.load_cert_chain(str(cert), str(key))
-        # the handshake in each connection's own thread, not the one that accepts
-        self.srv.socket = tls.wrap_socket(self.srv.socket, server_side=True, do_handshake_on_connect=False)
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
     def serve(self, ref, files, modelpack=False, blobs=None):
         """files as one artifact at reference ref (a tag); blobs overrides
@@ -435,14 +442,9 @@ class FakeEcrApi:
                 self.reply(200, json.dumps({"authorizationData": [{"authorizationToken": tok,
                                                                    "expiresAt": time.time() + 43200}]}).encode())
 
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(str(tls[1]), str(tls[2]))
-        self.srv.socket = ctx.wrap_socket(self.srv.socket, server_side=True, do_handshake_on_connect=False)
+        self.srv = tls_server(H, tls[1], tls[2])
         self.endpoint = f"https://127.0.0.1:{self.srv.server_address[1]}"
         H.server_name = f"127.0.0.1:{self.srv.server_address[1]}"
-        threading.Thread(target=self.srv.serve_forever, daemon=True).start()
 
     def stop(self):
         self.srv.shutdown()

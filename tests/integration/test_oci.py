@@ -13,7 +13,7 @@ import time
 import pytest
 
 from conftest import CTL, Driver, sha256_tree
-from registry import FakeRegistry, Registry, digest, push
+from registry import FakeRegistry, Registry, digest, fill, push
 
 
 def model_files():
@@ -29,11 +29,6 @@ def model_files():
 
 def hashes(files):
     return {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
-
-
-def fill(env, url, dest, *extra, check=True, timeout=120):
-    return subprocess.run([str(CTL), "fill", url, str(dest), "--json", "--part-size", "4", *extra], env=env,
-                          capture_output=True, text=True, check=check, timeout=timeout)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CTL, Driver, sha256_tree
-from registry import IMAGE_LAYER, FakeRegistry, Registry, push_image
+from registry import IMAGE_LAYER, FakeRegistry, Registry, fill, push_image
 
 GZ, ZST = IMAGE_LAYER + "+gzip", IMAGE_LAYER + "+zstd"
 
@@ -83,11 +83,6 @@ def tree(root):
 
 def h(b):
     return hashlib.sha256(b).hexdigest()
-
-
-def fill(env, url, dest, *extra, check=True, timeout=120):
-    return subprocess.run([str(CTL), "fill", url, str(dest), "--json", "--part-size", "4", *extra], env=env,
-                          capture_output=True, text=True, check=check, timeout=timeout)
 
 
 def image():
